@@ -1,0 +1,74 @@
+# Finds every third-party dependency once; targets below link the imported targets.
+# LibTorch comes from the torch==2.11.0 wheel in the project venv (tools/install_deps.sh);
+# pass -DTorch_DIR or CMAKE_PREFIX_PATH to use another one.
+find_package(Threads REQUIRED)
+
+if(NOT Torch_DIR)
+  foreach(py "${CMAKE_SOURCE_DIR}/.venv/bin/python" python3)
+    execute_process(COMMAND ${py} -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
+                    OUTPUT_VARIABLE _torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE
+                    RESULT_VARIABLE _torch_rc ERROR_QUIET)
+    if(_torch_rc EQUAL 0 AND _torch_prefix)
+      list(APPEND CMAKE_PREFIX_PATH "${_torch_prefix}")
+      break()
+    endif()
+  endforeach()
+endif()
+
+if(TIDAL_CUDA)
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  if(NOT CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 90a)   # H100 / H200
+  endif()
+  # CMake 3.25 knows no CUDA20 dialect for nvcc; kernels are C++17.
+  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include REQUIRED)
+  find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/lib/x86_64-linux-gnu REQUIRED)
+  add_library(tidal_nccl INTERFACE)
+  target_include_directories(tidal_nccl INTERFACE ${NCCL_INCLUDE_DIR})
+  target_link_libraries(tidal_nccl INTERFACE ${NCCL_LIBRARY} CUDA::cudart)
+endif()
+
+# Caffe2's CMake config looks for CUDA itself when the wheel is a CUDA build; that needs the
+# toolkit above (present on both the dev machine and the GPU machine).
+# Naming the arch list keeps Caffe2 from probing for a GPU (there is none on the dev machine).
+if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+  set(ENV{TORCH_CUDA_ARCH_LIST} "9.0a")
+endif()
+find_package(Torch REQUIRED)
+# TORCH_LIBRARIES carries libtorch_cuda when present; tidal only needs it on the GPU machine but
+# linking it everywhere keeps one build.
+add_library(tidal_torch INTERFACE)
+target_link_libraries(tidal_torch INTERFACE ${TORCH_LIBRARIES})
+target_include_directories(tidal_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+
+# ZeroMQ: find the library directly (its pkg-config file names private deps that the GPU machine lacks).
+find_path(ZMQ_INCLUDE_DIR zmq.h REQUIRED)
+find_library(ZMQ_LIBRARY zmq REQUIRED)
+find_path(CPPZMQ_INCLUDE_DIR zmq.hpp REQUIRED)
+add_library(tidal_zmq INTERFACE)
+target_include_directories(tidal_zmq INTERFACE ${ZMQ_INCLUDE_DIR} ${CPPZMQ_INCLUDE_DIR})
+target_link_libraries(tidal_zmq INTERFACE ${ZMQ_LIBRARY})
+
+find_package(yaml-cpp REQUIRED)
+if(NOT TARGET yaml-cpp::yaml-cpp)
+  add_library(yaml-cpp::yaml-cpp ALIAS yaml-cpp)
+endif()
+find_package(absl REQUIRED)
+find_package(nlohmann_json REQUIRED)
+find_path(HTTPLIB_INCLUDE_DIR httplib.h REQUIRED)
+find_library(HTTPLIB_LIBRARY NAMES cpp-httplib libcpp-httplib.so.0.11)
+add_library(tidal_httplib INTERFACE)
+target_include_directories(tidal_httplib INTERFACE ${HTTPLIB_INCLUDE_DIR})
+if(HTTPLIB_LIBRARY)
+  # Debian ships httplib compiled; the header then only declares.
+  target_link_libraries(tidal_httplib INTERFACE ${HTTPLIB_LIBRARY})
+  target_compile_definitions(tidal_httplib INTERFACE CPPHTTPLIB_USE_POLL)
+endif()
+find_path(CLI11_INCLUDE_DIR CLI/CLI.hpp REQUIRED)
+find_package(GTest)

@@ -1,0 +1,64 @@
+# Helpers that keep each folder's CMakeLists to a few lines.
+#
+# tidal_library(NAME <target> DEPS <targets...> [INCLUDE_DIRS <dirs...>] [TORCH_PCH])
+#   Globs the calling folder's *.cpp (and *.cu when TIDAL_CUDA) recursively, skipping
+#   examples/ and files ending in _main.cpp. Public include root is the repo root, so code
+#   includes "core/status.h", "rollout/engine.h", ...
+# tidal_test_suite(FOLDER <name> DEPS <targets...>)
+#   tests/<name>/*_test.cpp -> one executable tidal_<name>_tests, registered test by test.
+
+if(CCACHE_PROGRAM)
+  # Precompiled headers only hit ccache with these sloppiness settings.
+  set(CMAKE_CXX_COMPILER_LAUNCHER ${CMAKE_COMMAND} -E env
+      "CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime"
+      ${CCACHE_PROGRAM})
+endif()
+
+function(tidal_library)
+  cmake_parse_arguments(ARG "TORCH_PCH" "NAME" "DEPS;INCLUDE_DIRS" ${ARGN})
+  file(GLOB_RECURSE _srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cpp)
+  if(TIDAL_CUDA)
+    file(GLOB_RECURSE _cu CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cu)
+    list(APPEND _srcs ${_cu})
+  endif()
+  list(FILTER _srcs EXCLUDE REGEX "/examples/|_main\\.cpp$")
+  if(NOT _srcs)
+    # A folder with no sources yet: still a target, so dependents link the same names.
+    add_library(${ARG_NAME} INTERFACE)
+    target_include_directories(${ARG_NAME} INTERFACE ${PROJECT_SOURCE_DIR} ${ARG_INCLUDE_DIRS})
+    target_link_libraries(${ARG_NAME} INTERFACE ${ARG_DEPS})
+    return()
+  endif()
+  add_library(${ARG_NAME} SHARED ${_srcs})
+  target_include_directories(${ARG_NAME} PUBLIC ${PROJECT_SOURCE_DIR} ${ARG_INCLUDE_DIRS})
+  target_link_libraries(${ARG_NAME} PUBLIC ${ARG_DEPS})
+  target_compile_options(${ARG_NAME} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter>)
+  if(TIDAL_CUDA)
+    target_compile_definitions(${ARG_NAME} PUBLIC TIDAL_WITH_CUDA=1)
+    set_target_properties(${ARG_NAME} PROPERTIES CUDA_SEPARABLE_COMPILATION OFF)
+  endif()
+  if(ARG_TORCH_PCH)
+    target_precompile_headers(${ARG_NAME} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:<ATen/ATen.h$<ANGLE-R>>)
+  endif()
+endfunction()
+
+function(tidal_test_suite)
+  cmake_parse_arguments(ARG "" "FOLDER" "DEPS" ${ARGN})
+  file(GLOB _srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${ARG_FOLDER}/*_test.cpp)
+  if(NOT _srcs)
+    return()
+  endif()
+  set(_t tidal_${ARG_FOLDER}_tests)
+  add_executable(${_t} ${_srcs})
+  target_link_libraries(${_t} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main GTest::gmock)
+  target_include_directories(${_t} PRIVATE ${PROJECT_SOURCE_DIR})
+  # Tests find the CLI, fixtures and the venv's python through these.
+  target_compile_definitions(${_t} PRIVATE
+    TIDAL_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+    TIDAL_BINARY_DIR="${PROJECT_BINARY_DIR}"
+    TIDAL_BIN="$<TARGET_FILE:tidal>"
+    TIDAL_PYTHON="${PROJECT_SOURCE_DIR}/.venv/bin/python")
+  add_dependencies(${_t} tidal)
+  gtest_discover_tests(${_t} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
+                       PROPERTIES TIMEOUT 300 LABELS ${ARG_FOLDER})
+endfunction()
