@@ -4,7 +4,7 @@
 #   Globs the calling folder's *.cpp (and *.cu when TIDAL_CUDA) recursively, skipping
 #   examples/ and files ending in _main.cpp. Public include root is the repo root, so code
 #   includes "core/status.h", "rollout/engine.h", ...
-# tidal_test_suite(FOLDER <name> DEPS <targets...>)
+# tidal_test_suite(FOLDER <name> DEPS <targets...> [NEEDS_CLI])
 #   tests/<name>/*_test.cpp -> one executable tidal_<name>_tests, registered test by test.
 
 if(CCACHE_PROGRAM)
@@ -43,7 +43,7 @@ function(tidal_library)
 endfunction()
 
 function(tidal_test_suite)
-  cmake_parse_arguments(ARG "" "FOLDER" "DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "NEEDS_CLI" "FOLDER" "DEPS" ${ARGN})
   file(GLOB _srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${ARG_FOLDER}/*_test.cpp)
   if(NOT _srcs)
     return()
@@ -58,7 +58,9 @@ function(tidal_test_suite)
     TIDAL_BINARY_DIR="${PROJECT_BINARY_DIR}"
     TIDAL_BIN="$<TARGET_FILE:tidal>"
     TIDAL_PYTHON="${PROJECT_SOURCE_DIR}/.venv/bin/python")
-  add_dependencies(${_t} tidal)
+  if(ARG_NEEDS_CLI)
+    add_dependencies(${_t} tidal)  # end-to-end suites run the binary
+  endif()
   gtest_discover_tests(${_t} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
                        PROPERTIES TIMEOUT 300 LABELS ${ARG_FOLDER})
 endfunction()

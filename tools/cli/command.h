@@ -20,7 +20,7 @@ namespace tidal::cli {
 using CommandSetup = std::function<std::function<absl::Status()>(CLI::App& sub)>;
 
 struct CommandSpec {
-  std::string name;
+  std::string name;  // "version", or nested: "model inspect"
   std::string help;
   CommandSetup setup;
 };

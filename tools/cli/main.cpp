@@ -2,6 +2,7 @@
 #include <iostream>
 #include <memory>
 
+#include "absl/strings/str_split.h"
 #include "tools/cli/command.h"
 
 namespace tidal::cli {
@@ -16,7 +17,21 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::function<absl::Status()> action;
   for (auto& spec : tidal::cli::CommandRegistry()) {
-    CLI::App* sub = app.add_subcommand(spec.name, spec.help);
+    // "model inspect" nests under "model": create each parent once, then the leaf.
+    CLI::App* parent = &app;
+    std::vector<std::string> words = absl::StrSplit(spec.name, ' ');
+    for (size_t i = 0; i + 1 < words.size(); ++i) {
+      CLI::App* existing = nullptr;
+      for (CLI::App* s : parent->get_subcommands([](CLI::App*) { return true; })) {
+        if (s->get_name() == words[i]) existing = s;
+      }
+      if (!existing) {
+        existing = parent->add_subcommand(words[i], words[i] + " commands");
+        existing->require_subcommand(1);
+      }
+      parent = existing;
+    }
+    CLI::App* sub = parent->add_subcommand(words.back(), spec.help);
     auto run = spec.setup(*sub);
     sub->callback([&action, run] { action = run; });
   }
