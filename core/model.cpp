@@ -1,0 +1,207 @@
+#include "core/model.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "absl/strings/match.h"
+
+namespace tidal {
+namespace {
+
+const at::Tensor& Required(const NamedTensors& w, const std::string& name) {
+  auto it = w.find(name);
+  TORCH_CHECK(it != w.end() && it->second.defined(), "model weights lack tensor ", name);
+  return it->second;
+}
+
+at::Tensor Optional(const NamedTensors& w, const std::string& name) {
+  auto it = w.find(name);
+  return it == w.end() ? at::Tensor() : it->second;
+}
+
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  return at::linear(x, weight, bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt);
+}
+
+}  // namespace
+
+std::string LayerPrefix(int64_t layer) { return absl::StrCat("model.layers.", layer, "."); }
+
+LayerWeights LayerView(const NamedTensors& w, int64_t layer) {
+  const std::string p = LayerPrefix(layer);
+  LayerWeights l;
+  l.input_norm = Required(w, p + "input_layernorm.weight");
+  l.post_attn_norm = Required(w, p + "post_attention_layernorm.weight");
+  l.q_proj = Required(w, p + "self_attn.q_proj.weight");
+  l.k_proj = Required(w, p + "self_attn.k_proj.weight");
+  l.v_proj = Required(w, p + "self_attn.v_proj.weight");
+  l.o_proj = Required(w, p + "self_attn.o_proj.weight");
+  l.q_bias = Optional(w, p + "self_attn.q_proj.bias");
+  l.k_bias = Optional(w, p + "self_attn.k_proj.bias");
+  l.v_bias = Optional(w, p + "self_attn.v_proj.bias");
+  l.q_norm = Optional(w, p + "self_attn.q_norm.weight");
+  l.k_norm = Optional(w, p + "self_attn.k_norm.weight");
+  l.gate_proj = Required(w, p + "mlp.gate_proj.weight");
+  l.up_proj = Required(w, p + "mlp.up_proj.weight");
+  l.down_proj = Required(w, p + "mlp.down_proj.weight");
+  return l;
+}
+
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  // As HF: normalise in fp32, cast back to the input dtype, then scale (in the weight's dtype).
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
+  return weight * (xf * at::rsqrt(var + eps)).to(x.scalar_type());
+}
+
+at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& positions, double theta) {
+  TORCH_CHECK(x.dim() == 3, "ApplyRope expects x [T, H, D], got ", x.sizes());
+  TORCH_CHECK(positions.dim() == 1 && positions.size(0) == x.size(0),
+              "ApplyRope: positions must be [T] with T=", x.size(0), ", got ", positions.sizes());
+  const int64_t d = x.size(2);
+  TORCH_CHECK(d % 2 == 0, "ApplyRope: head_dim must be even, got ", d);
+  auto fopt = x.options().dtype(at::kFloat);
+  // inv_freq exactly as HF computes it (fp32 pow of an fp32 exponent) so positions agree bit-wise.
+  at::Tensor exponent = at::arange(0, d, 2, fopt.dtype(at::kLong)).to(at::kFloat) / static_cast<float>(d);
+  at::Tensor inv_freq = 1.0 / at::pow(static_cast<float>(theta), exponent);       // [D/2]
+  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(1) * inv_freq.unsqueeze(0);  // [T, D/2]
+  at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);                         // [T, 1, D]
+  at::Tensor cos = emb.cos(), sin = emb.sin();
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor x1 = xf.narrow(-1, 0, d / 2), x2 = xf.narrow(-1, d / 2, d / 2);
+  at::Tensor rotated = at::cat({-x2, x1}, -1);  // rotate_half
+  return (xf * cos + rotated * sin).to(x.scalar_type());
+}
+
+at::Tensor PackedPositions(const at::Tensor& cu_seqlens, int64_t total_tokens) {
+  TORCH_CHECK(cu_seqlens.dim() == 1 && cu_seqlens.size(0) >= 1, "cu_seqlens must be [B+1], got ",
+              cu_seqlens.sizes());
+  at::Tensor cu = cu_seqlens.to(at::kLong);
+  at::Tensor starts = cu.narrow(0, 0, cu.size(0) - 1);
+  at::Tensor lengths = cu.narrow(0, 1, cu.size(0) - 1) - starts;
+  // output_size avoids a device->host sync on GPU.
+  at::Tensor start_of_token = at::repeat_interleave(starts, lengths, /*dim=*/0, total_tokens);
+  return at::arange(total_tokens, cu.options()) - start_of_token;
+}
+
+at::Tensor VarlenCausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 const at::Tensor& cu_seqlens) {
+  TORCH_CHECK(q.dim() == 3 && k.dim() == 3 && v.dim() == 3, "attention expects [T, H, D] inputs");
+  TORCH_CHECK(k.sizes() == v.sizes(), "k and v shapes differ: ", k.sizes(), " vs ", v.sizes());
+  TORCH_CHECK(q.size(0) == k.size(0) && q.size(2) == k.size(2), "q ", q.sizes(), " and k ",
+              k.sizes(), " disagree on tokens or head_dim");
+  const int64_t hq = q.size(1), hkv = k.size(1), t = q.size(0);
+  TORCH_CHECK(hq % hkv == 0, "query heads ", hq, " not a multiple of kv heads ", hkv);
+  // Sequence boundaries drive a host-side loop; one small copy per forward.
+  at::Tensor cu = cu_seqlens.to(at::kCPU, at::kLong).contiguous();
+  const int64_t* b = cu.data_ptr<int64_t>();
+  const int64_t n = cu.numel() - 1;
+  TORCH_CHECK(n >= 0 && b[0] == 0 && b[n] == t, "cu_seqlens must start at 0 and end at T=", t,
+              ", got ", cu_seqlens);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(2)));
+  std::vector<at::Tensor> outs;
+  outs.reserve(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t len = b[i + 1] - b[i];
+    TORCH_CHECK(len >= 0, "cu_seqlens must be non-decreasing, got ", cu_seqlens);
+    if (len == 0) continue;
+    // [L, H, D] -> [H, L, D]; kv heads are expanded to query heads (HF repeat_kv order).
+    at::Tensor qs = q.narrow(0, b[i], len).transpose(0, 1);
+    at::Tensor ks = k.narrow(0, b[i], len).transpose(0, 1);
+    at::Tensor vs = v.narrow(0, b[i], len).transpose(0, 1);
+    if (hq != hkv) {
+      ks = ks.repeat_interleave(hq / hkv, 0);
+      vs = vs.repeat_interleave(hq / hkv, 0);
+    }
+    at::Tensor o = at::scaled_dot_product_attention(qs, ks, vs, /*attn_mask=*/std::nullopt,
+                                                    /*dropout_p=*/0.0, /*is_causal=*/true, scale);
+    outs.push_back(o.transpose(0, 1));
+  }
+  if (outs.empty()) return at::empty_like(q);
+  return outs.size() == 1 ? outs[0].contiguous() : at::cat(outs, 0);
+}
+
+at::Tensor Embed(const NamedTensors& w, const at::Tensor& ids) {
+  return at::embedding(Required(w, "model.embed_tokens.weight"), ids);
+}
+
+at::Tensor DecoderLayer(const ModelConfig& c, const LayerWeights& w, const at::Tensor& hidden,
+                        const at::Tensor& positions, int64_t layer, const AttentionFn& attn) {
+  TORCH_CHECK(attn, "DecoderLayer needs an attention function");
+  const int64_t t = hidden.size(0), d = c.HeadDim();
+  const double eps = c.rms_norm_eps;
+  at::Tensor x = RmsNorm(hidden, w.input_norm, eps);
+  at::Tensor q = Linear(x, w.q_proj, w.q_bias).view({t, c.num_attention_heads, d});
+  at::Tensor k = Linear(x, w.k_proj, w.k_bias).view({t, c.num_key_value_heads, d});
+  at::Tensor v = Linear(x, w.v_proj, w.v_bias).view({t, c.num_key_value_heads, d});
+  if (w.q_norm.defined()) q = RmsNorm(q, w.q_norm, eps);  // Qwen3: per head, before RoPE
+  if (w.k_norm.defined()) k = RmsNorm(k, w.k_norm, eps);
+  q = ApplyRope(q, positions, c.rope_theta);
+  k = ApplyRope(k, positions, c.rope_theta);
+  at::Tensor o = attn(layer, q, k, v).reshape({t, c.num_attention_heads * d});
+  at::Tensor h = hidden + at::linear(o, w.o_proj);
+  x = RmsNorm(h, w.post_attn_norm, eps);
+  at::Tensor mlp = at::linear(at::silu(at::linear(x, w.gate_proj)) * at::linear(x, w.up_proj),
+                              w.down_proj);
+  return h + mlp;
+}
+
+at::Tensor FinalNorm(const ModelConfig& c, const NamedTensors& w, const at::Tensor& hidden) {
+  return RmsNorm(hidden, Required(w, "model.norm.weight"), c.rms_norm_eps);
+}
+
+at::Tensor LmHead(const ModelConfig& c, const NamedTensors& w) {
+  return Required(w, c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+}
+
+Model::Model(ModelConfig config, NamedTensors weights)
+    : config_(std::move(config)), weights_(std::move(weights)) {}
+
+Model Model::RandomInit(const ModelConfig& config, uint64_t seed, at::ScalarType dtype) {
+  auto valid = config.Validate();
+  TORCH_CHECK(valid.ok(), "RandomInit: invalid config: ", valid.message());
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  NamedTensors w;
+  for (const ParamSpec& spec : ParamSpecs(config)) {
+    at::Tensor t;
+    if (absl::EndsWith(spec.name, "norm.weight")) {
+      t = at::ones(spec.shape, at::kFloat);
+    } else if (absl::EndsWith(spec.name, ".bias")) {
+      t = at::zeros(spec.shape, at::kFloat);
+    } else {
+      t = at::empty(spec.shape, at::kFloat);
+      t.normal_(0.0, 0.02, gen);
+    }
+    w.emplace(spec.name, t.to(dtype));
+  }
+  return Model(config, std::move(w));
+}
+
+at::Tensor Model::Hidden(const at::Tensor& ids, const at::Tensor& cu_seqlens,
+                         const AttentionFn& attn) const {
+  TORCH_CHECK(ids.dim() == 1, "ids must be [T], got ", ids.sizes());
+  const int64_t t = ids.size(0);
+  AttentionFn fn = attn;
+  if (!fn) {
+    fn = [&cu_seqlens](int64_t, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+      return VarlenCausalAttention(q, k, v, cu_seqlens);
+    };
+  }
+  at::Tensor positions = PackedPositions(cu_seqlens.to(ids.device()), t);
+  at::Tensor h = Embed(weights_, ids);
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    h = DecoderLayer(config_, LayerView(weights_, l), h, positions, l, fn);
+  }
+  return FinalNorm(config_, weights_, h);
+}
+
+at::Tensor Model::Logits(const at::Tensor& ids, const at::Tensor& cu_seqlens) const {
+  return at::linear(Hidden(ids, cu_seqlens), LmHead(config_, weights_)).to(at::kFloat);
+}
+
+at::Tensor Model::TokenLogprobs(const at::Tensor& ids, const at::Tensor& cu_seqlens,
+                                const at::Tensor& targets, double temperature) const {
+  return TokenLogprobsFromHidden(Hidden(ids, cu_seqlens), LmHead(config_, weights_), targets,
+                                 temperature);
+}
+
+}  // namespace tidal

@@ -1,0 +1,169 @@
+#include "core/model.h"
+
+#include <gtest/gtest.h>
+
+namespace tidal {
+namespace {
+
+at::Tensor Ids(std::vector<int64_t> v) { return at::tensor(v, at::kLong); }
+
+ModelConfig SmallQwen3() {
+  ModelConfig c;
+  c.model_type = "qwen3";
+  c.vocab_size = 97;
+  c.hidden_size = 48;
+  c.intermediate_size = 80;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 6;
+  c.num_key_value_heads = 2;
+  c.head_dim = 16;
+  c.qk_norm = true;
+  c.rope_theta = 1e6;
+  return c;
+}
+
+class ModelArchTest : public ::testing::TestWithParam<ModelConfig> {};
+
+TEST_P(ModelArchTest, PackedForwardEqualsSeparateForwards) {
+  Model m = Model::RandomInit(GetParam(), 7);
+  at::Tensor a = Ids({1, 5, 9, 2, 44}), b = Ids({3, 3, 8, 90, 11, 0, 12});
+  at::Tensor packed = m.Logits(at::cat({a, b}), Ids({0, 5, 12}));
+  at::Tensor la = m.Logits(a, Ids({0, 5})), lb = m.Logits(b, Ids({0, 7}));
+  ASSERT_EQ(packed.sizes(), (std::vector<int64_t>{12, GetParam().vocab_size}));
+  EXPECT_TRUE(at::allclose(packed, at::cat({la, lb}), 1e-5, 1e-5));
+}
+
+TEST_P(ModelArchTest, PrefixLogitsDoNotSeeLaterTokens) {
+  Model m = Model::RandomInit(GetParam(), 3);
+  at::Tensor ids = Ids({4, 8, 15, 16, 23, 42, 7});
+  at::Tensor full = m.Logits(ids, Ids({0, 7}));
+  at::Tensor prefix = m.Logits(ids.narrow(0, 0, 4), Ids({0, 4}));
+  EXPECT_TRUE(at::allclose(full.narrow(0, 0, 4), prefix, 1e-5, 1e-5));
+  // ...and later tokens do see earlier ones.
+  at::Tensor other = ids.clone();
+  other[0] = 5;
+  EXPECT_FALSE(at::allclose(m.Logits(other, Ids({0, 7})).narrow(0, 4, 3), full.narrow(0, 4, 3)));
+}
+
+TEST_P(ModelArchTest, TokenLogprobsMatchLogSoftmax) {
+  Model m = Model::RandomInit(GetParam(), 11);
+  at::Tensor ids = Ids({1, 2, 3, 4, 5, 6, 7, 8, 9});
+  at::Tensor cu = Ids({0, 4, 9});
+  at::Tensor targets = Ids({2, 3, 4, 0, 6, 7, 8, 9, 0});
+  for (double temp : {1.0, 0.7}) {
+    at::Tensor expect = at::log_softmax(m.Logits(ids, cu) / temp, -1).gather(1, targets.unsqueeze(1)).squeeze(1);
+    at::Tensor got = m.TokenLogprobs(ids, cu, targets, temp);
+    EXPECT_EQ(got.scalar_type(), at::kFloat);
+    EXPECT_TRUE(at::allclose(got, expect, 1e-5, 1e-5)) << temp;
+  }
+}
+
+TEST_P(ModelArchTest, GradientsReachEveryWeight) {
+  Model m = Model::RandomInit(GetParam(), 5);
+  for (auto& [name, t] : m.weights()) t.requires_grad_(true);
+  at::Tensor ids = Ids({1, 2, 3, 4, 5, 6});
+  at::Tensor lp = m.TokenLogprobs(ids, Ids({0, 2, 6}), Ids({2, 3, 4, 5, 6, 7}));
+  lp.sum().backward();
+  for (auto& [name, t] : m.weights()) {
+    ASSERT_TRUE(t.grad().defined()) << name;
+    EXPECT_GT(t.grad().abs().sum().item<double>(), 0) << name;
+  }
+}
+
+ModelConfig Llama() {
+  ModelConfig c = SmallQwen3();
+  c.model_type = "llama";
+  c.qk_norm = false;
+  c.head_dim = 0;
+  c.tie_word_embeddings = true;
+  c.rope_theta = 5e5;
+  return c;
+}
+
+INSTANTIATE_TEST_SUITE_P(Archs, ModelArchTest,
+                         ::testing::Values(TinyQwen2Config(64, 2, 4, 2, 101), SmallQwen3(), Llama()),
+                         [](const auto& info) { return info.param.model_type; });
+
+TEST(ModelTest, RandomInitIsDeterministicAndHfStyle) {
+  ModelConfig c = TinyQwen2Config(32, 1, 2, 1, 50);
+  Model a = Model::RandomInit(c, 42), b = Model::RandomInit(c, 42), d = Model::RandomInit(c, 43);
+  ASSERT_EQ(a.weights().size(), ParamSpecs(c).size());
+  for (const auto& spec : ParamSpecs(c)) {
+    const at::Tensor& t = a.weights().at(spec.name);
+    EXPECT_EQ(t.sizes().vec(), spec.shape) << spec.name;
+    EXPECT_TRUE(at::equal(t, b.weights().at(spec.name))) << spec.name;
+  }
+  EXPECT_FALSE(at::equal(a.weights().at("model.embed_tokens.weight"), d.weights().at("model.embed_tokens.weight")));
+  EXPECT_TRUE(at::equal(a.weights().at("model.norm.weight"), at::ones({32})));
+  EXPECT_NEAR(a.weights().at("model.embed_tokens.weight").std().item<double>(), 0.02, 0.003);
+  EXPECT_EQ(Model::RandomInit(c, 1, at::kBFloat16).weights().at("model.norm.weight").scalar_type(), at::kBFloat16);
+}
+
+TEST(ModelTest, RopeIsIdentityAtZeroAndRelative) {
+  at::Tensor q = at::randn({1, 2, 8}), k = at::randn({1, 2, 8});
+  EXPECT_TRUE(at::allclose(ApplyRope(q, Ids({0}), 1e4), q, 1e-6, 1e-6));
+  // <rope(q, m), rope(k, n)> depends only on m - n.
+  auto dot = [&](int64_t m, int64_t n) {
+    return (ApplyRope(q, Ids({m}), 1e4) * ApplyRope(k, Ids({n}), 1e4)).sum(-1);
+  };
+  EXPECT_TRUE(at::allclose(dot(5, 2), dot(13, 10), 1e-4, 1e-4));
+  EXPECT_FALSE(at::allclose(dot(5, 2), dot(5, 3), 1e-4, 1e-4));
+  // Norm is preserved; bf16 input comes back bf16.
+  EXPECT_TRUE(at::allclose(ApplyRope(q, Ids({7}), 1e4).norm(), q.norm(), 1e-5, 1e-5));
+  EXPECT_EQ(ApplyRope(q.to(at::kBFloat16), Ids({7}), 1e4).scalar_type(), at::kBFloat16);
+}
+
+TEST(ModelTest, PackedPositionsRestartPerSequence) {
+  at::Tensor p = PackedPositions(Ids({0, 3, 3, 5}), 5);
+  EXPECT_TRUE(at::equal(p, Ids({0, 1, 2, 0, 1})));
+}
+
+TEST(ModelTest, VarlenAttentionMatchesMaskedReference) {
+  at::Tensor q = at::randn({7, 4, 8}), k = at::randn({7, 2, 8}), v = at::randn({7, 2, 8});
+  at::Tensor out = VarlenCausalAttention(q, k, v, Ids({0, 3, 7}));
+  // Reference: full attention with a block-diagonal causal mask, kv heads repeated.
+  at::Tensor kr = k.repeat_interleave(2, 1), vr = v.repeat_interleave(2, 1);
+  at::Tensor scores = at::einsum("thd,shd->hts", {q, kr}) / std::sqrt(8.0);
+  at::Tensor seq = Ids({0, 0, 0, 1, 1, 1, 1}), pos = at::arange(7);
+  at::Tensor allowed = seq.unsqueeze(1).eq(seq.unsqueeze(0)) & pos.unsqueeze(1).ge(pos.unsqueeze(0));
+  scores = scores.masked_fill(allowed.logical_not(), -INFINITY);
+  at::Tensor ref = at::einsum("hts,shd->thd", {at::softmax(scores, -1), vr});
+  EXPECT_TRUE(at::allclose(out, ref, 1e-5, 1e-5));
+  EXPECT_THROW(VarlenCausalAttention(q, k, v, Ids({0, 3, 6})), c10::Error);
+}
+
+TEST(ModelTest, ChunkedLogprobGradientsMatchDirectAutograd) {
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    at::Tensor h = at::randn({10, 16}).to(dtype).requires_grad_(true);
+    at::Tensor w = (at::randn({33, 16}) * 0.3).to(dtype).requires_grad_(true);
+    at::Tensor targets = at::randint(0, 33, {10}, at::kLong);
+    at::Tensor g = at::randn({10});
+    at::Tensor lp = TokenLogprobsFromHidden(h, w, targets, 0.8, /*chunk_tokens=*/3);
+    (lp * g).sum().backward();
+    at::Tensor gh = h.grad().clone(), gw = w.grad().clone();
+    h.mutable_grad().reset();
+    w.mutable_grad().reset();
+    at::Tensor ref = at::log_softmax(at::matmul(h, w.t()).to(at::kFloat) / 0.8, -1)
+                         .gather(1, targets.unsqueeze(1)).squeeze(1);
+    const double tol = dtype == at::kFloat ? 1e-5 : 2e-2;
+    EXPECT_TRUE(at::allclose(lp, ref, tol, tol));
+    (ref * g).sum().backward();
+    EXPECT_TRUE(at::allclose(gh.to(at::kFloat), h.grad().to(at::kFloat), tol, tol)) << dtype;
+    EXPECT_TRUE(at::allclose(gw.to(at::kFloat), w.grad().to(at::kFloat), tol, tol)) << dtype;
+  }
+  EXPECT_THROW(TokenLogprobsFromHidden(at::randn({2, 4}), at::randn({5, 4}), Ids({0, 5})), c10::Error);
+}
+
+TEST(ModelTest, MissingWeightIsNamed) {
+  Model m = Model::RandomInit(TinyQwen2Config(32, 1, 2, 1, 50), 1);
+  m.weights().erase("model.layers.0.mlp.up_proj.weight");
+  try {
+    m.Logits(Ids({1, 2}), Ids({0, 2}));
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.mlp.up_proj.weight"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace tidal
