@@ -42,6 +42,9 @@ function(tidal_library)
   endif()
 endfunction()
 
+set(TIDAL_PYTHON "${PROJECT_SOURCE_DIR}/.venv/bin/python" CACHE STRING
+    "Python with torch/transformers/tokenizers for reference and parity tests")
+
 function(tidal_test_suite)
   cmake_parse_arguments(ARG "NEEDS_CLI" "FOLDER" "DEPS" ${ARGN})
   file(GLOB _srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${ARG_FOLDER}/*_test.cpp)
@@ -57,7 +60,7 @@ function(tidal_test_suite)
     TIDAL_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     TIDAL_BINARY_DIR="${PROJECT_BINARY_DIR}"
     TIDAL_BIN="$<TARGET_FILE:tidal>"
-    TIDAL_PYTHON="${PROJECT_SOURCE_DIR}/.venv/bin/python")
+    TIDAL_PYTHON="${TIDAL_PYTHON}")
   if(ARG_NEEDS_CLI)
     add_dependencies(${_t} tidal)  # end-to-end suites run the binary
   endif()
