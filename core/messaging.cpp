@@ -1,0 +1,629 @@
+#include "core/messaging.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "absl/container/flat_hash_map.h"
+#include "core/heartbeat.h"
+#include "core/logging.h"
+#include "core/status.h"
+
+namespace tidal {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One context per process: its I/O threads serve every endpoint. Leaked on purpose: terminating
+// a context at static-destruction time blocks on sockets still lingering.
+zmq::context_t& SharedContext() {
+  static auto* ctx = new zmq::context_t(1);
+  return *ctx;
+}
+
+// Frames at least this large are handed to ZeroMQ without a copy (the Payload owner stays alive
+// until ZeroMQ has sent them); smaller ones are cheaper to copy than to reference-count.
+constexpr size_t kZeroCopyThreshold = 4096;
+
+void ReleasePayload(void* /*data*/, void* hint) {
+  delete static_cast<std::shared_ptr<const void>*>(hint);
+}
+
+zmq::message_t ToZmq(const Payload& p) {
+  if (p.size() < kZeroCopyThreshold || !p.owner()) return zmq::message_t(p.data(), p.size());
+  auto* keep = new std::shared_ptr<const void>(p.owner());
+  return zmq::message_t(const_cast<std::byte*>(p.data()), p.size(), &ReleasePayload, keep);
+}
+
+Payload FromZmq(zmq::message_t&& m) {
+  auto owned = std::make_shared<zmq::message_t>(std::move(m));
+  const void* data = owned->data();
+  size_t size = owned->size();
+  return Payload(std::shared_ptr<const void>(owned, data), data, size);
+}
+
+int64_t UnixMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+namespace messaging_internal {
+
+class Endpoint {
+ public:
+  enum class Kind { kRouter, kDealer };
+  struct Config {
+    Kind kind;
+    std::string endpoint;
+    std::string name;
+    HeartbeatOptions heartbeat;
+    int send_high_water_mark;
+    absl::Duration linger;
+  };
+
+  static absl::StatusOr<std::unique_ptr<Endpoint>> Start(Config config);
+  ~Endpoint();
+
+  const std::string& endpoint() const { return resolved_endpoint_; }
+  const std::string& name() const { return config_.name; }
+
+  absl::Status Enqueue(std::string_view peer, OutMessage out, uint64_t reply_to);
+  std::future<absl::StatusOr<Envelope>> EnqueueRequest(std::string_view peer, OutMessage out,
+                                                       absl::Duration timeout);
+  absl::StatusOr<Inbound> Receive(absl::Duration timeout);
+  std::vector<std::string> AlivePeers() const;
+  bool PeerAlive(std::string_view peer) const;
+  MessagingStats Stats() const;
+
+ private:
+  struct Outgoing {
+    std::string peer;  // routing identity (router only)
+    uint64_t id = 0;
+    std::vector<Payload> frames;
+  };
+  struct Pending {
+    std::string peer;
+    std::string type;
+    Clock::time_point deadline;
+    std::promise<absl::StatusOr<Envelope>> promise;
+  };
+  struct AtomicStats {
+    std::atomic<uint64_t> sent{0}, received{0}, decode_errors{0}, send_errors{0}, late_replies{0},
+        heartbeats_sent{0}, heartbeats_received{0}, peers_dead{0};
+  };
+
+  Endpoint(Config config, zmq::socket_t socket, std::string resolved, int wake_fd);
+
+  bool is_router() const { return config_.kind == Kind::kRouter; }
+  // Name under which the heartbeat tracker and events know the remote side.
+  std::string PeerKey(std::string_view identity) const {
+    return is_router() ? std::string(identity) : std::string(Dealer::kRouterPeer);
+  }
+  std::vector<Payload> Encode(OutMessage out, uint64_t id, uint64_t reply_to) const;
+  void Wake();
+
+  // ---- I/O thread only ----
+  void Run();
+  void ReceiveAvailable(Clock::time_point now);
+  void HandleMessage(std::vector<zmq::message_t>& parts, Clock::time_point now);
+  // Returns false when the socket would block (the message stays queued).
+  bool SendNow(const Outgoing& out);
+  void FlushOutbox();
+  void SendHeartbeat(const std::string& peer, uint64_t seq);
+  void CheckLiveness(Clock::time_point now);
+  void ExpireRequests(Clock::time_point now);
+  void FailPending(uint64_t id, const absl::Status& status);
+  void Deliver(Inbound item);
+
+  const Config config_;
+  const std::string resolved_endpoint_;
+  zmq::socket_t socket_;  // owned by the I/O thread after construction
+  const int wake_fd_;
+  std::atomic<uint64_t> next_id_{1};
+  AtomicStats stats_;
+
+  // I/O thread state.
+  HeartbeatTracker tracker_;
+  std::deque<Outgoing> retry_;  // accepted but the socket would block
+  uint64_t heartbeat_seq_ = 0;
+  Clock::time_point next_heartbeat_;
+
+  mutable std::mutex mu_;
+  std::condition_variable inbox_cv_;
+  bool stopping_ = false;
+  std::deque<Outgoing> outbox_;
+  std::deque<Inbound> inbox_;
+  absl::flat_hash_map<uint64_t, Pending> pending_;
+  std::set<std::string, std::less<>> alive_;  // mirror of tracker_ for callers' threads
+
+  std::thread thread_;
+};
+
+absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Start(Config config) {
+  const bool router = config.kind == Kind::kRouter;
+  if (config.endpoint.empty()) return absl::InvalidArgumentError("messaging: empty endpoint");
+  if (!router && (config.name.empty() || config.name.size() > 255 || config.name[0] == '\0')) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dealer name '", config.name, "': must be 1-255 bytes and not start with a NUL byte"));
+  }
+  if (config.heartbeat.interval <= absl::ZeroDuration() || config.heartbeat.miss < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("heartbeat: interval must be > 0 and miss >= 1, got interval=",
+                     absl::FormatDuration(config.heartbeat.interval),
+                     " miss=", config.heartbeat.miss));
+  }
+  std::string resolved;
+  zmq::socket_t socket;
+  try {
+    socket = zmq::socket_t(SharedContext(), router ? zmq::socket_type::router
+                                                   : zmq::socket_type::dealer);
+    socket.set(zmq::sockopt::linger, static_cast<int>(absl::ToInt64Milliseconds(config.linger)));
+    socket.set(zmq::sockopt::sndhwm, config.send_high_water_mark);
+    socket.set(zmq::sockopt::rcvhwm, config.send_high_water_mark);
+    if (router) {
+      // Fail sends to unknown identities instead of dropping them silently, and let a restarted
+      // worker with the same name take over its old identity.
+      socket.set(zmq::sockopt::router_mandatory, 1);
+      socket.set(zmq::sockopt::router_handover, 1);
+      socket.bind(config.endpoint);
+      resolved = socket.get(zmq::sockopt::last_endpoint);
+    } else {
+      socket.set(zmq::sockopt::routing_id, config.name);
+      socket.set(zmq::sockopt::reconnect_ivl, 100);
+      socket.set(zmq::sockopt::reconnect_ivl_max, 2000);
+      socket.connect(config.endpoint);
+      resolved = config.endpoint;
+    }
+  } catch (const zmq::error_t& e) {
+    return absl::UnavailableError(absl::StrCat(router ? "bind " : "connect ", config.endpoint,
+                                               ": ", e.what()));
+  }
+  int wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd < 0) return absl::InternalError("messaging: eventfd() failed");
+  auto ep = std::unique_ptr<Endpoint>(
+      new Endpoint(std::move(config), std::move(socket), std::move(resolved), wake_fd));
+  ep->thread_ = std::thread([raw = ep.get()] { raw->Run(); });
+  return ep;
+}
+
+Endpoint::Endpoint(Config config, zmq::socket_t socket, std::string resolved, int wake_fd)
+    : config_(std::move(config)),
+      resolved_endpoint_(std::move(resolved)),
+      socket_(std::move(socket)),
+      wake_fd_(wake_fd),
+      tracker_(config_.heartbeat.interval, config_.heartbeat.miss) {
+  auto now = Clock::now();
+  next_heartbeat_ = now;  // a Dealer announces itself at once
+  if (!is_router()) {
+    // Watch the Router from connect time, so one that never answers is still reported dead.
+    tracker_.Expect(Dealer::kRouterPeer, now);
+    alive_.insert(std::string(Dealer::kRouterPeer));
+  }
+}
+
+Endpoint::~Endpoint() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  Wake();
+  inbox_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  ::close(wake_fd_);
+}
+
+void Endpoint::Wake() {
+  uint64_t one = 1;
+  // EAGAIN only when the counter is saturated, which still leaves the fd readable.
+  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof(one));
+}
+
+std::vector<Payload> Endpoint::Encode(OutMessage out, uint64_t id, uint64_t reply_to) const {
+  MessageHeader header;
+  header.id = id;
+  header.reply_to = reply_to;
+  header.sender = config_.name;
+  return EncodeFrames(std::move(header), out);
+}
+
+absl::Status Endpoint::Enqueue(std::string_view peer, OutMessage out, uint64_t reply_to) {
+  uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  // Encoding happens on the caller's thread, keeping the I/O thread free for the socket.
+  std::vector<Payload> frames = Encode(std::move(out), id, reply_to);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return absl::CancelledError("messaging: endpoint is shutting down");
+    if (is_router() && !alive_.contains(peer)) {
+      return absl::NotFoundError(absl::StrCat("peer '", std::string(peer), "' is not connected to ",
+                                              config_.name, " (never seen or declared dead)"));
+    }
+    outbox_.push_back(Outgoing{std::string(peer), id, std::move(frames)});
+  }
+  Wake();
+  return absl::OkStatus();
+}
+
+std::future<absl::StatusOr<Envelope>> Endpoint::EnqueueRequest(std::string_view peer,
+                                                               OutMessage out,
+                                                               absl::Duration timeout) {
+  uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  std::string type = out.type;
+  std::vector<Payload> frames = Encode(std::move(out), id, 0);
+  std::promise<absl::StatusOr<Envelope>> promise;
+  auto future = promise.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      promise.set_value(absl::CancelledError("messaging: endpoint is shutting down"));
+      return future;
+    }
+    if (is_router() && !alive_.contains(peer)) {
+      promise.set_value(absl::NotFoundError(absl::StrCat(
+          "request ", type, ": peer '", std::string(peer), "' is not connected (never seen or declared dead)")));
+      return future;
+    }
+    auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                       absl::ToChronoNanoseconds(std::max(timeout, absl::ZeroDuration())));
+    pending_.emplace(id, Pending{std::string(peer), type, deadline, std::move(promise)});
+    outbox_.push_back(Outgoing{std::string(peer), id, std::move(frames)});
+  }
+  Wake();
+  return future;
+}
+
+absl::StatusOr<Inbound> Endpoint::Receive(absl::Duration timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto ready = [&] { return stopping_ || !inbox_.empty(); };
+  if (!ready()) {
+    if (timeout == absl::InfiniteDuration()) {
+      inbox_cv_.wait(lock, ready);
+    } else {
+      inbox_cv_.wait_for(lock, absl::ToChronoNanoseconds(std::max(timeout, absl::ZeroDuration())),
+                         ready);
+    }
+  }
+  if (stopping_) return absl::CancelledError("messaging: endpoint is shutting down");
+  if (inbox_.empty()) {
+    return absl::DeadlineExceededError(absl::StrCat(config_.name, ": nothing received within ",
+                                                    absl::FormatDuration(timeout)));
+  }
+  Inbound item = std::move(inbox_.front());
+  inbox_.pop_front();
+  return item;
+}
+
+std::vector<std::string> Endpoint::AlivePeers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {alive_.begin(), alive_.end()};
+}
+
+bool Endpoint::PeerAlive(std::string_view peer) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return alive_.contains(peer);
+}
+
+MessagingStats Endpoint::Stats() const {
+  MessagingStats s;
+  s.sent = stats_.sent.load();
+  s.received = stats_.received.load();
+  s.decode_errors = stats_.decode_errors.load();
+  s.send_errors = stats_.send_errors.load();
+  s.late_replies = stats_.late_replies.load();
+  s.heartbeats_sent = stats_.heartbeats_sent.load();
+  s.heartbeats_received = stats_.heartbeats_received.load();
+  s.peers_dead = stats_.peers_dead.load();
+  return s;
+}
+
+// ---- I/O thread ----------------------------------------------------------------------------
+
+void Endpoint::Run() {
+  const auto interval =
+      std::chrono::duration_cast<Clock::duration>(absl::ToChronoNanoseconds(config_.heartbeat.interval));
+  for (;;) {
+    auto now = Clock::now();
+    auto next = tracker_.NextDeadline();
+    if (!is_router()) next = std::min(next, next_heartbeat_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) break;
+      for (const auto& [id, p] : pending_) next = std::min(next, p.deadline);
+    }
+    // Capped so a socket that would block is retried soon; otherwise sleep until the next timer.
+    auto cap = retry_.empty() ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(2);
+    auto wait = next <= now ? Clock::duration::zero() : std::min<Clock::duration>(next - now, cap);
+    auto wait_ms = std::chrono::ceil<std::chrono::milliseconds>(wait);
+
+    zmq::pollitem_t items[] = {
+        {socket_.handle(), 0, ZMQ_POLLIN, 0},
+        {nullptr, wake_fd_, ZMQ_POLLIN, 0},
+    };
+    try {
+      zmq::poll(items, 2, wait_ms);
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) TIDAL_LOG(ERROR) << "messaging: poll failed: " << e.what();
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      uint64_t count;
+      [[maybe_unused]] ssize_t n = ::read(wake_fd_, &count, sizeof(count));
+    }
+    now = Clock::now();
+    ReceiveAvailable(now);
+    FlushOutbox();
+    if (!is_router() && now >= next_heartbeat_) {
+      SendHeartbeat("", ++heartbeat_seq_);
+      next_heartbeat_ = std::max(next_heartbeat_ + interval, now);
+    }
+    CheckLiveness(now);
+    ExpireRequests(now);
+  }
+
+  // Shutting down: give queued messages to ZeroMQ (linger sends them), fail what still waits.
+  FlushOutbox();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, p] : pending_) {
+    p.promise.set_value(absl::CancelledError(
+        absl::StrCat("request ", p.type, " to '", p.peer, "': endpoint shut down")));
+  }
+  pending_.clear();
+  socket_.close();
+}
+
+void Endpoint::ReceiveAvailable(Clock::time_point now) {
+  // Bounded so a flooding peer cannot starve sends and timers.
+  for (int i = 0; i < 1024; ++i) {
+    std::vector<zmq::message_t> parts;
+    std::optional<size_t> got;
+    try {
+      got = zmq::recv_multipart(socket_, std::back_inserter(parts), zmq::recv_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      TIDAL_LOG(ERROR) << "messaging: receive failed on " << resolved_endpoint_ << ": " << e.what();
+      return;
+    }
+    if (!got) return;
+    HandleMessage(parts, now);
+  }
+}
+
+void Endpoint::HandleMessage(std::vector<zmq::message_t>& parts, Clock::time_point now) {
+  std::string identity;
+  size_t first = 0;
+  if (is_router()) {
+    if (parts.empty()) return;
+    identity = parts[0].to_string();
+    first = 1;
+  }
+  std::vector<Payload> frames;
+  frames.reserve(parts.size() - first);
+  for (size_t i = first; i < parts.size(); ++i) frames.push_back(FromZmq(std::move(parts[i])));
+
+  absl::StatusOr<Envelope> env = DecodeFrames(std::move(frames));
+  if (!env.ok()) {
+    stats_.decode_errors.fetch_add(1, std::memory_order_relaxed);
+    TIDAL_LOG(WARN) << config_.name << ": rejected a message from '"
+                    << (is_router() ? identity : std::string(Dealer::kRouterPeer))
+                    << "': " << env.status().message();
+    return;
+  }
+  stats_.received.fetch_add(1, std::memory_order_relaxed);
+  env->peer = is_router() ? identity : env->header.sender;
+
+  std::string key = PeerKey(identity);
+  if (tracker_.Seen(key, now)) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      alive_.insert(key);
+    }
+    TIDAL_LOG(INFO) << config_.name << ": peer '" << key << "' joined";
+    Deliver(PeerEvent{PeerEvent::Kind::kJoined, key});
+  }
+
+  if (env->Is<Heartbeat>()) {
+    stats_.heartbeats_received.fetch_add(1, std::memory_order_relaxed);
+    if (is_router()) {
+      auto hb = env->As<Heartbeat>();
+      SendHeartbeat(identity, hb.ok() ? hb->seq : 0);  // the echo is the Dealer's liveness signal
+    }
+    return;
+  }
+
+  if (env->header.reply_to != 0) {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto it = pending_.find(env->header.reply_to);
+    if (it == pending_.end() || (is_router() && it->second.peer != identity)) {
+      lock.unlock();
+      stats_.late_replies.fetch_add(1, std::memory_order_relaxed);
+      TIDAL_LOG(DEBUG) << config_.name << ": dropped reply " << env->type() << " from '" << key
+                       << "' to request " << env->header.reply_to << " (timed out or unknown)";
+      return;
+    }
+    Pending p = std::move(it->second);
+    pending_.erase(it);
+    lock.unlock();
+    if (env->Is<Error>()) {
+      auto err = env->As<Error>();
+      p.promise.set_value(err.ok() ? StatusFromError(*err) : err.status());
+    } else {
+      p.promise.set_value(*std::move(env));
+    }
+    return;
+  }
+  Deliver(*std::move(env));
+}
+
+void Endpoint::Deliver(Inbound item) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inbox_.push_back(std::move(item));
+  }
+  inbox_cv_.notify_one();
+}
+
+bool Endpoint::SendNow(const Outgoing& out) {
+  try {
+    if (is_router()) {
+      if (!socket_.send(zmq::buffer(out.peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+        return false;  // would block: nothing sent yet, retry later
+      }
+    }
+    for (size_t i = 0; i < out.frames.size(); ++i) {
+      auto flags = i + 1 < out.frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+      // After the first part is accepted the rest of a multipart message cannot block.
+      if (!socket_.send(ToZmq(out.frames[i]), flags | zmq::send_flags::dontwait)) {
+        if (i == 0 && !is_router()) return false;
+      }
+    }
+    stats_.sent.fetch_add(1, std::memory_order_relaxed);
+  } catch (const zmq::error_t& e) {
+    stats_.send_errors.fetch_add(1, std::memory_order_relaxed);
+    std::string why = absl::StrCat("send to '", PeerKey(out.peer), "' failed: ", e.what());
+    TIDAL_LOG(WARN) << config_.name << ": " << why;
+    FailPending(out.id, absl::UnavailableError(why));
+  }
+  return true;
+}
+
+void Endpoint::FlushOutbox() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (!outbox_.empty()) {
+      retry_.push_back(std::move(outbox_.front()));
+      outbox_.pop_front();
+    }
+  }
+  while (!retry_.empty()) {
+    if (!SendNow(retry_.front())) return;
+    retry_.pop_front();
+  }
+}
+
+void Endpoint::SendHeartbeat(const std::string& peer, uint64_t seq) {
+  Outgoing out;
+  out.peer = peer;
+  out.id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  out.frames = Encode(MakeOut(Heartbeat{seq, UnixMillis()}), out.id, 0);
+  // A heartbeat that would block is dropped: the next one follows within an interval.
+  if (SendNow(out)) stats_.heartbeats_sent.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Endpoint::CheckLiveness(Clock::time_point now) {
+  for (const std::string& peer : tracker_.Expire(now)) {
+    stats_.peers_dead.fetch_add(1, std::memory_order_relaxed);
+    TIDAL_LOG(WARN) << config_.name << ": peer '" << peer << "' is dead (silent for more than "
+                    << config_.heartbeat.miss << " heartbeat intervals of "
+                    << absl::FormatDuration(config_.heartbeat.interval) << ")";
+    std::vector<Pending> failed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      alive_.erase(peer);
+      for (auto it = pending_.begin(); it != pending_.end();) {
+        if (PeerKey(it->second.peer) == peer) {
+          failed.push_back(std::move(it->second));
+          pending_.erase(it++);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (Pending& p : failed) {
+      p.promise.set_value(absl::UnavailableError(
+          absl::StrCat("request ", p.type, ": peer '", peer, "' died before answering")));
+    }
+    Deliver(PeerEvent{PeerEvent::Kind::kDead, peer});
+  }
+}
+
+void Endpoint::ExpireRequests(Clock::time_point now) {
+  std::vector<Pending> expired;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (it->second.deadline <= now) {
+        expired.push_back(std::move(it->second));
+        pending_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (Pending& p : expired) {
+    p.promise.set_value(absl::DeadlineExceededError(absl::StrCat(
+        "request ", p.type, " to '", PeerKey(p.peer), "': no reply within the timeout")));
+  }
+}
+
+void Endpoint::FailPending(uint64_t id, const absl::Status& status) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  Pending p = std::move(it->second);
+  pending_.erase(it);
+  lock.unlock();
+  p.promise.set_value(status);
+}
+
+}  // namespace messaging_internal
+
+// ---- Router / Dealer facades ---------------------------------------------------------------
+
+using messaging_internal::Endpoint;
+
+absl::StatusOr<std::unique_ptr<Router>> Router::Bind(RouterOptions options) {
+  TIDAL_ASSIGN_OR_RETURN(
+      auto impl, Endpoint::Start({Endpoint::Kind::kRouter, options.endpoint, options.name,
+                                  options.heartbeat, options.send_high_water_mark, options.linger}));
+  return std::unique_ptr<Router>(new Router(std::move(impl)));
+}
+Router::Router(std::unique_ptr<Endpoint> impl) : impl_(std::move(impl)) {}
+Router::~Router() = default;
+const std::string& Router::endpoint() const { return impl_->endpoint(); }
+const std::string& Router::name() const { return impl_->name(); }
+absl::Status Router::SendOut(std::string_view peer, OutMessage out) {
+  return impl_->Enqueue(peer, std::move(out), 0);
+}
+absl::Status Router::ReplyOut(const Envelope& request, OutMessage out) {
+  return impl_->Enqueue(request.peer, std::move(out), request.header.id);
+}
+std::future<absl::StatusOr<Envelope>> Router::RequestOut(std::string_view peer, OutMessage out,
+                                                         absl::Duration timeout) {
+  return impl_->EnqueueRequest(peer, std::move(out), timeout);
+}
+absl::StatusOr<Inbound> Router::Receive(absl::Duration timeout) { return impl_->Receive(timeout); }
+std::vector<std::string> Router::Peers() const { return impl_->AlivePeers(); }
+MessagingStats Router::stats() const { return impl_->Stats(); }
+
+absl::StatusOr<std::unique_ptr<Dealer>> Dealer::Connect(DealerOptions options) {
+  TIDAL_ASSIGN_OR_RETURN(
+      auto impl, Endpoint::Start({Endpoint::Kind::kDealer, options.endpoint, options.name,
+                                  options.heartbeat, options.send_high_water_mark, options.linger}));
+  return std::unique_ptr<Dealer>(new Dealer(std::move(impl)));
+}
+Dealer::Dealer(std::unique_ptr<Endpoint> impl) : impl_(std::move(impl)) {}
+Dealer::~Dealer() = default;
+const std::string& Dealer::endpoint() const { return impl_->endpoint(); }
+const std::string& Dealer::name() const { return impl_->name(); }
+absl::Status Dealer::SendOut(OutMessage out) { return impl_->Enqueue("", std::move(out), 0); }
+absl::Status Dealer::ReplyOut(const Envelope& request, OutMessage out) {
+  return impl_->Enqueue("", std::move(out), request.header.id);
+}
+std::future<absl::StatusOr<Envelope>> Dealer::RequestOut(OutMessage out, absl::Duration timeout) {
+  return impl_->EnqueueRequest("", std::move(out), timeout);
+}
+absl::StatusOr<Inbound> Dealer::Receive(absl::Duration timeout) { return impl_->Receive(timeout); }
+bool Dealer::RouterAlive() const { return impl_->PeerAlive(kRouterPeer); }
+MessagingStats Dealer::stats() const { return impl_->Stats(); }
+
+}  // namespace tidal

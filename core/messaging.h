@@ -1,0 +1,218 @@
+// Control/data-plane endpoints over ZeroMQ: the controller's Router (ROUTER socket, binds) and a
+// worker's Dealer (DEALER socket, connects). Messages are typed structs (core/message.h).
+//
+// Threading contract:
+// - Each endpoint owns one I/O thread, and only that thread touches its ZeroMQ socket (sockets are
+//   not thread-safe). Every public method is thread-safe: Send/Reply/Request enqueue under a mutex
+//   and wake the I/O thread through an eventfd it polls next to the socket; Receive waits on the
+//   inbox the I/O thread fills. Any number of threads may send, request and receive at once.
+// - Nothing user-supplied runs on the I/O thread (no callbacks), so a slow consumer cannot stall
+//   heartbeats. Peer deaths and (re)joins arrive through Receive() as PeerEvent, in order with
+//   the messages, so a single-threaded controller loop has one place to wait.
+// - Send() returns once the message is queued: OK means "accepted", not "delivered". Errors found
+//   later on the I/O thread (e.g. the peer's connection vanished) are logged and counted; a
+//   pending Request fails with them instead.
+// - Destruction stops the I/O thread, fails pending requests with Cancelled, wakes blocked
+//   Receive() calls with Cancelled, gives queued outgoing messages `linger` to leave, and closes
+//   the socket. Do not destroy an endpoint while another thread is still inside one of its methods.
+//
+// Request/response: a request carries a fresh header id; the answer (sent with Reply) carries it
+// as reply_to and is routed back to the waiting Request instead of the inbox. An Error reply
+// becomes a non-OK status. Replies that come after their request timed out are dropped and
+// counted (late_replies).
+//
+// Heartbeats: a Dealer sends Heartbeat every `interval`; the Router echoes each one. Each side
+// declares the other dead after `miss` intervals with no message at all (PeerEvent::kDead); a
+// message from a dead peer revives it (PeerEvent::kJoined). Pending requests to a peer that dies
+// fail with Unavailable right away instead of waiting for their timeout.
+//
+// Malformed input (undecodable frames, wrong frame count, other wire version) is rejected on the
+// I/O thread: logged at WARN, counted in decode_errors, never delivered, never fatal.
+//
+// Listeners bind 127.0.0.1 by default; port 0 picks a free port and endpoint() reports it.
+#pragma once
+
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/message.h"
+
+namespace tidal {
+
+struct HeartbeatOptions {
+  absl::Duration interval = absl::Seconds(1);
+  int miss = 3;  // dead after this many intervals of silence
+};
+
+struct PeerEvent {
+  enum class Kind { kJoined, kDead };
+  Kind kind = Kind::kJoined;
+  std::string peer;
+};
+
+// What Receive() returns: a message, or news about a peer.
+using Inbound = std::variant<Envelope, PeerEvent>;
+
+struct MessagingStats {
+  uint64_t sent = 0;            // messages written to the socket (heartbeats included)
+  uint64_t received = 0;        // messages decoded (heartbeats included)
+  uint64_t decode_errors = 0;   // messages rejected as malformed
+  uint64_t send_errors = 0;     // messages the socket refused (peer gone)
+  uint64_t late_replies = 0;    // replies with no waiting request
+  uint64_t heartbeats_sent = 0;
+  uint64_t heartbeats_received = 0;
+  uint64_t peers_dead = 0;      // kDead events raised
+};
+
+struct RouterOptions {
+  std::string endpoint = "tcp://127.0.0.1:0";  // zmq endpoint to bind; port 0 = ephemeral
+  std::string name = "controller";             // header.sender of every message sent
+  HeartbeatOptions heartbeat;                  // how long a silent peer lives
+  int send_high_water_mark = 10000;            // messages queued per peer before sends wait
+  absl::Duration linger = absl::Milliseconds(200);
+};
+
+struct DealerOptions {
+  std::string endpoint;   // the Router's endpoint, e.g. tcp://127.0.0.1:43127
+  std::string name;       // routing identity, unique per worker: "rollout-1", "train-0"
+  HeartbeatOptions heartbeat;
+  int send_high_water_mark = 10000;
+  absl::Duration linger = absl::Milliseconds(200);
+};
+
+namespace messaging_internal {
+class Endpoint;  // the I/O thread and queues shared by Router and Dealer (messaging.cpp)
+}
+
+class Router {
+ public:
+  static absl::StatusOr<std::unique_ptr<Router>> Bind(RouterOptions options);
+  ~Router();
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
+
+  // The bound endpoint with the real port, e.g. "tcp://127.0.0.1:43127".
+  const std::string& endpoint() const;
+  const std::string& name() const;
+
+  // NotFound when `peer` has not been heard from or was declared dead.
+  template <MessageType T>
+  absl::Status Send(std::string_view peer, const T& msg, std::vector<Payload> frames = {}) {
+    return SendOut(peer, MakeOut(msg, std::move(frames)));
+  }
+  // Answers `request` (routed back to its sender, reply_to = its id).
+  template <MessageType T>
+  absl::Status Reply(const Envelope& request, const T& msg, std::vector<Payload> frames = {}) {
+    return ReplyOut(request, MakeOut(msg, std::move(frames)));
+  }
+  absl::Status ReplyError(const Envelope& request, const absl::Status& error) {
+    return Reply(request, ErrorFromStatus(error));
+  }
+
+  // Sends and waits for the reply: DeadlineExceeded after `timeout`, Unavailable if the peer
+  // dies first, the peer's status if it answers with Error.
+  template <MessageType T>
+  absl::StatusOr<Envelope> Request(std::string_view peer, const T& msg, absl::Duration timeout,
+                                   std::vector<Payload> frames = {}) {
+    return RequestOut(peer, MakeOut(msg, std::move(frames)), timeout).get();
+  }
+  template <MessageType T>
+  std::future<absl::StatusOr<Envelope>> RequestAsync(std::string_view peer, const T& msg,
+                                                     absl::Duration timeout,
+                                                     std::vector<Payload> frames = {}) {
+    return RequestOut(peer, MakeOut(msg, std::move(frames)), timeout);
+  }
+  // Request() and decode the reply as Resp.
+  template <MessageType Resp, MessageType T>
+  absl::StatusOr<Resp> Call(std::string_view peer, const T& msg, absl::Duration timeout) {
+    absl::StatusOr<Envelope> env = Request(peer, msg, timeout);
+    if (!env.ok()) return env.status();
+    return env->As<Resp>();
+  }
+
+  // Next message or peer event; DeadlineExceeded when none arrives within `timeout`
+  // (absl::ZeroDuration() polls), Cancelled once the endpoint is shutting down.
+  absl::StatusOr<Inbound> Receive(absl::Duration timeout);
+
+  // Peers currently alive, sorted.
+  std::vector<std::string> Peers() const;
+  MessagingStats stats() const;
+
+  // Untyped forms behind the templates (also for forwarding a received message).
+  absl::Status SendOut(std::string_view peer, OutMessage out);
+  absl::Status ReplyOut(const Envelope& request, OutMessage out);
+  std::future<absl::StatusOr<Envelope>> RequestOut(std::string_view peer, OutMessage out,
+                                                   absl::Duration timeout);
+
+ private:
+  explicit Router(std::unique_ptr<messaging_internal::Endpoint> impl);
+  std::unique_ptr<messaging_internal::Endpoint> impl_;
+};
+
+class Dealer {
+ public:
+  static constexpr std::string_view kRouterPeer = "router";
+
+  // Connecting does not wait for the Router: messages queue until it is reachable, and the
+  // Router is reported dead if it stays silent for heartbeat.miss intervals.
+  static absl::StatusOr<std::unique_ptr<Dealer>> Connect(DealerOptions options);
+  ~Dealer();
+  Dealer(const Dealer&) = delete;
+  Dealer& operator=(const Dealer&) = delete;
+
+  const std::string& endpoint() const;
+  const std::string& name() const;
+
+  template <MessageType T>
+  absl::Status Send(const T& msg, std::vector<Payload> frames = {}) {
+    return SendOut(MakeOut(msg, std::move(frames)));
+  }
+  template <MessageType T>
+  absl::Status Reply(const Envelope& request, const T& msg, std::vector<Payload> frames = {}) {
+    return ReplyOut(request, MakeOut(msg, std::move(frames)));
+  }
+  absl::Status ReplyError(const Envelope& request, const absl::Status& error) {
+    return Reply(request, ErrorFromStatus(error));
+  }
+  template <MessageType T>
+  absl::StatusOr<Envelope> Request(const T& msg, absl::Duration timeout,
+                                   std::vector<Payload> frames = {}) {
+    return RequestOut(MakeOut(msg, std::move(frames)), timeout).get();
+  }
+  template <MessageType T>
+  std::future<absl::StatusOr<Envelope>> RequestAsync(const T& msg, absl::Duration timeout,
+                                                     std::vector<Payload> frames = {}) {
+    return RequestOut(MakeOut(msg, std::move(frames)), timeout);
+  }
+  template <MessageType Resp, MessageType T>
+  absl::StatusOr<Resp> Call(const T& msg, absl::Duration timeout) {
+    absl::StatusOr<Envelope> env = Request(msg, timeout);
+    if (!env.ok()) return env.status();
+    return env->As<Resp>();
+  }
+
+  // Messages from the Router (Envelope::peer = the Router's name) and PeerEvents about it
+  // (PeerEvent::peer = kRouterPeer).
+  absl::StatusOr<Inbound> Receive(absl::Duration timeout);
+  // Whether the Router has been heard from within the heartbeat timeout.
+  bool RouterAlive() const;
+  MessagingStats stats() const;
+
+  absl::Status SendOut(OutMessage out);
+  absl::Status ReplyOut(const Envelope& request, OutMessage out);
+  std::future<absl::StatusOr<Envelope>> RequestOut(OutMessage out, absl::Duration timeout);
+
+ private:
+  explicit Dealer(std::unique_ptr<messaging_internal::Endpoint> impl);
+  std::unique_ptr<messaging_internal::Endpoint> impl_;
+};
+
+}  // namespace tidal
