@@ -72,6 +72,7 @@ class Endpoint {
     HeartbeatOptions heartbeat;
     int send_high_water_mark;
     absl::Duration linger;
+    MetricsRegistry* metrics;
   };
 
   static absl::StatusOr<std::unique_ptr<Endpoint>> Start(Config config);
@@ -97,6 +98,7 @@ class Endpoint {
   struct Pending {
     std::string peer;
     std::string type;
+    Clock::time_point sent_at;
     Clock::time_point deadline;
     std::promise<absl::StatusOr<Envelope>> promise;
   };
@@ -104,6 +106,22 @@ class Endpoint {
     std::atomic<uint64_t> sent{0}, received{0}, decode_errors{0}, send_errors{0}, late_replies{0},
         heartbeats_sent{0}, heartbeats_received{0}, peers_dead{0};
   };
+  // Registry children for this endpoint; all null without options.metrics.
+  struct Instruments {
+    Counter* sent = nullptr;
+    Counter* received = nullptr;
+    Counter* decode_errors = nullptr;
+    Counter* send_errors = nullptr;
+    Counter* late_replies = nullptr;
+    Counter* peers_dead = nullptr;
+    Gauge* peers_alive = nullptr;
+    Histogram* request_seconds = nullptr;
+  };
+  static void Bump(std::atomic<uint64_t>& stat, Counter* counter) {
+    stat.fetch_add(1, std::memory_order_relaxed);
+    if (counter != nullptr) counter->Inc();
+  }
+  void SetAliveGauge();  // callers hold mu_
 
   Endpoint(Config config, zmq::socket_t socket, std::string resolved, int wake_fd);
 
@@ -134,6 +152,7 @@ class Endpoint {
   const int wake_fd_;
   std::atomic<uint64_t> next_id_{1};
   AtomicStats stats_;
+  Instruments metrics_;
 
   // I/O thread state.
   HeartbeatTracker tracker_;
@@ -205,6 +224,29 @@ Endpoint::Endpoint(Config config, zmq::socket_t socket, std::string resolved, in
       socket_(std::move(socket)),
       wake_fd_(wake_fd),
       tracker_(config_.heartbeat.interval, config_.heartbeat.miss) {
+  if (MetricsRegistry* r = config_.metrics) {
+    const std::vector<std::string> labels = {config_.name};
+    auto counter = [&](const char* name, const char* help) {
+      return &r->GetCounterFamily(name, help, {"endpoint"}).Labels(labels);
+    };
+    metrics_.sent = counter("tidal_messages_sent_total", "Messages written to the socket.");
+    metrics_.received = counter("tidal_messages_received_total", "Messages received and decoded.");
+    metrics_.decode_errors =
+        counter("tidal_message_decode_errors_total", "Received messages rejected as malformed.");
+    metrics_.send_errors =
+        counter("tidal_message_send_errors_total", "Messages the socket refused (peer gone).");
+    metrics_.late_replies = counter("tidal_message_late_replies_total",
+                                    "Replies that arrived after their request timed out.");
+    metrics_.peers_dead =
+        counter("tidal_peers_dead_total", "Peers declared dead after missed heartbeats.");
+    metrics_.peers_alive =
+        &r->GetGaugeFamily("tidal_peers_alive", "Peers currently alive.", {"endpoint"}).Labels(labels);
+    metrics_.request_seconds =
+        &r->GetHistogramFamily("tidal_request_duration_seconds",
+                               "Time from sending a request to receiving its reply.",
+                               {"endpoint"}, Histogram::ExponentialBuckets(0.0001, 4, 10))
+             .Labels(labels);
+  }
   auto now = Clock::now();
   next_heartbeat_ = now;  // a Dealer announces itself at once
   if (!is_router()) {
@@ -212,6 +254,11 @@ Endpoint::Endpoint(Config config, zmq::socket_t socket, std::string resolved, in
     tracker_.Expect(Dealer::kRouterPeer, now);
     alive_.insert(std::string(Dealer::kRouterPeer));
   }
+  SetAliveGauge();
+}
+
+void Endpoint::SetAliveGauge() {
+  if (metrics_.peers_alive != nullptr) metrics_.peers_alive->Set(static_cast<double>(alive_.size()));
 }
 
 Endpoint::~Endpoint() {
@@ -275,9 +322,10 @@ std::future<absl::StatusOr<Envelope>> Endpoint::EnqueueRequest(std::string_view 
           "request ", type, ": peer '", std::string(peer), "' is not connected (never seen or declared dead)")));
       return future;
     }
-    auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                       absl::ToChronoNanoseconds(std::max(timeout, absl::ZeroDuration())));
-    pending_.emplace(id, Pending{std::string(peer), type, deadline, std::move(promise)});
+    auto now = Clock::now();
+    auto deadline = now + std::chrono::duration_cast<Clock::duration>(absl::ToChronoNanoseconds(
+                              std::max(timeout, absl::ZeroDuration())));
+    pending_.emplace(id, Pending{std::string(peer), type, now, deadline, std::move(promise)});
     outbox_.push_back(Outgoing{std::string(peer), id, std::move(frames)});
   }
   Wake();
@@ -412,13 +460,13 @@ void Endpoint::HandleMessage(std::vector<zmq::message_t>& parts, Clock::time_poi
 
   absl::StatusOr<Envelope> env = DecodeFrames(std::move(frames));
   if (!env.ok()) {
-    stats_.decode_errors.fetch_add(1, std::memory_order_relaxed);
+    Bump(stats_.decode_errors, metrics_.decode_errors);
     TIDAL_LOG(WARN) << config_.name << ": rejected a message from '"
                     << (is_router() ? identity : std::string(Dealer::kRouterPeer))
                     << "': " << env.status().message();
     return;
   }
-  stats_.received.fetch_add(1, std::memory_order_relaxed);
+  Bump(stats_.received, metrics_.received);
   env->peer = is_router() ? identity : env->header.sender;
 
   std::string key = PeerKey(identity);
@@ -426,6 +474,7 @@ void Endpoint::HandleMessage(std::vector<zmq::message_t>& parts, Clock::time_poi
     {
       std::lock_guard<std::mutex> lock(mu_);
       alive_.insert(key);
+      SetAliveGauge();
     }
     TIDAL_LOG(INFO) << config_.name << ": peer '" << key << "' joined";
     Deliver(PeerEvent{PeerEvent::Kind::kJoined, key});
@@ -445,7 +494,7 @@ void Endpoint::HandleMessage(std::vector<zmq::message_t>& parts, Clock::time_poi
     auto it = pending_.find(env->header.reply_to);
     if (it == pending_.end() || (is_router() && it->second.peer != identity)) {
       lock.unlock();
-      stats_.late_replies.fetch_add(1, std::memory_order_relaxed);
+      Bump(stats_.late_replies, metrics_.late_replies);
       TIDAL_LOG(DEBUG) << config_.name << ": dropped reply " << env->type() << " from '" << key
                        << "' to request " << env->header.reply_to << " (timed out or unknown)";
       return;
@@ -453,6 +502,9 @@ void Endpoint::HandleMessage(std::vector<zmq::message_t>& parts, Clock::time_poi
     Pending p = std::move(it->second);
     pending_.erase(it);
     lock.unlock();
+    if (metrics_.request_seconds != nullptr) {
+      metrics_.request_seconds->Observe(std::chrono::duration<double>(now - p.sent_at).count());
+    }
     if (env->Is<Error>()) {
       auto err = env->As<Error>();
       p.promise.set_value(err.ok() ? StatusFromError(*err) : err.status());
@@ -486,9 +538,9 @@ bool Endpoint::SendNow(const Outgoing& out) {
         if (i == 0 && !is_router()) return false;
       }
     }
-    stats_.sent.fetch_add(1, std::memory_order_relaxed);
+    Bump(stats_.sent, metrics_.sent);
   } catch (const zmq::error_t& e) {
-    stats_.send_errors.fetch_add(1, std::memory_order_relaxed);
+    Bump(stats_.send_errors, metrics_.send_errors);
     std::string why = absl::StrCat("send to '", PeerKey(out.peer), "' failed: ", e.what());
     TIDAL_LOG(WARN) << config_.name << ": " << why;
     FailPending(out.id, absl::UnavailableError(why));
@@ -521,7 +573,7 @@ void Endpoint::SendHeartbeat(const std::string& peer, uint64_t seq) {
 
 void Endpoint::CheckLiveness(Clock::time_point now) {
   for (const std::string& peer : tracker_.Expire(now)) {
-    stats_.peers_dead.fetch_add(1, std::memory_order_relaxed);
+    Bump(stats_.peers_dead, metrics_.peers_dead);
     TIDAL_LOG(WARN) << config_.name << ": peer '" << peer << "' is dead (silent for more than "
                     << config_.heartbeat.miss << " heartbeat intervals of "
                     << absl::FormatDuration(config_.heartbeat.interval) << ")";
@@ -529,6 +581,7 @@ void Endpoint::CheckLiveness(Clock::time_point now) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       alive_.erase(peer);
+      SetAliveGauge();
       for (auto it = pending_.begin(); it != pending_.end();) {
         if (PeerKey(it->second.peer) == peer) {
           failed.push_back(std::move(it->second));
@@ -584,7 +637,8 @@ using messaging_internal::Endpoint;
 absl::StatusOr<std::unique_ptr<Router>> Router::Bind(RouterOptions options) {
   TIDAL_ASSIGN_OR_RETURN(
       auto impl, Endpoint::Start({Endpoint::Kind::kRouter, options.endpoint, options.name,
-                                  options.heartbeat, options.send_high_water_mark, options.linger}));
+                                  options.heartbeat, options.send_high_water_mark, options.linger,
+                                  options.metrics}));
   return std::unique_ptr<Router>(new Router(std::move(impl)));
 }
 Router::Router(std::unique_ptr<Endpoint> impl) : impl_(std::move(impl)) {}
@@ -608,7 +662,8 @@ MessagingStats Router::stats() const { return impl_->Stats(); }
 absl::StatusOr<std::unique_ptr<Dealer>> Dealer::Connect(DealerOptions options) {
   TIDAL_ASSIGN_OR_RETURN(
       auto impl, Endpoint::Start({Endpoint::Kind::kDealer, options.endpoint, options.name,
-                                  options.heartbeat, options.send_high_water_mark, options.linger}));
+                                  options.heartbeat, options.send_high_water_mark, options.linger,
+                                  options.metrics}));
   return std::unique_ptr<Dealer>(new Dealer(std::move(impl)));
 }
 Dealer::Dealer(std::unique_ptr<Endpoint> impl) : impl_(std::move(impl)) {}

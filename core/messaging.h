@@ -30,6 +30,11 @@
 // I/O thread: logged at WARN, counted in decode_errors, never delivered, never fatal.
 //
 // Listeners bind 127.0.0.1 by default; port 0 picks a free port and endpoint() reports it.
+//
+// Metrics: with options.metrics set, the endpoint also counts into that registry, labeled
+// endpoint=<name>: tidal_messages_{sent,received}_total, tidal_message_{decode,send}_errors_total,
+// tidal_message_late_replies_total, tidal_peers_dead_total, tidal_peers_alive (gauge) and
+// tidal_request_duration_seconds (histogram, request to reply). stats() works either way.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +49,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/message.h"
+#include "core/metrics.h"
 
 namespace tidal {
 
@@ -78,6 +84,7 @@ struct RouterOptions {
   HeartbeatOptions heartbeat;                  // how long a silent peer lives
   int send_high_water_mark = 10000;            // messages queued per peer before sends wait
   absl::Duration linger = absl::Milliseconds(200);
+  MetricsRegistry* metrics = nullptr;          // optional; must outlive the Router
 };
 
 struct DealerOptions {
@@ -86,6 +93,7 @@ struct DealerOptions {
   HeartbeatOptions heartbeat;
   int send_high_water_mark = 10000;
   absl::Duration linger = absl::Milliseconds(200);
+  MetricsRegistry* metrics = nullptr;  // optional; must outlive the Dealer
 };
 
 namespace messaging_internal {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <future>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -259,7 +260,9 @@ TEST(MessagingTest, DealerRejectsGarbageFromItsRouter) {
   ASSERT_TRUE(zmq::recv_multipart(raw, std::back_inserter(hb)));
   ASSERT_EQ(hb[0].to_string(), "rollout-3");
   std::string ident = hb[0].to_string();
-  std::vector<zmq::const_buffer> parts = {zmq::buffer(ident), zmq::str_buffer("\xd9\x05ab")};
+  // Header: a str8 announcing 5 bytes but carrying 2; body: an empty map.
+  std::vector<zmq::const_buffer> parts = {zmq::buffer(ident), zmq::str_buffer("\xd9\x05" "ab"),
+                                          zmq::str_buffer("\x80")};
   ASSERT_TRUE(zmq::send_multipart(raw, parts));
   for (int i = 0; i < 200 && dealer->stats().decode_errors == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -304,6 +307,42 @@ TEST(MessagingTest, WorkerDetectsDeadRouterAndItsReturn) {
   auto back = NextEvent(*dealer, PeerEvent::Kind::kJoined);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_TRUE(dealer->RouterAlive());
+}
+
+TEST(MessagingTest, CountsIntoAMetricsRegistry) {
+  MetricsRegistry metrics;
+  RouterOptions ro;
+  ro.heartbeat = FastHeartbeat();
+  ro.metrics = &metrics;
+  auto router = Router::Bind(ro);
+  ASSERT_TRUE(router.ok());
+  DealerOptions dopt;
+  dopt.endpoint = (*router)->endpoint();
+  dopt.name = "rollout-6";
+  dopt.heartbeat = FastHeartbeat();
+  dopt.metrics = &metrics;
+  auto dealer = Dealer::Connect(dopt);
+  ASSERT_TRUE(dealer.ok());
+  ASSERT_TRUE(NextEvent(**router, PeerEvent::Kind::kJoined).ok());
+
+  auto reply = std::async(std::launch::async, [&] {
+    auto req = NextMessage(**router);
+    if (req.ok()) (void)(*router)->Reply(*req, Pong{1, "controller"});
+  });
+  ASSERT_TRUE((*dealer)->Call<Pong>(Ping{1}, absl::Seconds(5)).ok());
+  reply.get();
+
+  auto& alive = metrics.GetGaugeFamily("tidal_peers_alive", "Peers currently alive.", {"endpoint"});
+  EXPECT_EQ(alive.Labels({"controller"}).value(), 1);
+  EXPECT_EQ(alive.Labels({"rollout-6"}).value(), 1);
+  std::string text = metrics.Render();
+  EXPECT_NE(text.find("tidal_request_duration_seconds_count{endpoint=\"rollout-6\"} 1\n"),
+            std::string::npos)
+      << text;
+  auto& received = metrics.GetCounterFamily("tidal_messages_received_total",
+                                            "Messages received and decoded.", {"endpoint"});
+  EXPECT_EQ(received.Labels({"controller"}).value(), (*router)->stats().received);
+  EXPECT_GE((*router)->stats().received, 2u);  // a heartbeat and the request at least
 }
 
 // ---- A peer in another process, killed with SIGKILL ----------------------------------------
