@@ -88,6 +88,7 @@ class Endpoint {
   std::vector<std::string> AlivePeers() const;
   bool PeerAlive(std::string_view peer) const;
   MessagingStats Stats() const;
+  void Shutdown();
 
  private:
   struct Outgoing {
@@ -168,6 +169,7 @@ class Endpoint {
   absl::flat_hash_map<uint64_t, Pending> pending_;
   std::set<std::string, std::less<>> alive_;  // mirror of tracker_ for callers' threads
 
+  std::mutex join_mu_;
   std::thread thread_;
 };
 
@@ -262,14 +264,19 @@ void Endpoint::SetAliveGauge() {
 }
 
 Endpoint::~Endpoint() {
+  Shutdown();
+  ::close(wake_fd_);
+}
+
+void Endpoint::Shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
   Wake();
   inbox_cv_.notify_all();
+  std::lock_guard<std::mutex> lock(join_mu_);  // several threads may shut down at once
   if (thread_.joinable()) thread_.join();
-  ::close(wake_fd_);
 }
 
 void Endpoint::Wake() {
@@ -658,6 +665,7 @@ std::future<absl::StatusOr<Envelope>> Router::RequestOut(std::string_view peer, 
 absl::StatusOr<Inbound> Router::Receive(absl::Duration timeout) { return impl_->Receive(timeout); }
 std::vector<std::string> Router::Peers() const { return impl_->AlivePeers(); }
 MessagingStats Router::stats() const { return impl_->Stats(); }
+void Router::Shutdown() { impl_->Shutdown(); }
 
 absl::StatusOr<std::unique_ptr<Dealer>> Dealer::Connect(DealerOptions options) {
   TIDAL_ASSIGN_OR_RETURN(
@@ -680,5 +688,6 @@ std::future<absl::StatusOr<Envelope>> Dealer::RequestOut(OutMessage out, absl::D
 absl::StatusOr<Inbound> Dealer::Receive(absl::Duration timeout) { return impl_->Receive(timeout); }
 bool Dealer::RouterAlive() const { return impl_->PeerAlive(kRouterPeer); }
 MessagingStats Dealer::stats() const { return impl_->Stats(); }
+void Dealer::Shutdown() { impl_->Shutdown(); }
 
 }  // namespace tidal

@@ -12,9 +12,10 @@
 // - Send() returns once the message is queued: OK means "accepted", not "delivered". Errors found
 //   later on the I/O thread (e.g. the peer's connection vanished) are logged and counted; a
 //   pending Request fails with them instead.
-// - Destruction stops the I/O thread, fails pending requests with Cancelled, wakes blocked
-//   Receive() calls with Cancelled, gives queued outgoing messages `linger` to leave, and closes
-//   the socket. Do not destroy an endpoint while another thread is still inside one of its methods.
+// - Shutdown() (idempotent, any thread; the destructor calls it) stops the I/O thread, fails
+//   pending requests with Cancelled, makes blocked and later Receive() calls return Cancelled,
+//   gives queued outgoing messages `linger` to leave, and closes the socket. To stop a thread
+//   that loops on Receive(): Shutdown(), join that thread, then destroy the endpoint.
 //
 // Request/response: a request carries a fresh header id; the answer (sent with Reply) carries it
 // as reply_to and is routed back to the waiting Request instead of the inbox. An Error reply
@@ -153,6 +154,7 @@ class Router {
   // Peers currently alive, sorted.
   std::vector<std::string> Peers() const;
   MessagingStats stats() const;
+  void Shutdown();
 
   // Untyped forms behind the templates (also for forwarding a received message).
   absl::Status SendOut(std::string_view peer, OutMessage out);
@@ -213,6 +215,7 @@ class Dealer {
   // Whether the Router has been heard from within the heartbeat timeout.
   bool RouterAlive() const;
   MessagingStats stats() const;
+  void Shutdown();
 
   absl::Status SendOut(OutMessage out);
   absl::Status ReplyOut(const Envelope& request, OutMessage out);

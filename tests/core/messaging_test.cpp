@@ -309,6 +309,28 @@ TEST(MessagingTest, WorkerDetectsDeadRouterAndItsReturn) {
   EXPECT_TRUE(dealer->RouterAlive());
 }
 
+TEST(MessagingTest, ShutdownWakesReceiversAndFailsPendingRequests) {
+  auto router = BindRouter();
+  auto dealer = ConnectDealer(router->endpoint(), "rollout-8");
+  auto pending = dealer->RequestAsync(Hang{}, absl::Seconds(30));
+  std::thread receiver([&] {
+    // Loops like a worker's command loop until the endpoint shuts down.
+    for (;;) {
+      auto in = dealer->Receive(absl::InfiniteDuration());
+      if (!in.ok()) {
+        EXPECT_EQ(in.status().code(), absl::StatusCode::kCancelled);
+        return;
+      }
+    }
+  });
+  ASSERT_TRUE(NextMessage(*router).ok());  // the request arrived; nobody answers it
+  dealer->Shutdown();
+  receiver.join();
+  EXPECT_EQ(pending.get().status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(dealer->Send(Ping{}).code(), absl::StatusCode::kCancelled);
+  dealer->Shutdown();  // idempotent
+}
+
 TEST(MessagingTest, CountsIntoAMetricsRegistry) {
   MetricsRegistry metrics;
   RouterOptions ro;
