@@ -42,7 +42,8 @@ std::vector<TokenId> ByteTokenizer::Encode(std::string_view text) const {
   return ids;
 }
 
-std::string ByteTokenizer::DecodeImpl(std::span<const TokenId> ids, bool skip_special_tokens) const {
+std::string ByteTokenizer::DecodeImpl(std::span<const TokenId> ids,
+                                      bool skip_special_tokens) const {
   std::string bytes;
   bytes.reserve(ids.size());
   for (TokenId id : ids) {
@@ -70,7 +71,8 @@ std::optional<TokenId> ByteTokenizer::TokenToId(std::string_view token) const {
 }
 
 std::string ByteTokenizer::Describe() const {
-  return absl::StrCat("byte (", kByteVocabSize, " ids: 256 bytes + <|endoftext|> <|im_start|> <|im_end|> <|reserved|>)");
+  return absl::StrCat("byte (", kByteVocabSize,
+                      " ids: 256 bytes + <|endoftext|> <|im_start|> <|im_end|> <|reserved|>)");
 }
 
 }  // namespace tidal

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "core/bpe_tokenizer.h"
 #include "core/byte_tokenizer.h"
 
 namespace tidal {
@@ -15,9 +16,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& spec
   }
   const std::filesystem::path json = std::filesystem::path(spec) / "tokenizer.json";
   if (!std::filesystem::is_regular_file(json, ec)) {
-    return absl::NotFoundError(absl::StrCat("tokenizer directory '", spec, "' has no tokenizer.json"));
+    return absl::NotFoundError(
+        absl::StrCat("tokenizer directory '", spec, "' has no tokenizer.json"));
   }
-  return absl::UnimplementedError(absl::StrCat("BPE tokenizer.json loading is not built yet: ", json.string()));
+  TIDAL_ASSIGN_OR_RETURN(std::unique_ptr<BpeTokenizer> bpe, BpeTokenizer::Load(spec));
+  return std::unique_ptr<Tokenizer>(std::move(bpe));
 }
 
 }  // namespace tidal

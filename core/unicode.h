@@ -26,4 +26,23 @@ void AppendUtf8(char32_t cp, std::string& out);
 std::string ToValidUtf8(std::string_view text);
 bool IsValidUtf8(std::string_view text);
 
+// General category L* (\p{L}) and N* (\p{N}).
+bool IsLetter(char32_t cp);
+bool IsNumber(char32_t cp);
+// The White_Space property (\s in Unicode regex engines, Oniguruma included).
+bool IsWhitespace(char32_t cp);
+
+// Canonical combining class (0 for starters).
+uint8_t CombiningClass(char32_t cp);
+
+// Unicode Normalization Form C of valid UTF-8 text (invalid sequences are passed through as
+// U+FFFD). Text that contains no character able to change under NFC (all ASCII, most CJK and
+// already-composed Latin) is returned as is after one table scan.
+std::string Nfc(std::string_view text);
+// True when Nfc(text) == text is guaranteed by the quick check alone.
+bool IsNfcQuick(std::string_view text);
+
+// Version of the Unicode Character Database the tables were generated from.
+const char* TablesVersion();
+
 }  // namespace tidal::unicode

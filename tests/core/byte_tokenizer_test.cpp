@@ -18,11 +18,13 @@ TEST(ByteTokenizer, BytesAreTheirOwnIds) {
 
 TEST(ByteTokenizer, SpecialTokensInTextAreRecognised) {
   ByteTokenizer tok;
-  const std::vector<TokenId> ids = tok.Encode("<|im_start|>user\nhi<|im_end|><|endoftext|><|reserved|>");
+  const std::vector<TokenId> ids =
+      tok.Encode("<|im_start|>user\nhi<|im_end|><|endoftext|><|reserved|>");
   const std::vector<TokenId> want = {257, 'u', 's', 'e', 'r', '\n', 'h', 'i', 258, 256, 259};
   EXPECT_EQ(ids, want);
   // A '<' that starts no special, and a truncated special, stay bytes.
-  EXPECT_EQ(tok.Encode("a<b<|im_end"), (std::vector<TokenId>{'a', '<', 'b', '<', '|', 'i', 'm', '_', 'e', 'n', 'd'}));
+  EXPECT_EQ(tok.Encode("a<b<|im_end"),
+            (std::vector<TokenId>{'a', '<', 'b', '<', '|', 'i', 'm', '_', 'e', 'n', 'd'}));
 }
 
 TEST(ByteTokenizer, SpecialIds) {
@@ -55,7 +57,10 @@ TEST(ByteTokenizer, DecodeOfInvalidUtf8GivesReplacementCharacters) {
   ByteTokenizer tok;
   // Half of "é" (C3 A9), a stray continuation byte, then an id past the vocabulary.
   const std::vector<TokenId> ids = {'a', 0xC3, 'b', 0xA9, 300, -5, 'c'};
-  EXPECT_EQ(tok.Decode(ids), "a\xEF\xBF\xBD" "b\xEF\xBF\xBD" "c");
+  EXPECT_EQ(tok.Decode(ids),
+            "a\xEF\xBF\xBD"
+            "b\xEF\xBF\xBD"
+            "c");
 }
 
 TEST(ByteTokenizer, RandomBytesNeverCrashAndGiveValidUtf8) {
