@@ -1,0 +1,232 @@
+// The typed recipe: what a user writes in recipe.yaml, validated and filled with defaults.
+//
+// Contract:
+//  - LoadRecipe() is the only way to build a valid Recipe from user input. It reads the YAML
+//    file (following `include:`), applies `key.path=value` overrides, checks every key against
+//    the schema (core/recipe_schema.h: types, defaults, ranges, enums, docs live there, in one
+//    table) and runs the cross-field checks. On failure it returns ONE InvalidArgumentError whose
+//    message lists every problem, one per line, each as
+//        file:line:col: `key.path`: what is wrong
+//    (`<override>: ...` for a command-line override).
+//  - A Recipe is plain data: copy it, read it from any thread. Nobody mutates a loaded Recipe
+//    except tests. The member names are the recipe's key names (recipe.train.lr is `train.lr`).
+//  - RecipeToYaml() writes every key (defaults included) so that LoadRecipe() on that text gives
+//    back an equal Recipe; the controller stores it in the run directory.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.h"
+
+namespace tidal {
+
+// ---- Enumerated key values. EnumNames<E>() lists the recipe spelling of each enumerator, in
+// enumerator order; the schema, the loader and RecipeToYaml all use it.
+enum class ModelArch { kQwen2, kQwen3, kLlama };
+enum class ModelDtype { kFloat32, kBFloat16 };
+enum class PoolPolicy { kStatic, kColocated, kElastic };
+enum class AlgoName { kGrpo, kDapo, kGspo, kCispo, kRloo, kReinforcePP };
+enum class LossAgg { kTokenMean, kSeqMean, kSeqSumNorm };
+enum class KlEstimator { kK1, kK2, kK3 };
+enum class IsCorrectionType { kNone, kTis, kMis };
+enum class Precision { kFp32, kBf16 };
+enum class WeightSyncBackend { kAuto, kCpu, kNccl, kIpc };
+
+template <class E>
+std::span<const std::string_view> EnumNames();
+
+#define TIDAL_RECIPE_ENUM_NAMES_(E, ...)                                   \
+  template <>                                                              \
+  inline std::span<const std::string_view> EnumNames<E>() {                \
+    static constexpr std::string_view kNames[] = {__VA_ARGS__};            \
+    return kNames;                                                         \
+  }
+TIDAL_RECIPE_ENUM_NAMES_(ModelArch, "qwen2", "qwen3", "llama")
+TIDAL_RECIPE_ENUM_NAMES_(ModelDtype, "float32", "bfloat16")
+TIDAL_RECIPE_ENUM_NAMES_(PoolPolicy, "static", "colocated", "elastic")
+TIDAL_RECIPE_ENUM_NAMES_(AlgoName, "grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp")
+TIDAL_RECIPE_ENUM_NAMES_(LossAgg, "token_mean", "seq_mean", "seq_sum_norm")
+TIDAL_RECIPE_ENUM_NAMES_(KlEstimator, "k1", "k2", "k3")
+TIDAL_RECIPE_ENUM_NAMES_(IsCorrectionType, "none", "tis", "mis")
+TIDAL_RECIPE_ENUM_NAMES_(Precision, "fp32", "bf16")
+TIDAL_RECIPE_ENUM_NAMES_(WeightSyncBackend, "auto", "cpu", "nccl", "ipc")
+#undef TIDAL_RECIPE_ENUM_NAMES_
+
+// Recipe spelling of an enum value: EnumName(AlgoName::kGrpo) == "grpo".
+template <class E>
+std::string_view EnumName(E value) {
+  return EnumNames<E>()[static_cast<size_t>(value)];
+}
+
+// The devices of `pool.devices`. Spellings: "cpu:N" (N CPU slots, indices 0..N-1),
+// "cuda:I" (one GPU), "cuda:A-B" (GPUs A..B inclusive), "cuda:0,2,5" (a list; items may be
+// ranges too).
+struct DeviceSet {
+  enum class Kind { kCpu, kCuda };
+  Kind kind = Kind::kCpu;
+  std::vector<int> indices;  // distinct, in the order written
+  int size() const { return static_cast<int>(indices.size()); }
+};
+// Error messages name the spec but no file position (the loader adds it).
+absl::StatusOr<DeviceSet> ParseDeviceSet(std::string_view spec);
+
+// Every member below is a recipe key of the same name; defaults, ranges and docs are in
+// core/recipe_schema.cpp (`tidal recipe explain` prints them). Members are zero-initialised
+// here only so a default-constructed Recipe is deterministic; LoadRecipe fills the defaults.
+struct Recipe {
+  struct Model {
+    ModelArch arch{};
+    std::string path;  // HF checkpoint dir; empty = build from `size`
+    struct Size {
+      int64_t hidden = 0;
+      int64_t layers = 0;
+      int64_t heads = 0;
+      int64_t kv_heads = 0;
+      int64_t intermediate = 0;  // 0 = 4 * hidden (see IntermediateSize())
+      int64_t vocab = 0;         // 0 = the tokenizer's vocabulary size
+    } size;
+    std::string tokenizer;  // "byte" or a dir with tokenizer.json
+    ModelDtype dtype{};
+    double rope_theta = 0;
+    bool tie_embeddings = false;
+
+    int64_t IntermediateSize() const { return size.intermediate > 0 ? size.intermediate : 4 * size.hidden; }
+  };
+  struct Warmup {
+    struct Sft {
+      int64_t steps = 0;
+      double lr = 0;
+      int64_t batch_size = 0;
+    } sft;
+  };
+  struct Pool {
+    std::string devices;
+    struct Tags {
+      int64_t rollout = 0;
+      int64_t train = 0;
+    } tags;
+    PoolPolicy policy{};
+    DeviceSet device_set;  // derived from `devices` by the loader (not a key)
+  };
+  struct Rollout {
+    int64_t group_size = 0;
+    int64_t max_new_tokens = 0;
+    double temperature = 0;
+    double top_p = 0;
+    int64_t top_k = 0;
+    double min_p = 0;
+    int64_t max_staleness = 0;
+    int64_t max_batch_tokens = 0;
+    int64_t max_seqs = 0;
+    int64_t block_size = 0;
+    int64_t kv_blocks = 0;
+  };
+  struct Env {
+    std::string plugin;    // "builtin:NAME" or a path to a .so
+    nlohmann::json args;   // free-form object handed to the plugin as JSON
+    bool isolate = false;
+    double timeout_s = 0;
+    int64_t eval_prompts = 0;
+
+    bool IsBuiltin() const { return plugin.rfind("builtin:", 0) == 0; }
+    std::string BuiltinName() const { return IsBuiltin() ? plugin.substr(8) : std::string(); }
+  };
+  struct Algo {
+    AlgoName name{};
+    std::array<double, 2> clip{};  // {low, high}: ratio clipped to [1 - low, 1 + high]
+    LossAgg loss_agg{};
+    bool adv_std_norm = false;
+    double kl_coef = 0;
+    KlEstimator kl_estimator{};
+    double entropy_coef = 0;
+    bool dynamic_sampling = false;
+    struct IsCorrection {
+      IsCorrectionType type{};
+      double cap = 0;
+    } is_correction;
+  };
+  struct Train {
+    double lr = 0;
+    int64_t steps = 0;
+    int64_t prompts_per_step = 0;
+    int64_t micro_batch_tokens = 0;
+    Precision precision{};
+    double grad_clip = 0;
+    double weight_decay = 0;
+    std::array<double, 2> betas{};
+    bool activation_checkpointing = false;
+    Precision reduce_dtype{};
+  };
+  struct WeightSync {
+    WeightSyncBackend backend{};
+    int64_t bucket_mb = 0;
+  };
+  struct Checkpoint {
+    std::string dir;
+    int64_t every = 0;  // steps between checkpoints; 0 = off
+    bool resume = false;
+    int64_t keep = 0;
+  };
+  struct Metrics {
+    int64_t port = 0;  // 0 = no HTTP endpoint
+    std::string bind;
+    bool jsonl = false;
+  };
+  struct Eval {
+    int64_t every = 0;  // 0 = only at the start and the end
+    bool greedy = false;
+  };
+  struct Control {
+    int64_t heartbeat_ms = 0;
+    int64_t heartbeat_miss = 0;
+    int64_t request_timeout_ms = 0;
+  };
+
+  std::string name;
+  int64_t seed = 0;
+  std::string run_dir;  // "<name>" in the value is replaced by `name`
+  Model model;
+  Warmup warmup;
+  Pool pool;
+  Rollout rollout;
+  Env env;
+  Algo algo;
+  Train train;
+  WeightSync weight_sync;
+  Checkpoint checkpoint;  // "<run_dir>" in `dir` is replaced by run_dir
+  Metrics metrics;
+  Eval eval;
+  Control control;
+
+  // Not keys: where the recipe came from.
+  std::string source_path;              // the path given to LoadRecipe ("" if from a string)
+  std::vector<std::string> included;    // every file pulled in through `include:`, in load order
+  std::vector<std::string> overrides;   // the override strings, as given
+};
+
+// Reads, merges, overrides, validates. `overrides` are "key.path=value" with the value parsed
+// as YAML ("train.lr=3e-4", "algo.clip=[0.1, 0.3]", "env.args.min_len=4").
+absl::StatusOr<Recipe> LoadRecipe(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// Same, from YAML text; `source_name` stands in for the file name in messages and `include:`
+// paths resolve against `base_dir` ("" = the working directory).
+absl::StatusOr<Recipe> LoadRecipeFromString(const std::string& yaml_text, const std::string& source_name,
+                                            const std::vector<std::string>& overrides = {},
+                                            const std::string& base_dir = "");
+
+// A Recipe with every default applied and no validation (required keys left empty). For tests
+// and for code that builds recipes programmatically; such a recipe has not been validated.
+Recipe DefaultRecipe();
+
+// Every key, resolved, in schema order. `LoadRecipeFromString(RecipeToYaml(r), ...)` == r
+// (up to source_path / included / overrides).
+std::string RecipeToYaml(const Recipe& recipe);
+
+}  // namespace tidal
