@@ -21,6 +21,10 @@ struct BuiltinEntry {
 // env-worker and the in-process loader see the same table from the first instruction of main.
 const BuiltinEntry kBuiltins[] = {
     {"letter_count", builtins::LetterCountApi},
+    {"arithmetic", builtins::ArithmeticApi},
+    {"countdown", builtins::CountdownApi},
+    {"math_answer", builtins::MathAnswerApi},
+    {"tool_calc", builtins::ToolCalcApi},
 };
 
 constexpr char kBuiltinPrefix[] = "builtin:";

@@ -40,6 +40,8 @@ class BuiltinEnv {
  protected:
   // The hidden value of the task of the last Reset (null before the first Reset).
   const nlohmann::json& current_hidden() const { return current_hidden_; }
+  // False before the first Reset and after a Step that returned done.
+  bool episode_running() const { return !episode_done_; }
 
  private:
   friend struct Adapter;

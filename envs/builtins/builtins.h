@@ -7,5 +7,9 @@
 namespace tidal::envs::builtins {
 
 const tidal_env_api* LetterCountApi();   // "count r in strawberry:" -> " 3"
+const tidal_env_api* ArithmeticApi();    // "123+456=" -> " 579"
+const tidal_env_api* CountdownApi();     // reach a target with given numbers, each once
+const tidal_env_api* MathAnswerApi();    // GSM8K-style JSONL, final-answer verifier
+const tidal_env_api* ToolCalcApi();      // multi-turn calculator tool use
 
 }  // namespace tidal::envs::builtins

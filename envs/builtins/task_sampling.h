@@ -53,7 +53,8 @@ inline bool InEvalSplit(std::string_view task_key, double eval_fraction) {
   return static_cast<double>(h >> 11) * 0x1.0p-53 < eval_fraction;
 }
 
-// Draws tasks with `draw(rng)` (returning {key, task}) until one is in `split`.
+// Draws tasks with `draw(rng)` (returning {key, task}) until one is in `split`. An empty key
+// rejects the draw (e.g. a task outside the configured constraints).
 template <typename Draw>
 auto SampleInSplit(uint64_t seed, Split split, double eval_fraction, const char* env_name,
                    Draw&& draw) {
@@ -61,6 +62,7 @@ auto SampleInSplit(uint64_t seed, Split split, double eval_fraction, const char*
   constexpr int kMaxAttempts = 100000;
   for (int i = 0; i < kMaxAttempts; ++i) {
     auto [key, task] = draw(rng);
+    if (key.empty()) continue;
     if (InEvalSplit(key, eval_fraction) == (split == Split::kEval)) return task;
   }
   throw EnvError(std::string(env_name) + ": no " + std::string(SplitName(split)) +
