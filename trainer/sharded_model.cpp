@@ -1,0 +1,421 @@
+#include "trainer/sharded_model.h"
+
+#include <c10/core/GradMode.h>
+
+#include <cmath>
+#include <map>
+#include <optional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace tidal {
+namespace {
+
+void CheckOk(const absl::Status& s) { TORCH_CHECK(s.ok(), s.ToString()); }
+
+}  // namespace
+
+// Walks a fixed schedule of group gathers; Acquire(g) must follow the schedule and starts the next
+// entry's gather (prefetch) before returning. Every rank builds the same schedule, so the
+// collectives line up.
+class ShardedModel::Gatherer {
+ public:
+  Gatherer(ShardedModel* m, std::vector<int> schedule, bool reference)
+      : m_(m), schedule_(std::move(schedule)), reference_(reference) {}
+
+  at::Tensor Acquire(int g) {
+    TORCH_CHECK(next_ < schedule_.size() && schedule_[next_] == g, "gather schedule broken at step ", next_,
+                ": wanted group ", g);
+    if (!pending_ || pending_pos_ != next_) Start(next_);
+    InFlight f = std::move(*pending_);
+    pending_.reset();
+    if (f.work) CheckOk(f.work->Wait());
+    ++next_;
+    if (m_->options_.prefetch && next_ < schedule_.size()) Start(next_);
+    return f.flat;
+  }
+
+  bool done() const { return next_ == schedule_.size(); }
+
+ private:
+  struct InFlight {
+    at::Tensor flat, shard;  // shard kept alive until the gather finished
+    std::unique_ptr<CommWork> work;
+  };
+
+  void Start(size_t pos) {
+    const int g = schedule_[pos];
+    const Group& grp = m_->groups_[g];
+    InFlight f;
+    const at::Tensor& src = reference_ ? m_->reference_[g] : grp.master;
+    f.shard = src.to(m_->options_.compute_dtype).contiguous();
+    f.flat = at::empty({grp.padded}, f.shard.options());
+    auto work = m_->comm_->AllGatherAsync(f.shard, f.flat);
+    CheckOk(work.status());
+    f.work = std::move(*work);
+    pending_ = std::move(f);
+    pending_pos_ = pos;
+  }
+
+  ShardedModel* m_;
+  std::vector<int> schedule_;
+  bool reference_;
+  size_t next_ = 0;
+  std::optional<InFlight> pending_;
+  size_t pending_pos_ = 0;
+};
+
+ShardedModel::ShardedModel(ModelConfig config, Communicator* comm, ShardingOptions options)
+    : config_(std::move(config)), comm_(comm), options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<ShardedModel>> ShardedModel::Create(const ModelConfig& config, const NamedTensors& full,
+                                                                   Communicator* comm, ShardingOptions options) {
+  TIDAL_RETURN_IF_ERROR(config.Validate());
+  if (comm == nullptr) return absl::InvalidArgumentError("ShardedModel needs a communicator");
+  if (!options.checkpoint_layers.empty() &&
+      static_cast<int64_t>(options.checkpoint_layers.size()) != config.num_hidden_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint_layers has ", options.checkpoint_layers.size(),
+                                                   " entries for ", config.num_hidden_layers, " layers"));
+  }
+  auto m = std::unique_ptr<ShardedModel>(new ShardedModel(config, comm, options));
+  const int64_t L = config.num_hidden_layers;
+  m->groups_.resize(L + 2);
+  m->groups_[0].name = "embed";
+  for (int64_t l = 0; l < L; ++l) m->groups_[1 + l].name = absl::StrCat("layer", l);
+  m->groups_[L + 1].name = "head";
+  for (const ParamSpec& spec : ParamSpecs(config)) {
+    int g = static_cast<int>(L + 1);
+    if (absl::StartsWith(spec.name, "model.embed_tokens.")) {
+      g = 0;
+    } else if (absl::StartsWith(spec.name, "model.layers.")) {
+      g = 1 + std::stoi(spec.name.substr(13));
+    }
+    Slot s;
+    s.name = spec.name;
+    s.shape = spec.shape;
+    s.numel = 1;
+    for (int64_t d : spec.shape) s.numel *= d;
+    s.offset = m->groups_[g].numel;
+    m->groups_[g].numel += s.numel;
+    m->groups_[g].params.push_back(std::move(s));
+  }
+  const int w = comm->world_size(), r = comm->rank();
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(options.device);
+  for (Group& grp : m->groups_) {
+    grp.padded = (grp.numel + w - 1) / w * w;
+    grp.shard = grp.padded / w;
+    const int64_t lo = r * grp.shard, hi = lo + grp.shard;
+    at::Tensor master = at::zeros({grp.shard}, at::kFloat);
+    at::Tensor decay = at::zeros({grp.shard}, at::kFloat);
+    for (const Slot& s : grp.params) {
+      auto it = full.find(s.name);
+      if (it == full.end()) return absl::InvalidArgumentError(absl::StrCat("initial weights lack ", s.name));
+      if (it->second.sizes() != at::IntArrayRef(s.shape)) {
+        return absl::InvalidArgumentError(absl::StrCat("initial weight ", s.name, " has shape ",
+                                                       c10::str(it->second.sizes()), ", config expects ",
+                                                       c10::str(at::IntArrayRef(s.shape))));
+      }
+      const int64_t a = std::max(lo, s.offset), b = std::min(hi, s.offset + s.numel);
+      if (a >= b) continue;
+      at::Tensor src = it->second.detach().reshape({-1}).narrow(0, a - s.offset, b - a);
+      master.narrow(0, a - lo, b - a).copy_(src.to(at::kCPU, at::kFloat));
+      if (s.shape.size() >= 2) decay.narrow(0, a - lo, b - a).fill_(1.0);
+    }
+    grp.master = master.to(f32);
+    grp.decay_mask = decay.to(f32);
+    grp.exp_avg = at::zeros({grp.shard}, f32);
+    grp.exp_avg_sq = at::zeros({grp.shard}, f32);
+    grp.grad = at::zeros({grp.shard}, f32);
+  }
+  return m;
+}
+
+int64_t ShardedModel::shard_elements() const {
+  int64_t n = 0;
+  for (const Group& g : groups_) n += g.shard;
+  return n;
+}
+
+bool ShardedModel::Checkpointed(int64_t layer) const {
+  if (!options_.checkpoint_layers.empty()) return options_.checkpoint_layers[layer];
+  return options_.activation_checkpointing;
+}
+
+NamedTensors ShardedModel::Views(int g, const at::Tensor& flat) const {
+  NamedTensors out;
+  for (const Slot& s : groups_[g].params) out.emplace(s.name, flat.narrow(0, s.offset, s.numel).view(s.shape));
+  return out;
+}
+
+NamedTensors ShardedModel::Leaves(int g, const at::Tensor& flat) const {
+  NamedTensors out = Views(g, flat);
+  for (auto& [name, t] : out) t = t.detach().requires_grad_(true);
+  return out;
+}
+
+void ShardedModel::ReduceScatterGrads(int g, const NamedTensors& leaves) {
+  Group& grp = groups_[g];
+  at::Tensor flat = at::zeros({grp.padded}, grp.master.options().dtype(options_.reduce_dtype));
+  for (const Slot& s : grp.params) {
+    auto it = leaves.find(s.name);
+    if (it == leaves.end()) continue;
+    const at::Tensor& gr = it->second.grad();
+    if (gr.defined()) flat.narrow(0, s.offset, s.numel).copy_(gr.reshape({-1}));
+  }
+  at::Tensor out = at::empty({grp.shard}, flat.options());
+  CheckOk(comm_->ReduceScatter(flat, out, ReduceOp::kSum));
+  grp.grad.add_(out.to(at::kFloat));
+}
+
+at::Tensor ShardedModel::HeadChunk(const at::Tensor& rows, const at::Tensor& lm_head, const at::Tensor& targets,
+                                   double temperature, bool with_entropy, at::Tensor* entropy) const {
+  // Matmul in the weights' dtype, softmax statistics in fp32 (as TokenLogprobsFromHidden).
+  at::Tensor logits = at::matmul(rows, lm_head.t()).to(at::kFloat);
+  if (temperature != 1.0) logits = logits / temperature;
+  at::Tensor logp = at::log_softmax(logits, -1);
+  if (with_entropy) *entropy = -(logp.exp() * logp).sum(-1);
+  return logp.gather(1, targets.unsqueeze(1)).squeeze(1);
+}
+
+TokenOutputs ShardedModel::Forward(const PackedBatch& b, bool with_entropy, bool reference) {
+  TORCH_CHECK(!reference || has_reference(), "Forward(reference=true) without a reference snapshot");
+  c10::NoGradGuard no_grad;
+  const int64_t L = config_.num_hidden_layers;
+  const bool tied = config_.tie_word_embeddings;
+  std::vector<int> schedule = {EmbedGroup()};
+  for (int64_t l = 0; l < L; ++l) schedule.push_back(LayerGroup(l));
+  schedule.push_back(HeadGroup());
+  if (tied) schedule.push_back(EmbedGroup());
+  Gatherer gather(this, schedule, reference);
+  const bool empty = b.empty();
+  at::Tensor positions;
+  AttentionFn attn;
+  if (!empty) {
+    positions = PackedPositions(b.cu_seqlens, b.ids.size(0));
+    attn = [&b](int64_t, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+      return VarlenCausalAttention(q, k, v, b.cu_seqlens);
+    };
+  }
+  at::Tensor h;
+  {
+    at::Tensor flat = gather.Acquire(EmbedGroup());
+    if (!empty) h = Embed(Views(EmbedGroup(), flat), b.ids);
+  }
+  for (int64_t l = 0; l < L; ++l) {
+    at::Tensor flat = gather.Acquire(LayerGroup(l));
+    if (!empty) h = DecoderLayer(config_, LayerView(Views(LayerGroup(l), flat), l), h, positions, l, attn);
+  }
+  TokenOutputs out;
+  NamedTensors head = Views(HeadGroup(), gather.Acquire(HeadGroup()));
+  if (tied) {
+    for (auto& kv : Views(EmbedGroup(), gather.Acquire(EmbedGroup()))) head.insert(kv);
+  }
+  if (empty) return out;
+  at::Tensor rows = FinalNorm(config_, head, h).index_select(0, b.loss_rows);
+  const at::Tensor w = LmHead(config_, head);
+  const int64_t k = rows.size(0), chunk = options_.logits_chunk_tokens;
+  out.logprobs = at::empty({k}, rows.options().dtype(at::kFloat));
+  if (with_entropy) out.entropy = at::empty({k}, out.logprobs.options());
+  for (int64_t s = 0; s < k; s += chunk) {
+    const int64_t n = std::min(chunk, k - s);
+    at::Tensor ent;
+    out.logprobs.narrow(0, s, n).copy_(
+        HeadChunk(rows.narrow(0, s, n), w, b.targets.narrow(0, s, n), b.temperature, with_entropy, &ent));
+    if (with_entropy) out.entropy.narrow(0, s, n).copy_(ent);
+  }
+  return out;
+}
+
+TokenOutputs ShardedModel::ForwardBackward(const PackedBatch& b, const Objective& objective, bool with_entropy) {
+  const int64_t L = config_.num_hidden_layers;
+  const bool tied = config_.tie_word_embeddings;
+  std::vector<int> schedule = {EmbedGroup()};
+  for (int64_t l = 0; l < L; ++l) schedule.push_back(LayerGroup(l));
+  schedule.push_back(HeadGroup());
+  if (tied) schedule.push_back(EmbedGroup());
+  for (int64_t l = L - 1; l >= 0; --l) {
+    if (Checkpointed(l)) schedule.push_back(LayerGroup(l));
+  }
+  schedule.push_back(EmbedGroup());
+  Gatherer gather(this, schedule, /*reference=*/false);
+
+  const bool empty = b.empty();
+  at::Tensor positions;
+  AttentionFn attn;
+  if (!empty) {
+    positions = PackedPositions(b.cu_seqlens, b.ids.size(0));
+    attn = [&b](int64_t, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+      return VarlenCausalAttention(q, k, v, b.cu_seqlens);
+    };
+  }
+
+  // ---- forward: keep each layer's input; non-checkpointed layers keep their graph.
+  struct Kept {
+    NamedTensors leaves;
+    at::Tensor in, out;
+  };
+  std::vector<at::Tensor> inputs(L);
+  std::vector<Kept> kept(L);
+  at::Tensor h;
+  {
+    c10::NoGradGuard no_grad;
+    at::Tensor flat = gather.Acquire(EmbedGroup());
+    if (!empty) h = Embed(Views(EmbedGroup(), flat), b.ids);
+  }
+  for (int64_t l = 0; l < L; ++l) {
+    at::Tensor flat = gather.Acquire(LayerGroup(l));
+    if (empty) continue;
+    inputs[l] = h;
+    if (Checkpointed(l)) {
+      c10::NoGradGuard no_grad;
+      h = DecoderLayer(config_, LayerView(Views(LayerGroup(l), flat), l), h, positions, l, attn);
+    } else {
+      Kept& k = kept[l];
+      k.leaves = Leaves(LayerGroup(l), flat);
+      k.in = h.detach().requires_grad_(true);
+      k.out = DecoderLayer(config_, LayerView(k.leaves, l), k.in, positions, l, attn);
+      h = k.out.detach();
+    }
+  }
+
+  // ---- head: logprobs/entropy without autograd, objective, then chunked backward.
+  TokenOutputs result;
+  at::Tensor grad_h;
+  {
+    NamedTensors head = Leaves(HeadGroup(), gather.Acquire(HeadGroup()));
+    NamedTensors embed_leaves;
+    if (tied) {
+      embed_leaves = Leaves(EmbedGroup(), gather.Acquire(EmbedGroup()));
+      for (auto& kv : embed_leaves) head.insert(kv);
+    }
+    if (!empty) {
+      at::Tensor h_leaf = h.detach().requires_grad_(true);
+      at::Tensor rows = FinalNorm(config_, head, h_leaf).index_select(0, b.loss_rows);
+      const at::Tensor w = LmHead(config_, head);
+      const int64_t k = rows.size(0), chunk = options_.logits_chunk_tokens;
+      result.logprobs = at::empty({k}, rows.options().dtype(at::kFloat));
+      if (with_entropy) result.entropy = at::empty({k}, result.logprobs.options());
+      {
+        c10::NoGradGuard no_grad;
+        for (int64_t s = 0; s < k; s += chunk) {
+          const int64_t n = std::min(chunk, k - s);
+          at::Tensor ent;
+          result.logprobs.narrow(0, s, n).copy_(HeadChunk(rows.narrow(0, s, n), w, b.targets.narrow(0, s, n),
+                                                          b.temperature, with_entropy, &ent));
+          if (with_entropy) result.entropy.narrow(0, s, n).copy_(ent);
+        }
+      }
+      at::Tensor lp_leaf = result.logprobs.clone().requires_grad_(true);
+      at::Tensor ent_leaf = with_entropy ? result.entropy.clone().requires_grad_(true) : at::Tensor();
+      at::Tensor loss = objective(lp_leaf, ent_leaf);
+      TORCH_CHECK(loss.defined() && loss.numel() == 1, "objective must return a scalar");
+      if (loss.requires_grad()) loss.backward();
+      at::Tensor g_lp = lp_leaf.grad().defined() ? lp_leaf.grad() : at::zeros_like(result.logprobs);
+      at::Tensor g_ent = (with_entropy && ent_leaf.grad().defined()) ? ent_leaf.grad() : at::Tensor();
+      at::Tensor rows_leaf = rows.detach().requires_grad_(true);
+      for (int64_t s = 0; s < k; s += chunk) {
+        const int64_t n = std::min(chunk, k - s);
+        at::Tensor ent;
+        at::Tensor lp = HeadChunk(rows_leaf.narrow(0, s, n), w, b.targets.narrow(0, s, n), b.temperature,
+                                  g_ent.defined(), &ent);
+        at::Tensor surrogate = (lp * g_lp.narrow(0, s, n)).sum();
+        if (g_ent.defined()) surrogate = surrogate + (ent * g_ent.narrow(0, s, n)).sum();
+        surrogate.backward();
+      }
+      if (k > 0) rows.backward(rows_leaf.grad());
+      grad_h = h_leaf.grad().defined() ? h_leaf.grad() : at::zeros_like(h);
+    }
+    ReduceScatterGrads(HeadGroup(), head);
+    if (tied) ReduceScatterGrads(EmbedGroup(), embed_leaves);
+  }
+
+  // ---- backward through the layers, last to first.
+  for (int64_t l = L - 1; l >= 0; --l) {
+    NamedTensors leaves;
+    if (Checkpointed(l)) {
+      at::Tensor flat = gather.Acquire(LayerGroup(l));
+      leaves = Leaves(LayerGroup(l), flat);
+      if (!empty) {
+        at::Tensor in = inputs[l].detach().requires_grad_(true);
+        at::Tensor out = DecoderLayer(config_, LayerView(leaves, l), in, positions, l, attn);
+        out.backward(grad_h);
+        grad_h = in.grad();
+      }
+    } else if (!empty) {
+      leaves = kept[l].leaves;
+      kept[l].out.backward(grad_h);
+      grad_h = kept[l].in.grad();
+      kept[l] = Kept{};
+    }
+    inputs[l] = at::Tensor();
+    ReduceScatterGrads(LayerGroup(l), leaves);
+  }
+  {
+    NamedTensors leaves = Leaves(EmbedGroup(), gather.Acquire(EmbedGroup()));
+    if (!empty) Embed(leaves, b.ids).backward(grad_h);
+    ReduceScatterGrads(EmbedGroup(), leaves);
+  }
+  TORCH_CHECK(gather.done(), "gather schedule not fully consumed");
+  return result;
+}
+
+void ShardedModel::ZeroGrad() {
+  for (Group& g : groups_) g.grad.zero_();
+}
+
+double ShardedModel::GradNorm() {
+  at::Tensor sq = at::zeros({1}, groups_[0].grad.options().dtype(at::kDouble));
+  for (const Group& g : groups_) sq += g.grad.to(at::kDouble).pow(2).sum();
+  CheckOk(comm_->AllReduce(sq, ReduceOp::kSum));
+  return std::sqrt(sq.item<double>());
+}
+
+void ShardedModel::ScaleGrad(double factor) {
+  for (Group& g : groups_) g.grad.mul_(factor);
+}
+
+void ShardedModel::AdamWStep(const AdamWOptions& o) {
+  ++steps_;
+  const double bc1 = 1.0 - std::pow(o.beta1, static_cast<double>(steps_));
+  const double bc2 = 1.0 - std::pow(o.beta2, static_cast<double>(steps_));
+  for (Group& g : groups_) {
+    // Same update order and formula as torch.optim.AdamW (decoupled decay first).
+    if (o.weight_decay != 0.0) g.master.mul_(1.0 - g.decay_mask * (o.lr * o.weight_decay));
+    g.exp_avg.lerp_(g.grad, 1.0 - o.beta1);
+    g.exp_avg_sq.mul_(o.beta2).addcmul_(g.grad, g.grad, 1.0 - o.beta2);
+    at::Tensor denom = (g.exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(o.eps);
+    g.master.addcdiv_(g.exp_avg, denom, -o.lr / bc1);
+  }
+}
+
+void ShardedModel::SnapshotReference() {
+  reference_.clear();
+  for (const Group& g : groups_) reference_.push_back(g.master.clone());
+}
+
+NamedTensors ShardedModel::FullWeights(bool all_ranks) {
+  NamedTensors out;
+  for (const Group& g : groups_) {
+    at::Tensor flat = at::empty({g.padded}, g.master.options());
+    CheckOk(comm_->AllGather(g.master, flat));
+    if (!all_ranks && comm_->rank() != 0) continue;
+    at::Tensor cpu = flat.to(at::kCPU);
+    for (const Slot& s : g.params) out.emplace(s.name, cpu.narrow(0, s.offset, s.numel).view(s.shape).clone());
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> ShardedModel::StateTensors() {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (size_t i = 0; i < groups_.size(); ++i) {
+    Group& g = groups_[i];
+    out.emplace_back(g.name + ".master", g.master);
+    out.emplace_back(g.name + ".exp_avg", g.exp_avg);
+    out.emplace_back(g.name + ".exp_avg_sq", g.exp_avg_sq);
+    if (!reference_.empty()) out.emplace_back(g.name + ".reference", reference_[i]);
+  }
+  return out;
+}
+
+}  // namespace tidal

@@ -1,0 +1,89 @@
+// The trainer one train rank runs: sharded parameters (ShardedModel), the RL / SFT objectives,
+// AdamW, checkpoints. The controller's train role drives it.
+//
+// Contract:
+// - Collective: every train rank of the communicator calls the same methods in the same order
+//   (TrainStep, SftStep, FullWeights, SaveCheckpoint, LoadCheckpoint, ExportHf). Each rank
+//   passes its own share of the step's samples; shares may differ in size (even be empty), but a
+//   GRPO/RLOO group must not be split across ranks when advantages are estimated here.
+// - One optimizer step per TrainStep/SftStep: micro-batches packed by `micro_batch_tokens`
+//   accumulate gradients; objectives are normalised over the whole step on all ranks, so the
+//   update equals the unsharded full-batch update.
+// - Policy version: step() counts optimizer steps; weights after step k are version k. Tokens
+//   whose policy_versions are older than step() are off-policy (reported as stale).
+// - Ratio baseline: the PPO/GSPO/CISPO ratio is taken against the trainer's own logprobs at the
+//   start of the step (proximal policy; value 1, gradient of log pi) and the rollout gap is
+//   corrected by TIS/MIS, or, with ratio_against_rollout, directly against the rollout logprobs
+//   (clipping then bounds staleness and mismatch; TIS/MIS are not applied on top).
+// - Errors: absl::Status. Bad input (shapes, ids out of vocab, missing fields) is
+//   kInvalidArgument; a failed collective or tensor error is kInternal with the cause. After a
+//   kInternal error from a collective the communicator is failed: rebuild both.
+// - Not thread-safe; call from one thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/communicator.h"
+#include "core/model.h"
+#include "trainer/advantages.h"
+#include "trainer/losses.h"
+#include "trainer/rollout_correction.h"
+#include "trainer/sharded_model.h"
+#include "trainer/train_batch.h"
+
+namespace tidal {
+
+struct TrainerOptions {
+  AdamWOptions optimizer;
+  double max_grad_norm = 1.0;  // global-norm clipping; <= 0 disables
+  PolicyLossConfig loss;
+  AdvantageOptions advantages;
+  bool dynamic_sampling = false;  // DAPO: drop groups whose rewards are all equal
+  IsCorrection is_correction = IsCorrection::kNone;
+  double is_cap = 2.0;
+  bool ratio_against_rollout = false;
+  double temperature = 1.0;       // sampling temperature of the rollouts (logprobs use it)
+  bool compute_entropy = true;    // entropy metric (and bonus when loss.entropy_coef != 0)
+  int64_t micro_batch_tokens = 4096;
+  ShardingOptions sharding;  // precision (compute/reduce dtype), device, checkpointing, prefetch
+};
+
+class Trainer {
+ public:
+  // `initial` holds the full model on every rank (HF names); `comm` must outlive the trainer.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const ModelConfig& config, const NamedTensors& initial,
+                                                         const TrainerOptions& options, Communicator* comm);
+  static absl::StatusOr<std::unique_ptr<Trainer>> CreateFromHf(const std::string& hf_dir, const TrainerOptions& options,
+                                                               Communicator* comm);
+  ~Trainer();
+
+  // One RL optimizer step on this rank's share of the batch.
+  absl::StatusOr<StepStats> TrainStep(const std::vector<TrainSample>& batch);
+  // One supervised step (masked token-mean cross-entropy on target tokens).
+  absl::StatusOr<StepStats> SftStep(const std::vector<SftSample>& batch);
+
+  // Full parameters (fp32, CPU, HF names) on rank 0 (empty elsewhere) or on every rank.
+  absl::StatusOr<NamedTensors> FullWeights(bool all_ranks = false);
+  // Writes config.json + model.safetensors (rank 0 writes; collective).
+  absl::Status ExportHf(const std::string& dir);
+
+  // Sharded checkpoint of parameters, optimizer state, step, RNG and the caller's opaque
+  // data-loader state, committed atomically to `dir` (see trainer/checkpoint.h).
+  absl::Status SaveCheckpoint(const std::string& dir, const std::string& loader_state = "");
+  // Restores everything SaveCheckpoint wrote (same world size); returns the loader state.
+  absl::StatusOr<std::string> LoadCheckpoint(const std::string& dir);
+
+  void SetLearningRate(double lr);
+  int64_t step() const;
+  const ModelConfig& config() const;
+  const TrainerOptions& options() const;
+
+ private:
+  class Impl;
+  explicit Trainer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tidal
