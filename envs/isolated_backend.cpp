@@ -5,7 +5,6 @@
 // timeout the worker is killed; on EOF it has crashed and is reaped, and its signal or exit
 // status goes into the error. Either way the next call spawns a fresh worker and re-creates the
 // instance from the same args, so one bad task fails one trajectory.
-#include <dlfcn.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -22,42 +21,12 @@
 
 #include "envs/env_backend.h"
 #include "envs/env_worker_protocol.h"
+#include "envs/helper_binary.h"
 
 extern char** environ;
 
 namespace tidal::envs {
 namespace {
-
-bool IsExecutable(const std::string& path) { return ::access(path.c_str(), X_OK) == 0; }
-
-// $TIDAL_ENV_WORKER, else next to libtidal_envs.so, else where the build put it.
-absl::StatusOr<std::string> WorkerBinary() {
-  std::vector<std::string> tried;
-  if (const char* env = std::getenv("TIDAL_ENV_WORKER"); env && *env) {
-    if (IsExecutable(env)) return std::string(env);
-    return absl::NotFoundError(
-        absl::StrCat("TIDAL_ENV_WORKER=", env, " is not an executable file"));
-  }
-  Dl_info info;
-  if (::dladdr(reinterpret_cast<void*>(&WorkerBinary), &info) != 0 && info.dli_fname) {
-    std::string lib = info.dli_fname;
-    const size_t slash = lib.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : lib.substr(0, slash);
-    for (const std::string& cand : {dir + "/tidal-env-worker", dir + "/../bin/tidal-env-worker"}) {
-      if (IsExecutable(cand)) return cand;
-      tried.push_back(cand);
-    }
-  }
-#ifdef TIDAL_ENV_WORKER_PATH
-  if (IsExecutable(TIDAL_ENV_WORKER_PATH)) return std::string(TIDAL_ENV_WORKER_PATH);
-  tried.push_back(TIDAL_ENV_WORKER_PATH);
-#endif
-  std::string list;
-  for (const auto& t : tried) absl::StrAppend(&list, list.empty() ? "" : ", ", t);
-  return absl::NotFoundError(absl::StrCat(
-      "env-worker binary not found (tried ", list,
-      "); build the tidal-env-worker target or set TIDAL_ENV_WORKER"));
-}
 
 std::string DescribeWait(int wstatus) {
   if (WIFSIGNALED(wstatus)) {
@@ -211,7 +180,7 @@ class IsolatedBackend final : public EnvBackend {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EnvBackend>> OpenIsolatedBackend(const EnvSpec& spec) {
-  auto binary = WorkerBinary();
+  auto binary = FindHelperBinary("tidal-env-worker", "TIDAL_ENV_WORKER");
   if (!binary.ok()) {
     return absl::Status(binary.status().code(), absl::StrCat(PluginErrorPrefix(spec.plugin),
                                                              ": isolate: ",
