@@ -25,6 +25,7 @@ const BuiltinEntry kBuiltins[] = {
     {"countdown", builtins::CountdownApi},
     {"math_answer", builtins::MathAnswerApi},
     {"tool_calc", builtins::ToolCalcApi},
+    {"code_exec", builtins::CodeExecApi},
 };
 
 constexpr char kBuiltinPrefix[] = "builtin:";

@@ -29,7 +29,8 @@ struct Adapter {
   template <typename F>
   static int Guard(tidal_env* env, const char** out, F&& body) {
     try {
-      env->out = body().dump();
+      // Replace invalid UTF-8 (e.g. from echoed model output) instead of failing the call.
+      env->out = body().dump(-1, ' ', false, json::error_handler_t::replace);
       *out = env->out.c_str();
       return TIDAL_ENV_OK;
     } catch (const std::exception& e) {

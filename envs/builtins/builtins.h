@@ -11,5 +11,6 @@ const tidal_env_api* ArithmeticApi();    // "123+456=" -> " 579"
 const tidal_env_api* CountdownApi();     // reach a target with given numbers, each once
 const tidal_env_api* MathAnswerApi();    // GSM8K-style JSONL, final-answer verifier
 const tidal_env_api* ToolCalcApi();      // multi-turn calculator tool use
+const tidal_env_api* CodeExecApi();      // python program judged by hidden tests (sandbox)
 
 }  // namespace tidal::envs::builtins

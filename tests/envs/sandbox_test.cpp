@@ -16,11 +16,15 @@
 namespace tidal::envs {
 namespace {
 
+// CTest runs tests in parallel processes: each gets its own sandbox uid (the process limit and
+// the leftover-process check count a uid machine-wide).
+int TestSlot() { return 1000 + ::getpid() % 100000; }
+
 SandboxResult RunCode(const std::string& language, const std::string& code, double timeout_s = 5,
                   const std::string& stdin_data = "", int64_t memory_mb = 256,
                   SandboxLimits limits = {}) {
   SandboxRequest req{language, code, stdin_data, timeout_s, memory_mb};
-  auto r = RunSandboxed(req, limits, /*slot=*/0);
+  auto r = RunSandboxed(req, limits, TestSlot());
   EXPECT_TRUE(r.ok()) << r.status();
   return r.ok() ? *r : SandboxResult{};
 }
@@ -53,7 +57,7 @@ TEST(SandboxTest, RunsPythonAndBashWithStdin) {
   EXPECT_EQ(sh.exit_code, 0);
   EXPECT_EQ(sh.stderr_text, "err\n");
   const SandboxLimits lim;
-  EXPECT_EQ(sh.stdout_text, "out\n/work\n" + std::to_string(lim.base_uid) + "\n");
+  EXPECT_EQ(sh.stdout_text, "out\n/work\n" + std::to_string(lim.base_uid + TestSlot()) + "\n");
 }
 
 TEST(SandboxTest, RejectsBadRequests) {
@@ -136,7 +140,7 @@ TEST(SandboxTest, ForkBombIsContainedAndCleanedUp) {
   EXPECT_TRUE(r.timed_out || r.exit_code != 0) << r.ToJson().dump();
   EXPECT_LT(r.time_s, 4.0);
   // Every process of the sandbox uid is gone; the host can still fork.
-  EXPECT_EQ(ProcessesOf(lim.base_uid), 0);
+  EXPECT_EQ(ProcessesOf(lim.base_uid + TestSlot()), 0);
   auto after = RunCode("bash", "echo alive");
   EXPECT_EQ(after.stdout_text, "alive\n");
 }
