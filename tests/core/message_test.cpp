@@ -5,8 +5,27 @@
 #include <cstring>
 #include <numeric>
 
+// A protocol defined in another namespace, as the scheduler does.
+namespace tidal::other_protocol {
+struct AssignRole {
+  std::string role;
+  int64_t policy_version = 0;
+};
+TIDAL_MESSAGE(AssignRole, role, policy_version)
+}  // namespace tidal::other_protocol
+
 namespace tidal {
 namespace {
+
+TEST(MessageTest, TypesFromOtherNamespacesWork) {
+  using other_protocol::AssignRole;
+  static_assert(MessageType<AssignRole>);
+  static_assert(!MessageType<std::string>);
+  EXPECT_EQ(MessageName<AssignRole>(), "AssignRole");
+  auto env = DecodeFrames(EncodeFrames(MessageHeader{}, MakeOut(AssignRole{"train", 4})));
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->As<AssignRole>()->policy_version, 4);
+}
 
 struct Rollout {
   std::string prompt;
