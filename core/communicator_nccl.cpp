@@ -314,7 +314,11 @@ class NcclCommunicator final : public Communicator {
     const absl::Time deadline = absl::Now() + o_.timeout;
     while (true) {
       ncclResult_t st;
-      TIDAL_NCCL_CHECK(ncclCommGetAsyncError(comm_, &st));
+      {
+        std::lock_guard<std::mutex> l(nccl_mu_);
+        if (aborted_.load()) return CheckUsable(what);
+        TIDAL_NCCL_CHECK(ncclCommGetAsyncError(comm_, &st));
+      }
       if (st == ncclSuccess) return absl::OkStatus();
       if (st != ncclInProgress) return Abort(NcclError(st, what, __FILE__, __LINE__, name_));
       if (absl::Now() > deadline) {
@@ -340,7 +344,11 @@ class NcclCommunicator final : public Communicator {
     TIDAL_CUDA_CHECK(cudaEventCreateWithFlags(&ready->e, cudaEventDisableTiming));
     TIDAL_CUDA_CHECK(cudaEventRecord(ready->e, cur));
     TIDAL_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready->e, 0));
-    TIDAL_NCCL_CHECK(fn(comm_, stream_));
+    {
+      std::lock_guard<std::mutex> l(nccl_mu_);
+      if (aborted_.load()) return CheckUsable(op);
+      TIDAL_NCCL_CHECK(fn(comm_, stream_));
+    }
     TIDAL_RETURN_IF_ERROR(Settle(op));
     for (const at::Tensor& t : tensors) {
       c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), *comm_stream_);
@@ -367,9 +375,14 @@ class NcclCommunicator final : public Communicator {
       std::lock_guard<std::mutex> l(mu_);
       if (error_.ok()) error_ = why;
     }
-    bool expected = false;
-    if (aborted_.compare_exchange_strong(expected, true)) ncclCommAbort(comm_);
+    AbortComm();
     return why;
+  }
+
+  // The only place that aborts; nccl_mu_ keeps it from racing a call on the same comm.
+  void AbortComm() {
+    std::lock_guard<std::mutex> l(nccl_mu_);
+    if (comm_ != nullptr && !aborted_.exchange(true)) ncclCommAbort(comm_);
   }
 
   void WatchdogLoop() {
@@ -397,18 +410,21 @@ class NcclCommunicator final : public Communicator {
         error_ = why;
         pending_.clear();
         l.unlock();
-        bool expected = false;
-        if (aborted_.compare_exchange_strong(expected, true)) ncclCommAbort(comm_);
+        AbortComm();
         l.lock();
         break;
       }
-      if (error_.ok() && comm_ != nullptr && !aborted_.load()) {
+      if (error_.ok() && comm_ != nullptr) {
         ncclResult_t st = ncclSuccess;
-        if (ncclCommGetAsyncError(comm_, &st) == ncclSuccess && st != ncclSuccess && st != ncclInProgress) {
+        ncclResult_t r = ncclSuccess;
+        {
+          std::lock_guard<std::mutex> nl(nccl_mu_);  // order: mu_ then nccl_mu_, never the reverse
+          if (!aborted_.load()) r = ncclCommGetAsyncError(comm_, &st);
+        }
+        if (r == ncclSuccess && st != ncclSuccess && st != ncclInProgress) {
           error_ = absl::InternalError(absl::StrCat(name_, ": watchdog: async NCCL error: ", ncclGetErrorString(st)));
           l.unlock();
-          bool expected = false;
-          if (aborted_.compare_exchange_strong(expected, true)) ncclCommAbort(comm_);
+          AbortComm();
           l.lock();
         }
       }
@@ -429,6 +445,7 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<Event> last_done_;
   std::mutex mu_;  // guards pending_, error_, stop_ (shared with the watchdog)
+  std::mutex nccl_mu_;  // held around every NCCL call on comm_, so an abort never races one
   std::condition_variable cv_;
   std::deque<Pending> pending_;
   absl::Status error_;

@@ -138,18 +138,49 @@ absl::StatusOr<std::unique_ptr<ShmCommunicator>> ShmCommunicator::Create(const S
       return absl::ResourceExhaustedError(absl::StrCat("ftruncate(", name, ", ", bytes, "): ", strerror(e)));
     }
   } else {
+    // Attach in two steps: map the header alone, wait for rank 0 to publish its geometry and
+    // compare it with ours (so mismatched options give a clear error, not a timeout), then map
+    // the whole segment.
+    const size_t header = ChannelsOffset();
     while (true) {
       fd = shm_open(name.c_str(), O_RDWR, 0600);
       if (fd >= 0) {
         struct stat st;
-        if (fstat(fd, &st) == 0 && static_cast<size_t>(st.st_size) >= bytes) break;
+        if (fstat(fd, &st) == 0 && static_cast<size_t>(st.st_size) >= header) {
+          void* h = mmap(nullptr, header, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+          if (h == MAP_FAILED) {
+            close(fd);
+            return absl::InternalError(absl::StrCat("mmap(", name, "): ", strerror(errno)));
+          }
+          auto* seg = static_cast<Segment*>(h);
+          while (seg->magic.load(std::memory_order_acquire) != Segment::kMagic && absl::Now() < deadline) {
+            absl::SleepFor(absl::Microseconds(200));
+          }
+          const bool ready = seg->magic.load(std::memory_order_acquire) == Segment::kMagic;
+          const bool same = seg->world_size == static_cast<uint32_t>(o.world_size) &&
+                            seg->slot_bytes == o.slot_bytes && seg->p2p_bytes == o.p2p_bytes;
+          std::string theirs = absl::StrCat("world ", seg->world_size, " vs ", o.world_size, ", slot_bytes ",
+                                            seg->slot_bytes, " vs ", o.slot_bytes, ", p2p_bytes ", seg->p2p_bytes,
+                                            " vs ", o.p2p_bytes);
+          munmap(h, header);
+          if (!ready) {
+            close(fd);
+            return absl::DeadlineExceededError(absl::StrCat("shm communicator rank ", o.rank, ": segment ", name,
+                                                            " never initialised by rank 0"));
+          }
+          if (!same) {
+            close(fd);
+            return absl::InvalidArgumentError(absl::StrCat("shm communicator '", o.group, "' rank ", o.rank,
+                                                           ": options differ from rank 0's (", theirs, ")"));
+          }
+          break;
+        }
         close(fd);
         fd = -1;
       }
       if (absl::Now() > deadline) {
         return absl::DeadlineExceededError(absl::StrCat("shm communicator rank ", o.rank, ": segment ", name,
-                                                        " of ", bytes, " bytes did not appear within ",
-                                                        absl::FormatDuration(o.timeout)));
+                                                        " did not appear within ", absl::FormatDuration(o.timeout)));
       }
       absl::SleepFor(absl::Milliseconds(1));
     }
@@ -176,20 +207,6 @@ absl::StatusOr<std::unique_ptr<ShmCommunicator>> ShmCommunicator::Create(const S
     }
     shm_unlink(name.c_str());  // everyone has it mapped; nothing to leak from here on
   } else {
-    while (seg->magic.load(std::memory_order_acquire) != Segment::kMagic) {
-      if (absl::Now() > deadline) {
-        return absl::DeadlineExceededError(absl::StrCat("shm communicator rank ", o.rank, ": segment ", name,
-                                                        " never initialised by rank 0"));
-      }
-      absl::SleepFor(absl::Microseconds(200));
-    }
-    if (seg->world_size != static_cast<uint32_t>(o.world_size) || seg->slot_bytes != o.slot_bytes ||
-        seg->p2p_bytes != o.p2p_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "shm communicator '", o.group, "' rank ", o.rank, ": options differ from rank 0's (world ",
-          seg->world_size, " vs ", o.world_size, ", slot_bytes ", seg->slot_bytes, " vs ", o.slot_bytes,
-          ", p2p_bytes ", seg->p2p_bytes, " vs ", o.p2p_bytes, ")"));
-    }
     seg->joined.fetch_add(1, std::memory_order_acq_rel);
   }
   return comm;

@@ -59,8 +59,10 @@ absl::Status CheckPerToken(const std::vector<T>& v, size_t n, size_t sample, con
   return absl::OkStatus();
 }
 
+// Always a copy (never a view of `v`, which dies before the tensor may).
 at::Tensor Floats(const std::vector<float>& v, at::Device d) {
-  return at::from_blob(const_cast<float*>(v.data()), {static_cast<int64_t>(v.size())}, at::kFloat).to(d, true);
+  return at::from_blob(const_cast<float*>(v.data()), {static_cast<int64_t>(v.size())}, at::kFloat)
+      .to(d, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
 }
 
 }  // namespace
@@ -186,20 +188,19 @@ class Trainer::Impl {
   }
 
   // Clip, AdamW, and the stats common to both step kinds.
-  void FinishStep(StepStats& st) {
-    st.grad_norm = model_->GradNorm();
-    if (options_.max_grad_norm > 0 && st.grad_norm > options_.max_grad_norm) {
-      model_->ScaleGrad(options_.max_grad_norm / (st.grad_norm + 1e-6));
+  // Clips, applies AdamW, clears the gradient; returns the pre-clip global norm.
+  double FinishStep() {
+    const double norm = model_->GradNorm();
+    if (options_.max_grad_norm > 0 && norm > options_.max_grad_norm) {
+      model_->ScaleGrad(options_.max_grad_norm / (norm + 1e-6));
     }
     model_->AdamWStep(options_.optimizer);
     model_->ZeroGrad();
-    st.step = model_->optimizer_steps();
-    st.learning_rate = options_.optimizer.lr;
+    return norm;
   }
 
   absl::StatusOr<StepStats> RunTrainStep(const std::vector<TrainSample>& batch_in, bool given_adv,
                                          std::chrono::steady_clock::time_point t0) {
-    const at::Device dev = model_->options().device;
     StepStats st;
     std::vector<double> sums(kNumSums, 0.0);
     double max_diff = 0.0;
@@ -240,14 +241,86 @@ class Trainer::Impl {
       for (size_t j = 0; j < kept.size(); ++j) adv[kept[j]] = a[j];
     }
 
-    // Sequences, masks, step-global normalisers.
     std::vector<Sequence> seq_aux(batch_in.size());
+    for (size_t i : kept) {
+      if (batch_in[i].loss_mask.empty()) seq_aux[i].ones.assign(batch_in[i].response_ids.size(), 1);
+    }
+    const int64_t updates = options_.mini_batches;
+    const int64_t version = model_->optimizer_steps();
+    // Proximal logprobs for every update after the first: one forward pass before any update
+    // (for the first update they equal the current logprobs).
+    std::vector<std::vector<float>> old_lp;
+    if (updates > 1 && !options_.ratio_against_rollout) old_lp = ForwardLogprobs(batch_in, kept);
+    int64_t taken = 0;
+    double grad_norm_sum = 0;
+    for (int64_t u = 0; u < updates; ++u) {
+      std::vector<size_t> part(kept.begin() + kept.size() * u / updates, kept.begin() + kept.size() * (u + 1) / updates);
+      double grad_norm = 0;
+      if (Update(batch_in, part, adv, seq_aux, old_lp, version, sums, max_diff, st, &grad_norm)) {
+        ++taken;
+        grad_norm_sum += grad_norm;
+      }
+    }
+    ReduceStats(sums, max_diff);
+    const double tokens = std::max(1.0, sums[kTokens]);
+    st.step = model_->optimizer_steps();
+    st.learning_rate = options_.optimizer.lr;
+    st.grad_norm = taken ? grad_norm_sum / taken : 0.0;
+    st.loss = sums[kLoss] / std::max<int64_t>(1, taken);
+    st.policy_loss = sums[kPolicyLoss] / std::max<int64_t>(1, taken);
+    st.kl = sums[kKlSum] / tokens;
+    st.entropy = sums[kEntropySum] / tokens;
+    st.clip_fraction = sums[kClipped] / tokens;
+    st.mismatch_kl = sums[kMismatchTokens] > 0 ? sums[kMismatchKl] / sums[kMismatchTokens] : 0.0;
+    st.mismatch_max_abs_diff = max_diff;
+    st.is_weight_mean = sums[kMismatchTokens] > 0 ? sums[kIsWeight] / sums[kMismatchTokens] : 1.0;
+    st.is_masked_fraction = sums[kMismatchTokens] > 0 ? sums[kIsMasked] / sums[kMismatchTokens] : 0.0;
+    st.stale_token_fraction = sums[kVersioned] > 0 ? sums[kStale] / sums[kVersioned] : 0.0;
+    st.tokens = static_cast<int64_t>(sums[kTokens]);
+    st.sequences = static_cast<int64_t>(sums[kSeqs]);
+    st.dropped_groups = static_cast<int64_t>(sums[kDropped]);
+    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return st;
+  }
+
+  // Per-sample logprobs of the response tokens under the current parameters (collective).
+  std::vector<std::vector<float>> ForwardLogprobs(const std::vector<TrainSample>& batch, const std::vector<size_t>& idx) {
+    std::vector<PackSequence> seqs;
+    std::vector<int64_t> lengths;
+    for (size_t i : idx) {
+      seqs.push_back(PackSequence{&batch[i].prompt_ids, &batch[i].response_ids});
+      lengths.push_back(static_cast<int64_t>(batch[i].prompt_ids.size() + batch[i].response_ids.size()));
+    }
+    auto plan = PlanMicroBatches(lengths, options_.micro_batch_tokens);
+    const int64_t num_mb = AllReduceMax(static_cast<int64_t>(plan.size()));
+    std::vector<std::vector<float>> out(batch.size());
+    for (int64_t m = 0; m < num_mb; ++m) {
+      if (m >= static_cast<int64_t>(plan.size())) {
+        model_->Forward(PackedBatch{}, false);
+        continue;
+      }
+      PackedMicroBatch mb = PackMicroBatch(seqs, plan[m], options_.temperature, model_->options().device);
+      at::Tensor lp = model_->Forward(mb.batch, false).logprobs.to(at::kCPU).contiguous();
+      const float* p = lp.data_ptr<float>();
+      for (size_t j : mb.members) {
+        const size_t n = batch[idx[j]].response_ids.size();
+        out[idx[j]].assign(p, p + n);
+        p += n;
+      }
+    }
+    return out;
+  }
+
+  // One optimizer update on batch[part]; false (and no update) when no rank has a token to train.
+  bool Update(const std::vector<TrainSample>& batch, const std::vector<size_t>& part, const std::vector<double>& adv,
+              const std::vector<Sequence>& seq_aux, const std::vector<std::vector<float>>& old_lp, int64_t version,
+              std::vector<double>& sums, double& max_diff, StepStats& st, double* grad_norm) {
+    const at::Device dev = model_->options().device;
     std::vector<PackSequence> seqs;
     std::vector<int64_t> lengths;
     double local_tokens = 0, local_seqs = 0;
-    for (size_t i : kept) {
-      const TrainSample& s = batch_in[i];
-      if (s.loss_mask.empty()) seq_aux[i].ones.assign(s.response_ids.size(), 1);
+    for (size_t i : part) {
+      const TrainSample& s = batch[i];
       const auto& mask = s.loss_mask.empty() ? seq_aux[i].ones : s.loss_mask;
       double n = 0;
       for (uint8_t m : mask) n += m ? 1 : 0;
@@ -260,19 +333,12 @@ class Trainer::Impl {
     const LossNormalizers norm{norm_v[0], norm_v[1]};
     auto plan = PlanMicroBatches(lengths, options_.micro_batch_tokens);
     const int64_t num_mb = AllReduceMax(static_cast<int64_t>(plan.size()));
-    st.micro_batches = num_mb;
-    if (norm.tokens <= 0) {
-      // Nothing to learn from on any rank: no update (every rank takes this branch together).
-      ReduceStats(sums, max_diff);
-      st.dropped_groups = static_cast<int64_t>(sums[kDropped]);
-      st.step = model_->optimizer_steps();
-      st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      return st;
-    }
+    st.micro_batches = std::max(st.micro_batches, num_mb);
+    // Every rank sees the same global count, so they skip together.
+    if (norm.tokens <= 0) return false;
 
     const PolicyLossConfig& lc = options_.loss;
     const bool with_entropy = options_.compute_entropy || lc.entropy_coef != 0.0;
-    const int64_t version = model_->optimizer_steps();
     for (int64_t m = 0; m < num_mb; ++m) {
       if (m >= static_cast<int64_t>(plan.size())) {
         if (lc.kl_coef != 0.0) model_->Forward(PackedBatch{}, false, /*reference=*/true);
@@ -281,15 +347,17 @@ class Trainer::Impl {
       }
       PackedMicroBatch mb = PackMicroBatch(seqs, plan[m], options_.temperature, dev);
       // Per-token tensors of this micro-batch.
-      std::vector<float> adv_t, mask_t, rollout_t, has_rollout_t;
+      std::vector<float> adv_t, mask_t, rollout_t, has_rollout_t, old_t;
       std::vector<double> seq_len;
       for (size_t j : mb.members) {
-        const TrainSample& s = batch_in[kept[j]];
-        const auto& mask = s.loss_mask.empty() ? seq_aux[kept[j]].ones : s.loss_mask;
+        const size_t i = part[j];
+        const TrainSample& s = batch[i];
+        const auto& mask = s.loss_mask.empty() ? seq_aux[i].ones : s.loss_mask;
         const bool has_ro = !s.rollout_logprobs.empty();
+        if (!old_lp.empty()) old_t.insert(old_t.end(), old_lp[i].begin(), old_lp[i].end());
         double n = 0;
         for (size_t t = 0; t < s.response_ids.size(); ++t) {
-          adv_t.push_back(static_cast<float>(adv[kept[j]]));
+          adv_t.push_back(static_cast<float>(adv[i]));
           mask_t.push_back(mask[t] ? 1.f : 0.f);
           rollout_t.push_back(has_ro ? s.rollout_logprobs[t] : 0.f);
           has_rollout_t.push_back(has_ro ? 1.f : 0.f);
@@ -303,6 +371,7 @@ class Trainer::Impl {
       }
       const at::Tensor adv_x = Floats(adv_t, dev), mask_x = Floats(mask_t, dev), rollout_x = Floats(rollout_t, dev),
                        has_ro_x = Floats(has_rollout_t, dev);
+      const at::Tensor old_x = old_lp.empty() ? at::Tensor() : Floats(old_t, dev);
       const at::Tensor seq_len_x = at::tensor(seq_len, at::kDouble).to(dev, at::kFloat);
       const at::Tensor weights =
           AggregationWeights(mask_x, mb.seq_index, seq_len_x, lc.aggregation, norm, lc.max_len);
@@ -310,9 +379,11 @@ class Trainer::Impl {
       if (lc.kl_coef != 0.0) ref = model_->Forward(mb.batch, false, /*reference=*/true).logprobs;
       const int64_t num_seqs = static_cast<int64_t>(mb.members.size());
       auto objective = [&](const at::Tensor& lp, const at::Tensor& ent) -> at::Tensor {
+        // The proximal policy: pre-pass logprobs, or the current ones in a single update.
+        const at::Tensor proximal = old_x.defined() ? old_x : lp.detach();
         PolicyLossInput in;
         in.logprobs = lp;
-        in.old_logprobs = options_.ratio_against_rollout ? rollout_x : lp.detach();
+        in.old_logprobs = options_.ratio_against_rollout ? rollout_x : proximal;
         in.advantages = adv_x;
         in.mask = mask_x;
         in.seq_index = mb.seq_index;
@@ -322,7 +393,7 @@ class Trainer::Impl {
         in.ref_logprobs = ref;
         MismatchStats ms;
         const IsCorrection kind = options_.ratio_against_rollout ? IsCorrection::kNone : options_.is_correction;
-        at::Tensor iw = ImportanceWeights(lp.detach(), rollout_x, mask_x * has_ro_x, kind, options_.is_cap, &ms);
+        at::Tensor iw = ImportanceWeights(proximal, rollout_x, mask_x * has_ro_x, kind, options_.is_cap, &ms);
         if (kind != IsCorrection::kNone) in.is_weights = iw + (1.0 - has_ro_x);
         sums[kMismatchTokens] += ms.tokens;
         sums[kMismatchKl] += ms.kl_sum;
@@ -341,24 +412,8 @@ class Trainer::Impl {
       model_->ForwardBackward(mb.batch, objective, with_entropy);
       for (double n : seq_len) sums[kSeqs] += n > 0 ? 1 : 0;
     }
-    ReduceStats(sums, max_diff);
-    FinishStep(st);
-    const double tokens = std::max(1.0, sums[kTokens]);
-    st.loss = sums[kLoss];
-    st.policy_loss = sums[kPolicyLoss];
-    st.kl = sums[kKlSum] / tokens;
-    st.entropy = sums[kEntropySum] / tokens;
-    st.clip_fraction = sums[kClipped] / tokens;
-    st.mismatch_kl = sums[kMismatchTokens] > 0 ? sums[kMismatchKl] / sums[kMismatchTokens] : 0.0;
-    st.mismatch_max_abs_diff = max_diff;
-    st.is_weight_mean = sums[kMismatchTokens] > 0 ? sums[kIsWeight] / sums[kMismatchTokens] : 1.0;
-    st.is_masked_fraction = sums[kMismatchTokens] > 0 ? sums[kIsMasked] / sums[kMismatchTokens] : 0.0;
-    st.stale_token_fraction = sums[kVersioned] > 0 ? sums[kStale] / sums[kVersioned] : 0.0;
-    st.tokens = static_cast<int64_t>(sums[kTokens]);
-    st.sequences = static_cast<int64_t>(sums[kSeqs]);
-    st.dropped_groups = static_cast<int64_t>(sums[kDropped]);
-    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return st;
+    *grad_norm = FinishStep();
+    return true;
   }
 
   absl::StatusOr<StepStats> RunSftStep(const std::vector<SftSample>& batch,
@@ -413,7 +468,9 @@ class Trainer::Impl {
       model_->ForwardBackward(mb.batch, objective, false);
     }
     ReduceStats(sums, max_diff);
-    FinishStep(st);
+    st.grad_norm = FinishStep();
+    st.step = model_->optimizer_steps();
+    st.learning_rate = options_.optimizer.lr;
     st.loss = sums[kLoss];
     st.policy_loss = sums[kLoss];
     st.tokens = static_cast<int64_t>(sums[kTokens]);
@@ -431,6 +488,9 @@ class Trainer::Impl {
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const ModelConfig& config, const NamedTensors& initial,
                                                          const TrainerOptions& options, Communicator* comm) {
+  if (options.mini_batches < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("mini_batches must be >= 1, got ", options.mini_batches));
+  }
   if (options.micro_batch_tokens <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("micro_batch_tokens must be positive, got ", options.micro_batch_tokens));
   }

@@ -6,13 +6,13 @@
 //   (TrainStep, SftStep, FullWeights, SaveCheckpoint, LoadCheckpoint, ExportHf). Each rank
 //   passes its own share of the step's samples; shares may differ in size (even be empty), but a
 //   GRPO/RLOO group must not be split across ranks when advantages are estimated here.
-// - One optimizer step per TrainStep/SftStep: micro-batches packed by `micro_batch_tokens`
-//   accumulate gradients; objectives are normalised over the whole step on all ranks, so the
-//   update equals the unsharded full-batch update.
+// - SftStep takes one optimizer step, TrainStep `mini_batches` (default 1): micro-batches packed
+//   by `micro_batch_tokens` accumulate gradients; objectives are normalised over the whole update
+//   on all ranks, so the update equals the unsharded full-batch update.
 // - Policy version: step() counts optimizer steps; weights after step k are version k. Tokens
 //   whose policy_versions are older than step() are off-policy (reported as stale).
 // - Ratio baseline: the PPO/GSPO/CISPO ratio is taken against the trainer's own logprobs at the
-//   start of the step (proximal policy; value 1, gradient of log pi) and the rollout gap is
+//   start of the step (proximal policy; value 1 in the first update) and the rollout gap is
 //   corrected by TIS/MIS, or, with ratio_against_rollout, directly against the rollout logprobs
 //   (clipping then bounds staleness and mismatch; TIS/MIS are not applied on top).
 // - Errors: absl::Status. Bad input (shapes, ids out of vocab, missing fields) is
@@ -47,6 +47,10 @@ struct TrainerOptions {
   double temperature = 1.0;       // sampling temperature of the rollouts (logprobs use it)
   bool compute_entropy = true;    // entropy metric (and bonus when loss.entropy_coef != 0)
   int64_t micro_batch_tokens = 4096;
+  // Optimizer updates per TrainStep: the step's samples are split into this many consecutive
+  // parts (per rank), one update each; the proximal logprobs come from a forward pass before
+  // the first update, so later updates see ratios != 1 and PPO clipping applies.
+  int64_t mini_batches = 1;
   ShardingOptions sharding;  // precision (compute/reduce dtype), device, checkpointing, prefetch
 };
 

@@ -140,6 +140,29 @@ TEST(Trainer, RatioAgainstRolloutClips) {
   }));
 }
 
+// Two updates on the same samples: the second sees ratios moved by the first, and clips.
+TEST(Trainer, MiniBatchesTakeSeveralUpdatesAndClip) {
+  at::set_num_threads(1);
+  const ModelConfig c = TinyConfig(true);
+  const NamedTensors init = Model::RandomInit(c, 5).weights();
+  std::vector<TrainSample> half = RandomBatch(4, c.vocab_size, 14);
+  for (size_t i = 0; i < half.size(); ++i) half[i].advantage = (i % 2) ? -1.0f : 1.0f;
+  std::vector<TrainSample> batch = half;
+  batch.insert(batch.end(), half.begin(), half.end());
+  ExpectAllOk(RunRanks(1, [&](Communicator& comm) -> absl::Status {
+    TrainerOptions o;
+    o.optimizer.lr = 5e-2;
+    o.mini_batches = 2;
+    TIDAL_ASSIGN_OR_RETURN(auto t, Trainer::Create(c, init, o, &comm));
+    TIDAL_ASSIGN_OR_RETURN(StepStats s, t->TrainStep(batch));
+    EXPECT_EQ(s.step, 2);
+    EXPECT_EQ(s.sequences, 8);
+    EXPECT_GT(s.clip_fraction, 0.1);  // only second-update tokens can clip: at most one half
+    EXPECT_LE(s.clip_fraction, 0.5);
+    return absl::OkStatus();
+  }));
+}
+
 TEST(Trainer, KlToReferenceStartsAtZeroAndGrows) {
   at::set_num_threads(1);
   const ModelConfig c = TinyConfig(true);
