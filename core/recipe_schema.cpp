@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <set>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
@@ -245,8 +246,11 @@ struct Codec<E> {
         }
       }
     }
+    if (!n.IsScalar()) {
+      return Problem(absl::StrCat("expected one of ", absl::StrJoin(choices, ", "), ", got ", Describe(n)));
+    }
     std::string msg = absl::StrCat(Describe(n), " is not one of ", absl::StrJoin(choices, ", "));
-    if (n.IsScalar()) {
+    {
       std::string close = ClosestMatch(n.Scalar(), choices);
       if (!close.empty()) absl::StrAppend(&msg, "; did you mean `", close, "`?");
     }
@@ -409,16 +413,16 @@ std::vector<RecipeKey> BuildKeys() {
 
       KEY(model.arch, ModelArch::kQwen2, "Architecture of a model built from `model.size` (ignored when `model.path` is set)."),
       KEY(model.path, "", "Hugging Face checkpoint dir (config.json + safetensors); if set, arch and size come from its config.json."),
+      KEY(model.tokenizer, "byte", "`byte` (256 bytes + specials) or a dir holding a Hugging Face tokenizer.json."),
+      KEY(model.dtype, ModelDtype::kFloat32, "dtype of the master weights on disk and in the rollout engine."),
+      KEY(model.rope_theta, 10000.0, "RoPE base frequency of a model built from `model.size`.", Above(0)),
+      KEY(model.tie_embeddings, true, "Share the input embedding with the output head (model built from `model.size`)."),
       KEY(model.size.hidden, 128, "Hidden size.", Above(0)),
       KEY(model.size.layers, 4, "Number of decoder layers.", Above(0)),
       KEY(model.size.heads, 4, "Attention heads; must divide `hidden`.", Above(0)),
       KEY(model.size.kv_heads, 2, "Key/value heads (grouped-query attention); must divide `heads`.", Above(0)),
       KEY(model.size.intermediate, 0, "MLP inner size; 0 = 4 * hidden.", Min(0)),
       KEY(model.size.vocab, 0, "Vocabulary size; 0 = the tokenizer's vocabulary size.", Min(0)),
-      KEY(model.tokenizer, "byte", "`byte` (256 bytes + specials) or a dir holding a Hugging Face tokenizer.json."),
-      KEY(model.dtype, ModelDtype::kFloat32, "dtype of the master weights on disk and in the rollout engine."),
-      KEY(model.rope_theta, 10000.0, "RoPE base frequency of a model built from `model.size`.", Above(0)),
-      KEY(model.tie_embeddings, true, "Share the input embedding with the output head (model built from `model.size`)."),
 
       KEY(warmup.sft.steps, 0, "Supervised warm-up steps on the environment's reference answers before RL; 0 = none.", Min(0)),
       KEY(warmup.sft.lr, 1e-3, "Learning rate of the SFT warm-up.", Above(0)),
@@ -426,10 +430,10 @@ std::vector<RecipeKey> BuildKeys() {
 
       KEY(pool.devices, "cpu:2", "Devices of the pool: `cpu:N` (N CPU slots), `cuda:I`, `cuda:A-B` or `cuda:0,2,3`.",
           Check(CheckDevices, "cpu:N | cuda:I | cuda:A-B | cuda:I,J,...")),
-      KEY(pool.tags.rollout, 1, "Devices tagged rollout at the start; rollout + train must equal the device count.", Min(0)),
-      KEY(pool.tags.train, 1, "Devices tagged train at the start.", Min(0)),
       KEY(pool.policy, PoolPolicy::kElastic,
           "static: tags never move; colocated: every device alternates rollout and train; elastic: the controller moves tags to keep both sides busy."),
+      KEY(pool.tags.rollout, 1, "Devices tagged rollout at the start; rollout + train must equal the device count.", Min(0)),
+      KEY(pool.tags.train, 1, "Devices tagged train at the start.", Min(0)),
 
       KEY(rollout.group_size, 8, "Completions sampled per prompt (the group of GRPO-style advantages).", Above(0)),
       KEY(rollout.max_new_tokens, 64, "Most tokens generated per completion.", Above(0)),
@@ -582,9 +586,14 @@ std::string ClosestMatch(std::string_view word, const std::vector<std::string>& 
 }
 
 std::string FormatRecipeFloat(double value) {
-  char buf[64];
-  auto [ptr, ec] = std::to_chars(buf, buf + sizeof(buf), value);
-  return ec == std::errc() ? std::string(buf, ptr) : absl::StrCat(value);
+  // Both spellings are the shortest that read back exactly; prefer the plain one ("0.0001" over
+  // "1e-04") unless it gets long ("1e-30").
+  char fixed[400], sci[64];
+  auto f = std::to_chars(fixed, fixed + sizeof(fixed), value, std::chars_format::fixed);
+  auto s = std::to_chars(sci, sci + sizeof(sci), value, std::chars_format::scientific);
+  if (f.ec != std::errc() || s.ec != std::errc()) return absl::StrCat(value);
+  size_t fixed_len = f.ptr - fixed, sci_len = s.ptr - sci;
+  return fixed_len <= std::max<size_t>(8, sci_len) ? std::string(fixed, f.ptr) : std::string(sci, s.ptr);
 }
 
 namespace {
@@ -643,6 +652,7 @@ std::string ExplainRecipeSchema(ExplainFormat format) {
                   "`env.args.min_len=4`) and checked like the file; `key.path=` resets a key to its default.\n"
                   "- Errors name `file:line:col` and the key path; every error of a recipe is reported at once.\n\n");
   std::string current = "\x01";
+  std::set<std::string> headed;
   for (const RecipeKey& k : keys) {
     std::string section = SectionOf(k.path);
     if (section != current) {
@@ -650,8 +660,15 @@ std::string ExplainRecipeSchema(ExplainFormat format) {
       if (section.empty()) {
         absl::StrAppend(&out, "## Top level\n\n");
       } else {
-        const RecipeSection* s = FindRecipeSection(section);
-        absl::StrAppend(&out, "\n## `", section, "`\n\n", s ? s->doc + "\n\n" : "");
+        // Enclosing sections without keys of their own ("warmup") get a heading too.
+        std::vector<std::string> chain;
+        for (std::string s = section; !s.empty(); s = SectionOf(s)) chain.insert(chain.begin(), s);
+        for (const std::string& s : chain) {
+          if (headed.count(s)) continue;
+          headed.insert(s);
+          const RecipeSection* info = FindRecipeSection(s);
+          absl::StrAppend(&out, "\n## `", s, "`\n\n", info ? info->doc + "\n\n" : "");
+        }
       }
       absl::StrAppend(&out, "| key | type | default | allowed | description |\n|---|---|---|---|---|\n");
       if (section.empty()) {
