@@ -72,6 +72,7 @@ class Endpoint {
     HeartbeatOptions heartbeat;
     int send_high_water_mark;
     absl::Duration linger;
+    int64_t max_frame_bytes;
     MetricsRegistry* metrics;
   };
 
@@ -194,6 +195,7 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Start(Config config) {
     socket.set(zmq::sockopt::linger, static_cast<int>(absl::ToInt64Milliseconds(config.linger)));
     socket.set(zmq::sockopt::sndhwm, config.send_high_water_mark);
     socket.set(zmq::sockopt::rcvhwm, config.send_high_water_mark);
+    socket.set(zmq::sockopt::maxmsgsize, config.max_frame_bytes);
     if (router) {
       // Fail sends to unknown identities instead of dropping them silently, and let a restarted
       // worker with the same name take over its old identity.
@@ -645,7 +647,7 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Bind(RouterOptions options) {
   TIDAL_ASSIGN_OR_RETURN(
       auto impl, Endpoint::Start({Endpoint::Kind::kRouter, options.endpoint, options.name,
                                   options.heartbeat, options.send_high_water_mark, options.linger,
-                                  options.metrics}));
+                                  options.max_frame_bytes, options.metrics}));
   return std::unique_ptr<Router>(new Router(std::move(impl)));
 }
 Router::Router(std::unique_ptr<Endpoint> impl) : impl_(std::move(impl)) {}
@@ -671,7 +673,7 @@ absl::StatusOr<std::unique_ptr<Dealer>> Dealer::Connect(DealerOptions options) {
   TIDAL_ASSIGN_OR_RETURN(
       auto impl, Endpoint::Start({Endpoint::Kind::kDealer, options.endpoint, options.name,
                                   options.heartbeat, options.send_high_water_mark, options.linger,
-                                  options.metrics}));
+                                  options.max_frame_bytes, options.metrics}));
   return std::unique_ptr<Dealer>(new Dealer(std::move(impl)));
 }
 Dealer::Dealer(std::unique_ptr<Endpoint> impl) : impl_(std::move(impl)) {}

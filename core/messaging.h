@@ -24,11 +24,19 @@
 //
 // Heartbeats: a Dealer sends Heartbeat every `interval`; the Router echoes each one. Each side
 // declares the other dead after `miss` intervals with no message at all (PeerEvent::kDead); a
-// message from a dead peer revives it (PeerEvent::kJoined). Pending requests to a peer that dies
-// fail with Unavailable right away instead of waiting for their timeout.
+// message from a dead peer revives it (PeerEvent::kJoined). A Router raises kJoined for a peer's
+// first message (whatever it is; Register is a convention, not a requirement); a Dealer watches
+// its Router from connect time and raises kJoined only on a return from kDead. Pending requests
+// to a peer that dies fail with Unavailable right away instead of waiting for their timeout.
+// A worker restarted under the same name before its old self was declared dead takes over the
+// identity (ZMQ_ROUTER_HANDOVER) without a kDead/kJoined pair; its new Register shows it.
 //
-// Malformed input (undecodable frames, wrong frame count, other wire version) is rejected on the
-// I/O thread: logged at WARN, counted in decode_errors, never delivered, never fatal.
+// Malformed input (undecodable frames, wrong frame count, other wire version, nesting bombs) is
+// rejected on the I/O thread: logged at WARN, counted in decode_errors, never delivered, never
+// fatal. A frame above max_frame_bytes makes ZeroMQ drop that connection (the peer reconnects).
+//
+// Not here: flow control. The inbox is unbounded; the data plane bounds what is in flight with
+// credits (ARCHITECTURE.md), not this layer.
 //
 // Listeners bind 127.0.0.1 by default; port 0 picks a free port and endpoint() reports it.
 //
@@ -85,6 +93,7 @@ struct RouterOptions {
   HeartbeatOptions heartbeat;                  // how long a silent peer lives
   int send_high_water_mark = 10000;            // messages queued per peer before sends wait
   absl::Duration linger = absl::Milliseconds(200);
+  int64_t max_frame_bytes = int64_t{1} << 32;  // larger incoming frames drop the connection
   MetricsRegistry* metrics = nullptr;          // optional; must outlive the Router
 };
 
@@ -94,6 +103,7 @@ struct DealerOptions {
   HeartbeatOptions heartbeat;
   int send_high_water_mark = 10000;
   absl::Duration linger = absl::Milliseconds(200);
+  int64_t max_frame_bytes = int64_t{1} << 32;
   MetricsRegistry* metrics = nullptr;  // optional; must outlive the Dealer
 };
 

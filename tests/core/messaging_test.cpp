@@ -252,6 +252,28 @@ TEST(MessagingTest, GarbageFramesAreRejectedWithoutCrashing) {
   EXPECT_EQ(ping->As<Ping>()->n, 5);
 }
 
+TEST(MessagingTest, OversizedFrameDropsTheConnectionNotTheRouter) {
+  RouterOptions o;
+  o.heartbeat = RelaxedHeartbeat();
+  o.max_frame_bytes = 1024;
+  auto router = Router::Bind(o);
+  ASSERT_TRUE(router.ok());
+  auto big = ConnectDealer((*router)->endpoint(), "rollout-9");
+  ASSERT_TRUE(big->Send(Ping{1}, {Payload::FromString(std::string(4096, 'z'))}).ok());
+  // Only the join (from a heartbeat) may arrive; the oversized message never does.
+  auto deadline = absl::Now() + absl::Milliseconds(500);
+  for (;;) {
+    auto in = (*router)->Receive(deadline - absl::Now());
+    if (!in.ok()) break;
+    EXPECT_FALSE(std::holds_alternative<Envelope>(*in));
+  }
+  auto ok = ConnectDealer((*router)->endpoint(), "rollout-10");
+  ASSERT_TRUE(ok->Send(Ping{2}).ok());
+  auto ping = NextMessage(**router);
+  ASSERT_TRUE(ping.ok()) << ping.status();
+  EXPECT_EQ(ping->As<Ping>()->n, 2);
+}
+
 TEST(MessagingTest, DealerRejectsGarbageFromItsRouter) {
   zmq::context_t ctx;
   zmq::socket_t raw(ctx, zmq::socket_type::router);
