@@ -223,7 +223,7 @@ TEST(ShmCommunicatorChild, DISABLED_Rank) {
 }
 
 TEST(ShmCommunicator, WorksBetweenSeparateProcesses) {
-  const int world = 3;
+  const int world = 2;  // each rank is a fresh process that loads LibTorch: keep it to two
   const std::string group = UniqueGroup("proc");
   std::vector<pid_t> pids;
   for (int r = 0; r < world; ++r) {
