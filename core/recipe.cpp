@@ -137,7 +137,8 @@ class Binder {
       int64_t tagged = r.pool.tags.rollout + r.pool.tags.train;
       if (tagged != devices->size()) {
         Issue(LocOf("pool.tags"), "pool.tags",
-              absl::StrCat("rollout (", r.pool.tags.rollout, ") + train (", r.pool.tags.train, ") = ", tagged,
+              absl::StrCat("rollout (", Value("pool.tags.rollout", r.pool.tags.rollout), ") + train (",
+                           Value("pool.tags.train", r.pool.tags.train), ") = ", tagged,
                            " devices, but `pool.devices` (", r.pool.devices, ") has ", devices->size()));
       }
     }
@@ -145,11 +146,13 @@ class Binder {
       const auto& s = r.model.size;
       if (Ok({"model.size.hidden", "model.size.heads"}) && s.hidden % s.heads != 0) {
         Issue(LocOf("model.size.heads"), "model.size.heads",
-              absl::StrCat("heads (", s.heads, ") must divide hidden (", s.hidden, ")"));
+              absl::StrCat("heads (", Value("model.size.heads", s.heads), ") must divide hidden (",
+                           Value("model.size.hidden", s.hidden), ")"));
       }
       if (Ok({"model.size.heads", "model.size.kv_heads"}) && s.heads % s.kv_heads != 0) {
         Issue(LocOf("model.size.kv_heads"), "model.size.kv_heads",
-              absl::StrCat("kv_heads (", s.kv_heads, ") must divide heads (", s.heads, ")"));
+              absl::StrCat("kv_heads (", Value("model.size.kv_heads", s.kv_heads), ") must divide heads (",
+                           Value("model.size.heads", s.heads), ")"));
       }
     } else if (Ok({"model.path"}) && !IsFile(r.model.path + "/config.json")) {
       Issue(LocOf("model.path"), "model.path", absl::StrCat("no config.json in `", r.model.path, "`"));
@@ -209,6 +212,11 @@ class Binder {
       absl::StrAppend(&msg, "; valid keys here: ", absl::StrJoin(ChildNames(prefix), ", "));
     }
     Issue(node.key_loc, path, msg);
+  }
+
+  // A value in a cross-field message, marked when the recipe did not write it.
+  std::string Value(const std::string& path, int64_t v) const {
+    return set_.count(path) ? absl::StrCat(v) : absl::StrCat(v, ", the default");
   }
 
   static std::string Shown(const YAML::Node& n) {
@@ -367,7 +375,10 @@ std::string RecipeToYaml(const Recipe& recipe) {
   e << YAML::EndMap;
   std::string header = "# Resolved recipe (every key, defaults included)";
   if (!recipe.source_path.empty()) absl::StrAppend(&header, " from ", recipe.source_path);
-  if (!recipe.overrides.empty()) absl::StrAppend(&header, " with overrides: ", absl::StrJoin(recipe.overrides, " "));
+  if (!recipe.overrides.empty()) {
+    absl::StrAppend(&header, " with overrides: ",
+                    absl::StrReplaceAll(absl::StrJoin(recipe.overrides, " "), {{"\n", " "}, {"\r", " "}}));
+  }
   return absl::StrCat(header, "\n", e.c_str(), "\n");
 }
 

@@ -35,7 +35,9 @@ TEST(RecipeSchemaTest, EveryKeyHasDocTypeAndDefaultMatchingDefaultRecipe) {
     } else {
       EXPECT_EQ(EmitValue(k, defaults), k.default_text);
     }
-    if (k.type == RecipeKeyType::kEnum) EXPECT_GE(k.choices.size(), 2u);
+    if (k.type == RecipeKeyType::kEnum) {
+      EXPECT_GE(k.choices.size(), 2u);
+    }
   }
   EXPECT_GE(RecipeKeys().size(), 70u);
 }
@@ -76,7 +78,9 @@ TEST(RecipeSchemaTest, EveryKeyRejectsAValueOfTheWrongShape) {
     std::optional<RecipeKeyProblem> problem = k.set(input, r);
     ASSERT_TRUE(problem.has_value());
     EXPECT_THAT(problem->message, HasSubstr("a map"));
-    if (k.type != RecipeKeyType::kMap) EXPECT_THAT(problem->message, HasSubstr("got a map"));
+    if (k.type != RecipeKeyType::kMap) {
+      EXPECT_THAT(problem->message, HasSubstr("got a map"));
+    }
   }
 }
 
