@@ -10,6 +10,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "core/pretokenizer.h"
+#include "core/tokenizer_json.h"
 #include "core/unicode.h"
 
 namespace tidal {
@@ -319,12 +320,9 @@ BpeTokenizer::~BpeTokenizer() = default;
 
 absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(
     const std::string& tokenizer_json, const std::string& config_json, const std::string& source) {
-  Json root;
-  try {
-    root = Json::parse(tokenizer_json);
-  } catch (const Json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": not valid JSON: ", e.what()));
-  }
+  TIDAL_ASSIGN_OR_RETURN(TokenizerJson parsed, ParseTokenizerJson(tokenizer_json, source));
+  const Json& root = parsed.root;
+  const Json& model = parsed.model;
   const auto unsupported = [&](const std::string& key, const Json& value) {
     return absl::UnimplementedError(absl::StrCat(source, ": ", key, " = ",
                                                  value.dump().substr(0, 300),
@@ -338,9 +336,8 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(
 
   try {
     // model
-    if (!root.contains("model") || !root["model"].is_object())
-      return invalid("missing object 'model'");
-    const Json& model = root["model"];
+    if (!parsed.has_vocab) return invalid("missing object 'model.vocab'");
+    if (!parsed.has_merges) return invalid("missing array 'model.merges'");
     if (model.value("type", "") != "BPE")
       return unsupported("model.type", model.value("type", Json()));
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
@@ -390,17 +387,13 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(
       return unsupported("decoder", decoder);
 
     // vocab
-    if (!model.contains("vocab") || !model["vocab"].is_object())
-      return invalid("missing object 'model.vocab'");
     TokenId max_id = -1;
-    impl->bytes_to_id.reserve(model["vocab"].size());
-    for (const auto& [token, id_json] : model["vocab"].items()) {
-      if (!id_json.is_number_integer() || id_json.get<int64_t>() < 0 ||
-          id_json.get<int64_t>() > INT32_MAX) {
-        return invalid(
-            absl::StrCat("model.vocab['", token, "'] is not a valid id: ", id_json.dump()));
+    impl->bytes_to_id.reserve(parsed.vocab.size());
+    for (auto& [token, id64] : parsed.vocab) {
+      if (id64 < 0 || id64 > INT32_MAX) {
+        return invalid(absl::StrCat("model.vocab['", token, "'] is not a valid id: ", id64));
       }
-      const TokenId id = id_json.get<TokenId>();
+      const auto id = static_cast<TokenId>(id64);
       auto bytes = ByteLevelToBytes(token);
       if (!bytes)
         return invalid(
@@ -410,6 +403,7 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(
       impl->bytes_to_id.emplace(std::move(*bytes), id);
       max_id = std::max(max_id, id);
     }
+    parsed.vocab = {};
     for (int b = 0; b < 256; ++b) {
       auto it = impl->bytes_to_id.find(std::string(1, static_cast<char>(b)));
       if (it == impl->bytes_to_id.end()) {
@@ -418,35 +412,22 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(
       impl->byte_id[b] = it->second;
     }
 
-    // merges: ["a", "b"] pairs (tokenizers >= 0.20) or "a b" strings
-    if (!model.contains("merges") || !model["merges"].is_array())
-      return invalid("missing array 'model.merges'");
-    const Json& merges = model["merges"];
-    impl->merges.reserve(merges.size());
-    for (size_t rank = 0; rank < merges.size(); ++rank) {
-      const Json& m = merges[rank];
-      std::string left, right;
-      if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-        left = m[0].get<std::string>();
-        right = m[1].get<std::string>();
-      } else if (m.is_string() && m.get<std::string>().find(' ') != std::string::npos) {
-        const std::string s = m.get<std::string>();
-        const size_t sp = s.find(' ');
-        left = s.substr(0, sp);
-        right = s.substr(sp + 1);
-      } else {
-        return invalid(
-            absl::StrCat("model.merges[", rank, "] is neither [a, b] nor \"a b\": ", m.dump()));
-      }
+    // merges
+    impl->merges.reserve(parsed.merges.size());
+    std::string joined;
+    for (size_t rank = 0; rank < parsed.merges.size(); ++rank) {
+      const auto& [left, right] = parsed.merges[rank];
       auto lb = ByteLevelToBytes(left), rb = ByteLevelToBytes(right);
-      if (!lb || !rb)
-        return invalid(absl::StrCat("model.merges[", rank, "] is not byte-level: ", m.dump()));
+      const auto describe = [&] {
+        return absl::StrCat("model.merges[", rank, "] [\"", left, "\", \"", right, "\"]");
+      };
+      if (!lb || !rb) return invalid(absl::StrCat(describe(), " is not byte-level"));
+      joined = *lb + *rb;
       auto li = impl->bytes_to_id.find(*lb), ri = impl->bytes_to_id.find(*rb),
-           mi = impl->bytes_to_id.find(*lb + *rb);
+           mi = impl->bytes_to_id.find(joined);
       if (li == impl->bytes_to_id.end() || ri == impl->bytes_to_id.end() ||
           mi == impl->bytes_to_id.end()) {
-        return invalid(absl::StrCat("model.merges[", rank, "] ", m.dump(),
-                                    ": a part or the result is not in model.vocab"));
+        return invalid(absl::StrCat(describe(), ": a part or the result is not in model.vocab"));
       }
       // Duplicate pairs keep their first (lowest) rank, as HF does.
       impl->merges.emplace(PairKey(li->second, ri->second),

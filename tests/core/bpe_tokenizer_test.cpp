@@ -251,7 +251,8 @@ TEST(BpeTokenizer, ErrorsNameTheKeyAtFault) {
   EXPECT_NE(error_of(j).find("lstrip"), std::string::npos);
 
   auto not_json = BpeTokenizer::FromJson("{", "", "t.json");
-  EXPECT_NE(not_json.status().message().find("t.json: not valid JSON"), std::string::npos);
+  EXPECT_NE(not_json.status().message().find("t.json: invalid JSON"), std::string::npos)
+      << not_json.status();
   auto missing = BpeTokenizer::Load("/nonexistent-dir");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
 }
