@@ -167,3 +167,39 @@ TEST(ModelTest, MissingWeightIsNamed) {
 
 }  // namespace
 }  // namespace tidal
+
+namespace tidal {
+namespace {
+
+// The GPU path is the same ATen code; this pins it to the CPU result (skipped without CUDA).
+TEST(ModelCudaTest, CudaForwardAndGradientsMatchCpu) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  ModelConfig c = SmallQwen3();
+  Model cpu = Model::RandomInit(c, 21);
+  NamedTensors gpu_w;
+  for (auto& [name, t] : cpu.weights()) {
+    t.requires_grad_(true);
+    gpu_w[name] = t.detach().to(at::kCUDA).requires_grad_(true);
+  }
+  Model gpu(c, gpu_w);
+  at::Tensor ids = Ids({3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5}), cu = Ids({0, 6, 11});
+  at::Tensor targets = Ids({1, 4, 1, 5, 9, 0, 6, 5, 3, 5, 0});
+  EXPECT_TRUE(at::allclose(gpu.Logits(ids.cuda(), cu.cuda()).cpu(), cpu.Logits(ids, cu), 1e-4, 1e-4));
+  at::Tensor lp_cpu = cpu.TokenLogprobs(ids, cu, targets);
+  at::Tensor lp_gpu = gpu.TokenLogprobs(ids.cuda(), cu.cuda(), targets.cuda());
+  EXPECT_TRUE(at::allclose(lp_gpu.cpu(), lp_cpu, 1e-4, 1e-4));
+  lp_cpu.sum().backward();
+  lp_gpu.sum().backward();
+  for (auto& [name, t] : cpu.weights()) {
+    EXPECT_TRUE(at::allclose(gpu.weights().at(name).grad().cpu(), t.grad(), 1e-3, 1e-4)) << name;
+  }
+  // bf16 on the GPU runs (flash/efficient SDPA kernels) and stays close to fp32.
+  NamedTensors bf;
+  for (auto& [name, t] : cpu.weights()) bf[name] = t.detach().to(at::kCUDA, at::kBFloat16);
+  at::Tensor lp_bf = Model(c, bf).TokenLogprobs(ids.cuda(), cu.cuda(), targets.cuda());
+  EXPECT_EQ(lp_bf.scalar_type(), at::kFloat);
+  EXPECT_LT((lp_bf.cpu() - lp_cpu.detach()).abs().max().item<double>(), 0.1);
+}
+
+}  // namespace
+}  // namespace tidal
