@@ -86,6 +86,7 @@ class Endpoint {
   std::future<absl::StatusOr<Envelope>> EnqueueRequest(std::string_view peer, OutMessage out,
                                                        absl::Duration timeout);
   absl::StatusOr<Inbound> Receive(absl::Duration timeout);
+  absl::Status Post(OutMessage out);
   std::vector<std::string> AlivePeers() const;
   bool PeerAlive(std::string_view peer) const;
   MessagingStats Stats() const;
@@ -360,6 +361,23 @@ absl::StatusOr<Inbound> Endpoint::Receive(absl::Duration timeout) {
   Inbound item = std::move(inbox_.front());
   inbox_.pop_front();
   return item;
+}
+
+absl::Status Endpoint::Post(OutMessage out) {
+  Envelope env;
+  env.header.type = std::move(out.type);
+  env.header.id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  env.header.sender = config_.name;
+  env.header.frames = static_cast<uint32_t>(out.frames.size());
+  env.body = std::move(out.body);
+  env.frames = std::move(out.frames);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return absl::CancelledError("messaging: endpoint is shutting down");
+    inbox_.push_back(std::move(env));
+  }
+  inbox_cv_.notify_one();
+  return absl::OkStatus();
 }
 
 std::vector<std::string> Endpoint::AlivePeers() const {
@@ -665,6 +683,7 @@ std::future<absl::StatusOr<Envelope>> Router::RequestOut(std::string_view peer, 
   return impl_->EnqueueRequest(peer, std::move(out), timeout);
 }
 absl::StatusOr<Inbound> Router::Receive(absl::Duration timeout) { return impl_->Receive(timeout); }
+absl::Status Router::PostOut(OutMessage out) { return impl_->Post(std::move(out)); }
 std::vector<std::string> Router::Peers() const { return impl_->AlivePeers(); }
 MessagingStats Router::stats() const { return impl_->Stats(); }
 void Router::Shutdown() { impl_->Shutdown(); }
@@ -688,6 +707,7 @@ std::future<absl::StatusOr<Envelope>> Dealer::RequestOut(OutMessage out, absl::D
   return impl_->EnqueueRequest("", std::move(out), timeout);
 }
 absl::StatusOr<Inbound> Dealer::Receive(absl::Duration timeout) { return impl_->Receive(timeout); }
+absl::Status Dealer::PostOut(OutMessage out) { return impl_->Post(std::move(out)); }
 bool Dealer::RouterAlive() const { return impl_->PeerAlive(kRouterPeer); }
 MessagingStats Dealer::stats() const { return impl_->Stats(); }
 void Dealer::Shutdown() { impl_->Shutdown(); }

@@ -8,7 +8,9 @@
 //   inbox the I/O thread fills. Any number of threads may send, request and receive at once.
 // - Nothing user-supplied runs on the I/O thread (no callbacks), so a slow consumer cannot stall
 //   heartbeats. Peer deaths and (re)joins arrive through Receive() as PeerEvent, in order with
-//   the messages, so a single-threaded controller loop has one place to wait.
+//   the messages, so a single-threaded controller loop has one place to wait. Other threads of
+//   the same process feed that loop with Post(): a local message (Envelope::peer empty) that goes
+//   straight into the inbox without touching the socket.
 // - Send() returns once the message is queued: OK means "accepted", not "delivered". Errors found
 //   later on the I/O thread (e.g. the peer's connection vanished) are logged and counted; a
 //   pending Request fails with them instead.
@@ -160,6 +162,13 @@ class Router {
   // Next message or peer event; DeadlineExceeded when none arrives within `timeout`
   // (absl::ZeroDuration() polls), Cancelled once the endpoint is shutting down.
   absl::StatusOr<Inbound> Receive(absl::Duration timeout);
+  // Queues a local message for Receive() (peer "", sender = name()); e.g. a timer or the
+  // dashboard thread waking the controller loop. Cancelled after Shutdown().
+  template <MessageType T>
+  absl::Status Post(const T& msg, std::vector<Payload> frames = {}) {
+    return PostOut(MakeOut(msg, std::move(frames)));
+  }
+  absl::Status PostOut(OutMessage out);
 
   // Peers currently alive, sorted.
   std::vector<std::string> Peers() const;
@@ -222,6 +231,12 @@ class Dealer {
   // Messages from the Router (Envelope::peer = the Router's name) and PeerEvents about it
   // (PeerEvent::peer = kRouterPeer).
   absl::StatusOr<Inbound> Receive(absl::Duration timeout);
+  // As Router::Post: a local message for this worker's own Receive() loop.
+  template <MessageType T>
+  absl::Status Post(const T& msg, std::vector<Payload> frames = {}) {
+    return PostOut(MakeOut(msg, std::move(frames)));
+  }
+  absl::Status PostOut(OutMessage out);
   // Whether the Router has been heard from within the heartbeat timeout.
   bool RouterAlive() const;
   MessagingStats stats() const;

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <cstdlib>
@@ -332,6 +333,28 @@ TEST(MessagingTest, WorkerDetectsDeadRouterAndItsReturn) {
   auto back = NextEvent(*dealer, PeerEvent::Kind::kJoined);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_TRUE(dealer->RouterAlive());
+}
+
+TEST(MessagingTest, PostWakesTheReceiveLoopFromAnotherThread) {
+  auto router = BindRouter();
+  auto dealer = ConnectDealer(router->endpoint(), "rollout-11");
+  std::thread timer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_TRUE(router->Post(Ping{77}).ok());
+  });
+  // The loop sees remote and local messages through the same Receive().
+  ASSERT_TRUE(dealer->Send(Ping{1}).ok());
+  std::vector<std::pair<std::string, int64_t>> seen;
+  while (seen.size() < 2) {
+    auto env = NextMessage(*router);
+    ASSERT_TRUE(env.ok()) << env.status();
+    seen.emplace_back(env->peer, env->As<Ping>()->n);
+  }
+  timer.join();
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<std::pair<std::string, int64_t>>{{"", 77}, {"rollout-11", 1}}));
+  router->Shutdown();
+  EXPECT_EQ(router->Post(Ping{}).code(), absl::StatusCode::kCancelled);
 }
 
 TEST(MessagingTest, ShutdownWakesReceiversAndFailsPendingRequests) {
