@@ -91,18 +91,34 @@ at::Tensor VarlenCausalAttention(const at::Tensor& q, const at::Tensor& k, const
               k.sizes(), " disagree on tokens or head_dim");
   const int64_t hq = q.size(1), hkv = k.size(1), t = q.size(0);
   TORCH_CHECK(hq % hkv == 0, "query heads ", hq, " not a multiple of kv heads ", hkv);
-  // Sequence boundaries drive a host-side loop; one small copy per forward.
+  // Boundaries are read on the host: free for a CPU cu_seqlens (Model::Hidden passes one), one
+  // sync otherwise.
   at::Tensor cu = cu_seqlens.to(at::kCPU, at::kLong).contiguous();
   const int64_t* b = cu.data_ptr<int64_t>();
   const int64_t n = cu.numel() - 1;
   TORCH_CHECK(n >= 0 && b[0] == 0 && b[n] == t, "cu_seqlens must start at 0 and end at T=", t,
               ", got ", cu_seqlens);
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(2)));
+  int64_t max_len = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK(b[i + 1] >= b[i], "cu_seqlens must be non-decreasing, got ", cu_seqlens);
+    max_len = std::max(max_len, b[i + 1] - b[i]);
+  }
+  // CUDA half/bf16: one varlen flash-attention call over the whole pack (GQA-native, with
+  // autograd) instead of a launch per sequence.
+  const bool flash = q.is_cuda() && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf) &&
+                     k.scalar_type() == q.scalar_type() && q.size(2) % 8 == 0 && q.size(2) <= 256 && t > 0;
+  if (flash) {
+    at::Tensor cu32 = cu.to(q.device(), at::kInt);
+    return std::get<0>(at::_flash_attention_forward(q.contiguous(), k.contiguous(), v.contiguous(), cu32,
+                                                    cu32, max_len, max_len, /*dropout_p=*/0.0,
+                                                    /*is_causal=*/true, /*return_debug_mask=*/false,
+                                                    scale));
+  }
   std::vector<at::Tensor> outs;
   outs.reserve(n);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t len = b[i + 1] - b[i];
-    TORCH_CHECK(len >= 0, "cu_seqlens must be non-decreasing, got ", cu_seqlens);
     if (len == 0) continue;
     // [L, H, D] -> [H, L, D]; kv heads are expanded to query heads (HF repeat_kv order).
     at::Tensor qs = q.narrow(0, b[i], len).transpose(0, 1);
@@ -181,9 +197,11 @@ at::Tensor Model::Hidden(const at::Tensor& ids, const at::Tensor& cu_seqlens,
   TORCH_CHECK(ids.dim() == 1, "ids must be [T], got ", ids.sizes());
   const int64_t t = ids.size(0);
   AttentionFn fn = attn;
+  // One host copy of the boundaries per forward, not one device sync per layer.
+  at::Tensor cu_host = attn ? at::Tensor() : cu_seqlens.to(at::kCPU, at::kLong);
   if (!fn) {
-    fn = [&cu_seqlens](int64_t, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-      return VarlenCausalAttention(q, k, v, cu_seqlens);
+    fn = [&cu_host](int64_t, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+      return VarlenCausalAttention(q, k, v, cu_host);
     };
   }
   at::Tensor positions = PackedPositions(cu_seqlens.to(ids.device()), t);
