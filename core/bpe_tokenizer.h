@@ -13,6 +13,12 @@
 // normalizer null or NFC; pre_tokenizer Sequence[Split(regex, Isolated), ByteLevel(use_regex
 // false, add_prefix_space false)]; added tokens without lstrip / rstrip / single_word.
 //
+// Known differences from HF, none of which the goldens hit: (1) the category and NFC tables are
+// Unicode 16.0 (matching Oniguruma, HF's regex engine), while HF's NFC crate is an older Unicode
+// version, so characters whose decompositions were added since may normalize differently;
+// (2) Decode writes added tokens' content verbatim, where HF runs it through the ByteLevel
+// decoder: different only for added tokens spelled in byte-level characters (none in Qwen's).
+//
 // Thread-safety: immutable after Load, except a bounded per-piece cache of merge results that
 // is guarded by a mutex; Encode/Decode may run on any number of threads.
 #pragma once
