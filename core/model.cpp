@@ -2,6 +2,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cmath>
+
 #include "absl/strings/match.h"
 
 namespace tidal {
@@ -53,18 +55,47 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * (xf * at::rsqrt(var + eps)).to(x.scalar_type());
 }
 
+namespace {
+// inv_freq exactly as HF computes it (fp32 pow of an fp32 exponent) so positions agree bit-wise.
+at::Tensor DefaultInvFreq(double theta, int64_t d, at::Device device) {
+  at::Tensor exponent =
+      at::arange(0, d, 2, at::TensorOptions().dtype(at::kLong).device(device)).to(at::kFloat) /
+      static_cast<float>(d);
+  return 1.0 / at::pow(static_cast<float>(theta), exponent);
+}
+}  // namespace
+
+at::Tensor RopeInvFreq(const ModelConfig& c, at::Device device) {
+  at::Tensor inv_freq = DefaultInvFreq(c.rope_theta, c.HeadDim(), device);
+  if (c.rope_type != "llama3") return inv_freq;
+  // transformers' _compute_llama3_parameters: long wavelengths slowed by `factor`, short ones
+  // kept, the band in between interpolated.
+  const double old_ctx = static_cast<double>(c.rope_original_max_position_embeddings);
+  const double low_wavelen = old_ctx / c.rope_low_freq_factor;
+  const double high_wavelen = old_ctx / c.rope_high_freq_factor;
+  at::Tensor wavelen = (2 * M_PI) / inv_freq;
+  at::Tensor scaled = at::where(wavelen > low_wavelen, inv_freq / c.rope_factor, inv_freq);
+  at::Tensor smooth = (old_ctx / wavelen - c.rope_low_freq_factor) /
+                      (c.rope_high_freq_factor - c.rope_low_freq_factor);
+  at::Tensor smoothed = (1 - smooth) * scaled / c.rope_factor + smooth * scaled;
+  at::Tensor medium = (wavelen < high_wavelen).logical_not() & (wavelen > low_wavelen).logical_not();
+  return at::where(medium, smoothed, scaled);
+}
+
 at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& positions, double theta) {
+  TORCH_CHECK(x.dim() == 3, "ApplyRope expects x [T, H, D], got ", x.sizes());
+  return ApplyRope(x, positions, DefaultInvFreq(theta, x.size(2), x.device()));
+}
+
+at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& positions, const at::Tensor& inv_freq) {
   TORCH_CHECK(x.dim() == 3, "ApplyRope expects x [T, H, D], got ", x.sizes());
   TORCH_CHECK(positions.dim() == 1 && positions.size(0) == x.size(0),
               "ApplyRope: positions must be [T] with T=", x.size(0), ", got ", positions.sizes());
   const int64_t d = x.size(2);
-  TORCH_CHECK(d % 2 == 0, "ApplyRope: head_dim must be even, got ", d);
-  auto fopt = x.options().dtype(at::kFloat);
-  // inv_freq exactly as HF computes it (fp32 pow of an fp32 exponent) so positions agree bit-wise.
-  at::Tensor exponent = at::arange(0, d, 2, fopt.dtype(at::kLong)).to(at::kFloat) / static_cast<float>(d);
-  at::Tensor inv_freq = 1.0 / at::pow(static_cast<float>(theta), exponent);       // [D/2]
-  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(1) * inv_freq.unsqueeze(0);  // [T, D/2]
-  at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);                         // [T, 1, D]
+  TORCH_CHECK(d % 2 == 0 && inv_freq.numel() == d / 2, "ApplyRope: head_dim ", d,
+              " must be even and match inv_freq of ", inv_freq.numel());
+  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(1) * inv_freq.to(x.device(), at::kFloat).unsqueeze(0);
+  at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);  // [T, 1, D]
   at::Tensor cos = emb.cos(), sin = emb.sin();
   at::Tensor xf = x.to(at::kFloat);
   at::Tensor x1 = xf.narrow(-1, 0, d / 2), x2 = xf.narrow(-1, d / 2, d / 2);
@@ -151,8 +182,9 @@ at::Tensor DecoderLayer(const ModelConfig& c, const LayerWeights& w, const at::T
   at::Tensor v = Linear(x, w.v_proj, w.v_bias).view({t, c.num_key_value_heads, d});
   if (w.q_norm.defined()) q = RmsNorm(q, w.q_norm, eps);  // Qwen3: per head, before RoPE
   if (w.k_norm.defined()) k = RmsNorm(k, w.k_norm, eps);
-  q = ApplyRope(q, positions, c.rope_theta);
-  k = ApplyRope(k, positions, c.rope_theta);
+  at::Tensor inv_freq = RopeInvFreq(c, hidden.device());
+  q = ApplyRope(q, positions, inv_freq);
+  k = ApplyRope(k, positions, inv_freq);
   at::Tensor o = attn(layer, q, k, v).reshape({t, c.num_attention_heads * d});
   at::Tensor h = hidden + at::linear(o, w.o_proj);
   x = RmsNorm(h, w.post_attn_norm, eps);

@@ -45,6 +45,12 @@ using AttentionFn = std::function<at::Tensor(int64_t layer, const at::Tensor& q,
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
 // Rotates x [T, H, D] by positions [T] (HF "rotate_half" convention), computing in fp32.
 at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& positions, double theta);
+// Same with precomputed inverse frequencies [D/2] fp32 (see RopeInvFreq).
+at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& positions, const at::Tensor& inv_freq);
+// RoPE inverse frequencies [head_dim/2] fp32 for the config: plain (rope_theta) or Llama-3.1's
+// "llama3" scaling, computed as HF does. DecoderLayer uses this; engines applying RoPE
+// themselves should too.
+at::Tensor RopeInvFreq(const ModelConfig& c, at::Device device = at::kCPU);
 // Causal attention inside each packed sequence, GQA-aware; reference and training path.
 at::Tensor VarlenCausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                  const at::Tensor& cu_seqlens);

@@ -49,8 +49,8 @@ absl::Status ReadBool(const json& j, const char* key, bool* out, const std::stri
 }
 
 // RoPE settings live in "rope_parameters" (transformers >= 5) or "rope_theta"/"rope_scaling"
-// (older files). Only plain RoPE is implemented; scaled variants would silently give wrong
-// logits, so they are refused.
+// (older files). Plain RoPE and Llama-3.1's "llama3" scaling are implemented; other scalings
+// would silently give wrong logits, so they are refused.
 absl::Status ReadRope(const json& j, ModelConfig* c, const std::string& source) {
   TIDAL_RETURN_IF_ERROR(ReadDouble(j, "rope_theta", &c->rope_theta, source));
   for (const char* key : {"rope_parameters", "rope_scaling"}) {
@@ -66,9 +66,16 @@ absl::Status ReadRope(const json& j, ModelConfig* c, const std::string& source) 
       auto t = it->find(type_key);
       if (t != it->end() && t->is_string()) type = t->get<std::string>();
     }
-    if (type != "default") {
+    if (type == "llama3") {
+      c->rope_type = type;
+      TIDAL_RETURN_IF_ERROR(ReadDouble(*it, "factor", &c->rope_factor, source));
+      TIDAL_RETURN_IF_ERROR(ReadDouble(*it, "low_freq_factor", &c->rope_low_freq_factor, source));
+      TIDAL_RETURN_IF_ERROR(ReadDouble(*it, "high_freq_factor", &c->rope_high_freq_factor, source));
+      TIDAL_RETURN_IF_ERROR(ReadInt(*it, "original_max_position_embeddings", false,
+                                    &c->rope_original_max_position_embeddings, source));
+    } else if (type != "default") {
       return absl::UnimplementedError(absl::StrCat(source, ": ", key, ".rope_type \"", type,
-                                                   "\" is not supported (only \"default\" RoPE)"));
+                                                   "\" is not supported (only \"default\" and \"llama3\")"));
     }
   }
   return absl::OkStatus();
@@ -109,6 +116,16 @@ absl::Status ModelConfig::Validate() const {
                                                    num_key_value_heads));
   }
   if (!(rope_theta > 0)) return absl::InvalidArgumentError(absl::StrCat("rope_theta must be positive, found ", rope_theta));
+  if (rope_type != "default" && rope_type != "llama3") {
+    return absl::InvalidArgumentError(absl::StrCat("rope_type \"", rope_type, "\" is not default or llama3"));
+  }
+  if (rope_type == "llama3" &&
+      !(rope_factor > 0 && rope_low_freq_factor > 0 && rope_high_freq_factor > rope_low_freq_factor &&
+        rope_original_max_position_embeddings > 0)) {
+    return absl::InvalidArgumentError(
+        "llama3 rope scaling needs factor > 0, 0 < low_freq_factor < high_freq_factor and "
+        "original_max_position_embeddings > 0");
+  }
   if (!(rms_norm_eps > 0)) return absl::InvalidArgumentError(absl::StrCat("rms_norm_eps must be positive, found ", rms_norm_eps));
   // The HF classes hard-wire these per architecture; a config that disagrees would not load
   // into transformers with the same meaning.
@@ -232,7 +249,16 @@ std::string ModelConfig::ToHfJson() const {
   j["max_position_embeddings"] = max_position_embeddings;
   // Both spellings: transformers >= 5 reads rope_parameters, 4.x reads rope_theta.
   j["rope_theta"] = rope_theta;
-  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", rope_theta}};
+  j["rope_parameters"] = {{"rope_type", rope_type}, {"rope_theta", rope_theta}};
+  if (rope_type == "llama3") {
+    json scaling = {{"rope_type", "llama3"},
+                    {"factor", rope_factor},
+                    {"low_freq_factor", rope_low_freq_factor},
+                    {"high_freq_factor", rope_high_freq_factor},
+                    {"original_max_position_embeddings", rope_original_max_position_embeddings}};
+    j["rope_parameters"].update(scaling);
+    j["rope_scaling"] = scaling;
+  }
   j["rms_norm_eps"] = rms_norm_eps;
   j["tie_word_embeddings"] = tie_word_embeddings;
   j["hidden_act"] = "silu";

@@ -23,6 +23,13 @@ struct ModelConfig {
   int64_t head_dim = 0;  // 0 means hidden_size / num_attention_heads
   int64_t max_position_embeddings = 4096;
   double rope_theta = 10000.0;
+  // RoPE frequency scaling (HF rope_parameters / rope_scaling): "default" or "llama3" (Llama-3.1+,
+  // which rescales low frequencies by rope_factor and interpolates the band in between).
+  std::string rope_type = "default";
+  double rope_factor = 1.0;
+  double rope_low_freq_factor = 1.0;
+  double rope_high_freq_factor = 4.0;
+  int64_t rope_original_max_position_embeddings = 8192;
   double rms_norm_eps = 1e-6;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v projection bias (Qwen2 true, Llama/Qwen3 false)

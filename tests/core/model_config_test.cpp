@@ -107,9 +107,9 @@ TEST(ModelConfigTest, RefusesWhatItCannotCompute) {
         "cfg.json");
   };
   ASSERT_TRUE(bad("").ok());
-  auto s = bad(R"(, "rope_scaling": {"rope_type": "llama3", "factor": 8.0})").status();
+  auto s = bad(R"(, "rope_scaling": {"rope_type": "yarn", "factor": 8.0})").status();
   EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented);
-  EXPECT_NE(s.message().find("llama3"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("yarn"), std::string::npos) << s;
   EXPECT_FALSE(bad(R"(, "hidden_act": "gelu")").ok());
   EXPECT_FALSE(bad(R"(, "mlp_bias": true)").ok());
   s = bad(R"(, "num_key_value_heads": 3)").status();
@@ -118,6 +118,24 @@ TEST(ModelConfigTest, RefusesWhatItCannotCompute) {
   EXPECT_NE(s.message().find("hidden_size"), std::string::npos) << s;
   EXPECT_FALSE(ModelConfig::FromHfJson("{not json", "y.json").ok());
   EXPECT_EQ(ModelConfig::FromHfDir("/nonexistent/dir").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ModelConfigTest, ReadsLlama3RopeScaling) {
+  const char* llama31 = R"({"model_type": "llama", "vocab_size": 128, "hidden_size": 64,
+    "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "rope_theta": 500000.0, "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0, "original_max_position_embeddings": 8192, "rope_type": "llama3"}})";
+  auto c = ModelConfig::FromHfJson(llama31, "llama31.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rope_type, "llama3");
+  EXPECT_EQ(c->rope_factor, 8.0);
+  EXPECT_EQ(c->rope_high_freq_factor, 4.0);
+  EXPECT_EQ(c->rope_original_max_position_embeddings, 8192);
+  auto back = ModelConfig::FromHfJson(c->ToHfJson(), "back");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->ToHfJson(), c->ToHfJson());
+  c->rope_high_freq_factor = 0.5;  // below low_freq_factor
+  EXPECT_FALSE(c->Validate().ok());
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 namespace tidal {
 namespace {
 
@@ -113,6 +115,30 @@ TEST(ModelTest, RopeIsIdentityAtZeroAndRelative) {
   EXPECT_EQ(ApplyRope(q.to(at::kBFloat16), Ids({7}), 1e4).scalar_type(), at::kBFloat16);
 }
 
+TEST(ModelTest, Llama3RopeScalingFollowsTransformersFormula) {
+  ModelConfig c = TinyQwen2Config(64, 1, 4, 4, 10);  // head_dim 16: wavelengths 2*pi .. ~2e4
+  EXPECT_TRUE(at::equal(RopeInvFreq(c), 1.0 / at::pow(10000.0f, at::arange(0, 16, 2).to(at::kFloat) / 16.0f)));
+  at::Tensor plain = RopeInvFreq(c);
+  c.rope_type = "llama3";
+  c.rope_factor = 8;
+  c.rope_low_freq_factor = 1;
+  c.rope_high_freq_factor = 4;
+  c.rope_original_max_position_embeddings = 64;  // high band: wavelen < 16, low: > 64
+  at::Tensor scaled = RopeInvFreq(c);
+  at::Tensor wavelen = 2 * M_PI / plain;
+  for (int64_t i = 0; i < 8; ++i) {
+    const double w = wavelen[i].item<double>(), p = plain[i].item<double>(), s = scaled[i].item<double>();
+    if (w < 16) {
+      EXPECT_FLOAT_EQ(s, p) << i;
+    } else if (w > 64) {
+      EXPECT_FLOAT_EQ(s, p / 8) << i;
+    } else {
+      const double smooth = (64 / w - 1) / 3;
+      EXPECT_NEAR(s, (1 - smooth) * p / 8 + smooth * p, 1e-6 * p) << i;
+    }
+  }
+}
+
 TEST(ModelTest, PackedPositionsRestartPerSequence) {
   at::Tensor p = PackedPositions(Ids({0, 3, 3, 5}), 5);
   EXPECT_TRUE(at::equal(p, Ids({0, 1, 2, 0, 1})));
@@ -199,6 +225,37 @@ TEST(ModelCudaTest, CudaForwardAndGradientsMatchCpu) {
   at::Tensor lp_bf = Model(c, bf).TokenLogprobs(ids.cuda(), cu.cuda(), targets.cuda());
   EXPECT_EQ(lp_bf.scalar_type(), at::kFloat);
   EXPECT_LT((lp_bf.cpu() - lp_cpu.detach()).abs().max().item<double>(), 0.1);
+}
+
+
+// bf16 on CUDA takes the varlen flash-attention path; it must agree with the masked fp32
+// reference in values and gradients.
+TEST(ModelCudaTest, VarlenFlashAttentionMatchesReference) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  at::Tensor q = at::randn({37, 8, 64}), k = at::randn({37, 2, 64}), v = at::randn({37, 2, 64});
+  at::Tensor cu = Ids({0, 5, 6, 30, 37});
+  auto reference = [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+    at::Tensor kr = k.repeat_interleave(4, 1), vr = v.repeat_interleave(4, 1);
+    at::Tensor scores = at::einsum("thd,shd->hts", {q, kr}) / 8.0;
+    at::Tensor seq = at::repeat_interleave(at::arange(4), cu.diff(1, 0), 0, 37), pos = at::arange(37);
+    at::Tensor ok = seq.unsqueeze(1).eq(seq.unsqueeze(0)) & pos.unsqueeze(1).ge(pos.unsqueeze(0));
+    return at::einsum("hts,shd->thd", {at::softmax(scores.masked_fill(ok.logical_not(), -INFINITY), -1), vr});
+  };
+  std::vector<at::Tensor> ref_in = {q.clone().requires_grad_(true), k.clone().requires_grad_(true),
+                                    v.clone().requires_grad_(true)};
+  std::vector<at::Tensor> gpu_in;
+  for (const at::Tensor& t : {q, k, v}) gpu_in.push_back(t.to(at::kCUDA, at::kBFloat16).requires_grad_(true));
+  at::Tensor g = at::randn({37, 8, 64});
+  at::Tensor ref = reference(ref_in[0], ref_in[1], ref_in[2]);
+  (ref * g).sum().backward();
+  at::Tensor out = VarlenCausalAttention(gpu_in[0], gpu_in[1], gpu_in[2], cu.cuda());
+  (out.to(at::kFloat) * g.cuda()).sum().backward();
+  EXPECT_LT((out.cpu().to(at::kFloat) - ref.detach()).abs().max().item<double>(), 3e-2);
+  for (int i = 0; i < 3; ++i) {
+    double err = (gpu_in[i].grad().cpu().to(at::kFloat) - ref_in[i].grad()).abs().max().item<double>();
+    double scale = ref_in[i].grad().abs().max().item<double>();
+    EXPECT_LT(err, 3e-2 * scale) << "input " << i;
+  }
 }
 
 }  // namespace
