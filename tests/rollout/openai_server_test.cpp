@@ -1,0 +1,134 @@
+// End to end with the official `openai` Python client against OpenAIServer over a tiny random
+// Qwen2 engine: the client's calls work, and the session's recorded trajectory is token-exact
+// (prompt ids = our encoding of the chat template, sampled ids decode to the returned text,
+// logprobs equal the ones the client received, versions are the engine's).
+#include "rollout/openai_server.h"
+
+#include <gtest/gtest.h>
+
+#include <ATen/Parallel.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "core/chat_template.h"
+#include "core/model.h"
+#include "core/model_config.h"
+
+namespace tidal::rollout {
+namespace {
+
+using nlohmann::json;
+
+std::string RunPython(const std::string& script, int* rc) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("openai_client_" + std::to_string(::getpid()) + ".py");
+  std::ofstream(path) << script;
+  std::string out;
+  FILE* p = ::popen((std::string(TIDAL_PYTHON) + " " + path.string() + " 2>&1").c_str(), "r");
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  *rc = ::pclose(p);
+  std::filesystem::remove(path);
+  return out;
+}
+
+TEST(OpenAIServerTest, OfficialClientSessionBecomesATokenExactTrajectory) {
+  at::set_num_threads(1);
+  auto tok = LoadTokenizer("byte");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  Model model = Model::RandomInit(TinyQwen2Config(64, 2, 4, 2, (*tok)->VocabSize()), 7);
+  EngineConfig ec;
+  ec.block_size = 8;
+  ec.num_blocks = 128;
+  ec.eos_token_ids = std::vector<int32_t>{};
+  auto engine = Engine::Create(model.config(), model.weights(), ec);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  OpenAIServer server(engine->get(), tok->get(), {});
+  ASSERT_TRUE(server.Start().ok());
+
+  const std::string script = R"PY(
+import json, urllib.request, urllib.error, openai
+base = "http://127.0.0.1:)PY" + std::to_string(server.port()) + R"PY("
+client = openai.OpenAI(base_url=base + "/v1", api_key="unused")
+chat = client.chat.completions.create(
+    model="tidal-policy",
+    messages=[{"role": "system", "content": "You count."}, {"role": "user", "content": "count r in strawberry:"}],
+    max_tokens=12, temperature=1.0, seed=3, logprobs=True, extra_body={"session_id": "s1"})
+comp = client.completions.create(model="tidal-policy", prompt="abc", max_tokens=6, temperature=0.7,
+                                 logprobs=1, extra_body={"session_id": "s1"})
+try:
+    client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], n=2)
+    bad = "accepted"
+except openai.BadRequestError as e:
+    bad = "rejected"
+def post(path, body):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        return urllib.request.urlopen(req).status
+    except urllib.error.HTTPError as e:
+        return e.code
+reward_status = post("/v1/sessions/s1/reward", {"reward": 0.5, "info": {"agent": "py"}})
+missing_status = post("/v1/sessions/nope/reward", {"reward": 1.0})
+models = client.models.list()
+print(json.dumps({
+    "chat_text": chat.choices[0].message.content,
+    "chat_logprobs": [c.logprob for c in chat.choices[0].logprobs.content],
+    "chat_finish": chat.choices[0].finish_reason,
+    "chat_usage": [chat.usage.prompt_tokens, chat.usage.completion_tokens],
+    "comp_text": comp.choices[0].text,
+    "comp_logprobs": comp.choices[0].logprobs.token_logprobs,
+    "bad": bad, "reward_status": reward_status, "missing_status": missing_status,
+    "model": models.data[0].id}))
+)PY";
+  int rc = 0;
+  const std::string out = RunPython(script, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  const json r = json::parse(out.substr(out.rfind("\n{") == std::string::npos ? 0 : out.rfind("\n{") + 1));
+  EXPECT_EQ(r["bad"], "rejected");
+  EXPECT_EQ(r["reward_status"], 200);
+  EXPECT_EQ(r["missing_status"], 404);
+  EXPECT_EQ(r["model"], "tidal-policy");
+
+  auto finished = server.TakeFinished();
+  ASSERT_EQ(finished.size(), 1u);
+  const SessionTrajectory& t = finished[0];
+  EXPECT_EQ(t.session_id, "s1");
+  EXPECT_EQ(t.reward, 0.5);
+  EXPECT_EQ(t.info["agent"], "py");
+  ASSERT_EQ(t.calls.size(), 2u);
+
+  // Call 1 (chat): prompt ids are exactly our encoding of the rendered template.
+  const std::vector<ChatMessage> messages = {{"system", "You count."},
+                                             {"user", "count r in strawberry:"}};
+  auto text = RenderQwenChat(messages);
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(t.calls[0].prompt, (*tok)->Encode(*text));
+  EXPECT_EQ((*tok)->Decode(t.calls[0].tokens, true), r["chat_text"].get<std::string>());
+  ASSERT_EQ(t.calls[0].logprobs.size(), t.calls[0].tokens.size());
+  const auto chat_lps = r["chat_logprobs"].get<std::vector<double>>();
+  ASSERT_EQ(chat_lps.size(), t.calls[0].tokens.size());
+  for (size_t i = 0; i < chat_lps.size(); ++i) {
+    EXPECT_FLOAT_EQ(static_cast<float>(chat_lps[i]), t.calls[0].logprobs[i]);
+  }
+  EXPECT_EQ(r["chat_usage"][0], t.calls[0].prompt.size());
+  EXPECT_EQ(r["chat_usage"][1], t.calls[0].tokens.size());
+  for (int64_t v : t.calls[0].versions) EXPECT_EQ(v, (*engine)->version());
+
+  // Call 2 (completion).
+  EXPECT_EQ(t.calls[1].prompt, (*tok)->Encode("abc"));
+  EXPECT_EQ((*tok)->Decode(t.calls[1].tokens, true), r["comp_text"].get<std::string>());
+  const auto comp_lps = r["comp_logprobs"].get<std::vector<double>>();
+  ASSERT_EQ(comp_lps.size(), t.calls[1].logprobs.size());
+  for (size_t i = 0; i < comp_lps.size(); ++i) {
+    EXPECT_FLOAT_EQ(static_cast<float>(comp_lps[i]), t.calls[1].logprobs[i]);
+  }
+  EXPECT_EQ(server.NumOpenSessions(), 0);
+  EXPECT_TRUE(server.TakeFinished().empty());
+  server.Stop();
+}
+
+}  // namespace
+}  // namespace tidal::rollout
