@@ -39,12 +39,13 @@ BF16_REL_TOL = 2.5e-2
 BF16_ACCURACY_RATIO = 1.5
 
 
-def make_config(arch, hidden, layers, heads, kv_heads, vocab, tied, theta, head_dim=None, inter=None):
+def make_config(arch, hidden, layers, heads, kv_heads, vocab, tied, theta, head_dim=None, scaling=None,
+                inter=None):
     import transformers
     common = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter or 3 * hidden,
                   num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
                   tie_word_embeddings=tied, max_position_embeddings=512, rms_norm_eps=1e-6)
-    rope = dict(rope_parameters={"rope_type": "default", "rope_theta": theta})
+    rope = dict(rope_parameters={"rope_type": "default", "rope_theta": theta, **(scaling or {})})
     if arch == "qwen2":
         cfg = transformers.Qwen2Config(**common, **rope)
     elif arch == "qwen3":
@@ -58,7 +59,11 @@ def make_config(arch, hidden, layers, heads, kv_heads, vocab, tied, theta, head_
     return cfg
 
 
-# name: (arch, hidden, layers, heads, kv_heads, vocab, tied, rope_theta, head_dim)
+# name: (arch, hidden, layers, heads, kv_heads, vocab, tied, rope_theta, head_dim[, rope scaling])
+# llama31_rope_scaled uses a tiny original context (64) so all three llama3 bands (kept, scaled,
+# interpolated) fall inside head_dim 16's frequencies.
+LLAMA3_SCALING = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                  "original_max_position_embeddings": 64}
 CASES = {
     "qwen2_gqa2_tied": ("qwen2", 64, 2, 4, 2, 151, True, 10000.0, None),
     "qwen2_mha_untied": ("qwen2", 48, 3, 3, 3, 97, False, 1e6, None),
@@ -66,6 +71,7 @@ CASES = {
     "qwen3_mqa_tied": ("qwen3", 32, 2, 4, 1, 77, True, 5e5, 16),
     "llama_gqa2_untied": ("llama", 64, 2, 4, 2, 120, False, 5e5, None),
     "llama_gqa3_tied": ("llama", 96, 2, 6, 2, 90, True, 10000.0, None),
+    "llama31_rope_scaled": ("llama", 64, 2, 4, 2, 110, False, 10000.0, 16, LLAMA3_SCALING),
 }
 # Odd lengths, packed: tidal runs them as one packed batch, HF one by one.
 SEQ_LENS = [7, 1, 13]
@@ -136,8 +142,9 @@ def compare(name, out, ref_logits, seqs, tol):
 
 def run_case(name, spec, tidal, workdir, device, seed):
     import transformers
-    arch, hidden, layers, heads, kv, vocab, tied, theta, head_dim = spec
-    cfg = make_config(arch, hidden, layers, heads, kv, vocab, tied, theta, head_dim)
+    arch, hidden, layers, heads, kv, vocab, tied, theta, head_dim = spec[:9]
+    cfg = make_config(arch, hidden, layers, heads, kv, vocab, tied, theta, head_dim,
+                      spec[9] if len(spec) > 9 else None)
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     randomize(model, seed)
