@@ -1,0 +1,82 @@
+// The controller's trajectory store: finished rollout groups wait here until they form a train
+// batch.
+//
+// Contract:
+// - Owned and mutated by the controller's event-loop thread only.
+// - A group is the group_size samples of one prompt; it enters whole (Add) and leaves whole
+//   (TakeBatch or a drop). FIFO: the oldest finished group trains first.
+// - Staleness: batch k is trained by the policy at version k, producing k+1. A group whose oldest
+//   token was sampled by version u may join batch k only if k - u <= max_staleness; older groups
+//   are removed and reported as dropped ("stale"), never trained silently.
+// - Dynamic sampling (DAPO): when enabled, a group whose rewards are all equal carries no
+//   advantage signal and is dropped on Add ("zero_reward_variance").
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tidal::scheduler {
+
+// One sampled response to a prompt, with what training needs to check it.
+struct Trajectory {
+  std::vector<int32_t> prompt_ids;
+  std::vector<int32_t> response_ids;
+  std::vector<float> logprobs;    // rollout logprob of each response token
+  std::vector<int64_t> versions;  // policy version that sampled each response token
+  double reward = 0;
+  bool correct = false;           // the environment's exact-answer verdict
+  std::string finish_reason;      // "eos" | "length" | "abort"
+  std::string text;               // decoded response (for logs and eval dumps)
+};
+
+struct TrajectoryGroup {
+  int64_t prompt_id = -1;
+  int64_t attempt = 0;
+  int worker = -1;
+  std::vector<Trajectory> samples;
+  double queue_seconds = 0;     // dispatch -> first scheduled on the engine
+  double generate_seconds = 0;  // first scheduled -> last sample finished
+
+  // Oldest policy version among the group's tokens (kNoVersion when it has no tokens).
+  static constexpr int64_t kNoVersion = INT64_MAX;
+  int64_t MinVersion() const;
+  int64_t MaxVersion() const;
+  int64_t ResponseTokens() const;
+  double MeanReward() const;
+  bool RewardsAllEqual() const;
+};
+
+struct DroppedGroup {
+  int64_t prompt_id;
+  std::string reason;
+};
+
+class TrajectoryStore {
+ public:
+  TrajectoryStore(int max_staleness, bool dynamic_sampling)
+      : max_staleness_(max_staleness), dynamic_sampling_(dynamic_sampling) {}
+
+  // Stores `group`, or returns the drop reason when it is filtered out.
+  std::optional<std::string> Add(TrajectoryGroup group);
+
+  // Removes groups too stale for batch `version` (appending them to `dropped`), then, if at least
+  // `groups` remain, removes and returns the oldest `groups` of them.
+  std::optional<std::vector<TrajectoryGroup>> TakeBatch(int groups, int64_t version,
+                                                        std::vector<DroppedGroup>* dropped);
+  // Removes everything (end of run); returns the prompt ids.
+  std::vector<int64_t> Clear();
+
+  int size() const { return static_cast<int>(groups_.size()); }
+  int max_staleness() const { return max_staleness_; }
+
+ private:
+  int max_staleness_;
+  bool dynamic_sampling_;
+  std::deque<TrajectoryGroup> groups_;
+};
+
+}  // namespace tidal::scheduler
