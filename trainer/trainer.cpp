@@ -440,9 +440,11 @@ class Trainer::Impl {
     st.micro_batches = num_mb;
     std::vector<double> sums(kNumSums, 0.0);
     double max_diff = 0.0;
-    if (norm.tokens <= 0) {
+    if (norm.tokens <= 0) {  // no rank has a target token: no update, on every rank alike
       ReduceStats(sums, max_diff);
       st.step = model_->optimizer_steps();
+      st.learning_rate = options_.optimizer.lr;
+      st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       return st;
     }
     for (int64_t m = 0; m < num_mb; ++m) {
