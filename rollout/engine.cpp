@@ -433,8 +433,14 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Generate(std::vector<Request>
     TIDAL_RETURN_IF_ERROR(AddRequest(std::move(r)));
   }
   std::unordered_map<std::string, RequestOutput> done;
+  int idle_steps = 0;  // a step may schedule nothing right after a preemption, never for long
   while (!m.seqs.empty()) {
     TIDAL_ASSIGN_OR_RETURN(StepOutput step, m.Step());
+    idle_steps = step.num_seqs == 0 ? idle_steps + 1 : 0;
+    if (idle_steps > 8) {
+      return TIDAL_INTERNAL_ERROR("generate: %d steps scheduled nothing with %d requests left",
+                                  idle_steps, static_cast<int>(m.seqs.size()));
+    }
     for (RequestOutput& o : step.finished) done.emplace(o.id, std::move(o));
   }
   std::vector<RequestOutput> out;

@@ -20,6 +20,9 @@
 //   with its tokens kept: its K/V (computed by the old weights) is recomputed by the new weights
 //   before it generates again (partial rollout: tokens before the update carry the old version,
 //   tokens after it the new one, and each logprob is exact for the weights that sampled it).
+//   An update split over several calls (buckets) should be bracketed by Pause(kKeep) / Resume():
+//   a Step between two calls would run a mix of old and new tensors; the version is the last
+//   call's.
 // - Pause(kKeep) stops Step() from doing work but keeps requests (and their KV) to continue on
 //   Resume(); Pause(kAbort) also ends every request (finish reason "abort", partial outputs
 //   returned). AddRequest is accepted while paused.

@@ -119,6 +119,12 @@ void ModelRunner::LoadInputs(const StepPlan& plan) {
   Fill(decode_rows_, HostLongs(rows));
   Fill(decode_lens_, HostLongs(lens));
   Fill(decode_tables_, HostLongs(dtables));
+  if (num_decode_ > 0) {  // keys past each context length are padding
+    const int64_t len = decode_blocks_ * cfg_.block_size;
+    at::Tensor lens = decode_lens_.narrow(0, 0, num_decode_);
+    decode_mask_ = (at::arange(len, lens.options()).unsqueeze(0) < lens.unsqueeze(1))
+                       .view({num_decode_, 1, 1, len});
+  }
 }
 
 at::Tensor ModelRunner::PagedAttention(int64_t layer, const at::Tensor& q, const at::Tensor& k,
@@ -139,14 +145,11 @@ at::Tensor ModelRunner::PagedAttention(int64_t layer, const at::Tensor& q, const
     // [nd, hkv, len, d]; padded keys beyond each context are masked out.
     at::Tensor kd = kc.index_select(0, tables).view({nd, len, hkv, d}).transpose(1, 2);
     at::Tensor vd = vc.index_select(0, tables).view({nd, len, hkv, d}).transpose(1, 2);
-    at::Tensor lens = decode_lens_.narrow(0, 0, nd);
-    at::Tensor mask = (at::arange(len, lens.options()).unsqueeze(0) < lens.unsqueeze(1))
-                          .view({nd, 1, 1, len});
     at::Tensor rows = decode_rows_.narrow(0, 0, nd);
     // The g query heads of one kv head ride along the query-length axis: no kv repeat needed.
     at::Tensor qd = q.index_select(0, rows).view({nd, hkv, g, d});
     at::Tensor o = at::scaled_dot_product_attention(qd, kd.to(q.scalar_type()),
-                                                    vd.to(q.scalar_type()), mask, 0.0, false, scale);
+                                                    vd.to(q.scalar_type()), decode_mask_, 0.0, false, scale);
     out.index_copy_(0, rows, o.reshape({nd, hq, d}));
   }
 

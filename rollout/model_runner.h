@@ -70,6 +70,7 @@ class ModelRunner {
   at::Tensor token_ids_, positions_, slot_mapping_, logits_rows_;
   at::Tensor block_tables_;  // [max_seqs * max_blocks_per_seq], row stride max_blocks_per_seq
   at::Tensor decode_rows_, decode_tables_, decode_lens_;
+  at::Tensor decode_mask_;  // [num_decode, 1, 1, keys] for the current step
   // Host copy of the current plan's per-sequence data, for the loop over chunked prefills.
   const StepPlan* plan_ = nullptr;
   std::vector<int64_t> prefill_seqs_;     // batch indices of multi-token chunks

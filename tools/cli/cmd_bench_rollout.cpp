@@ -1,0 +1,248 @@
+// `tidal bench rollout`: throughput of the rollout engine (rollout/engine.h) against a naive
+// decoding loop on the same model, measured in the same run, printed as JSON.
+//
+// Workload (GRPO-shaped): --requests N = N / G distinct random prompts of --prompt-len tokens,
+// each repeated --group-size G times with a different seed; every request samples exactly
+// --max-new-tokens tokens (ignore_eos) at --temperature. Model: a random tiny Qwen2 (--hidden,
+// --layers, --heads, --kv-heads, --vocab) or an HF checkpoint (--model-dir).
+//
+// Naive reference: one request at a time, every token recomputed from scratch: Model::Logits
+// over the whole prompt + generated prefix (no KV cache, no batching, no prefix sharing), then
+// the same sampler with the same seed. It therefore generates the same tokens as the engine
+// (reported as naive_outputs_match); it runs on the first --naive-requests requests only,
+// since its per-token cost does not depend on how many requests there are.
+//
+// Timing: wall-clock and process-CPU seconds around each generation loop, after a warm-up.
+// The speedup is on CPU seconds with --threads 1 (default), because on a shared machine wall
+// time mostly measures the other tenants; wall figures are printed too.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <time.h>
+
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "core/model.h"
+#include "rollout/engine.h"
+#include "rollout/sampler.h"
+#include "tools/cli/command.h"
+
+namespace {
+
+using Json = nlohmann::json;
+using tidal::rollout::Engine;
+using tidal::rollout::EngineConfig;
+using tidal::rollout::Request;
+using tidal::rollout::RequestOutput;
+
+struct Args {
+  int64_t requests = 64;
+  int64_t prompt_len = 64;
+  int64_t max_new_tokens = 64;
+  int64_t group_size = 8;
+  double temperature = 1.0;
+  int64_t hidden = 256, layers = 4, heads = 8, kv_heads = 2, vocab = 260;
+  std::string model_dir;
+  std::string device = "cpu";
+  int threads = 1;
+  int64_t block_size = 16;
+  int64_t max_batch_tokens = 2048;
+  int64_t max_seqs = 64;
+  int64_t kv_cache_mb = 256;
+  int64_t naive_requests = 4;
+  uint64_t seed = 1;
+};
+
+struct Timer {
+  std::chrono::steady_clock::time_point wall = std::chrono::steady_clock::now();
+  double cpu = CpuNow();
+  static double CpuNow() {
+    timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+  }
+  double WallS() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - wall).count();
+  }
+  double CpuS() const { return CpuNow() - cpu; }
+};
+
+std::vector<Request> Workload(const Args& a, int64_t vocab) {
+  std::mt19937_64 rng(a.seed);
+  std::vector<Request> reqs;
+  std::vector<int32_t> prompt;
+  for (int64_t i = 0; i < a.requests; ++i) {
+    if (i % a.group_size == 0) {
+      prompt.resize(a.prompt_len);
+      for (auto& t : prompt) t = static_cast<int32_t>(rng() % vocab);
+    }
+    Request r;
+    r.id = "req" + std::to_string(i);
+    r.prompt = prompt;
+    r.params.temperature = a.temperature;
+    r.params.max_new_tokens = a.max_new_tokens;
+    r.params.ignore_eos = true;
+    r.seed = a.seed * 1000003 + i;
+    reqs.push_back(std::move(r));
+  }
+  return reqs;
+}
+
+// The naive loop described at the top; returns the generated tokens.
+std::vector<int32_t> NaiveGenerate(const tidal::Model& m, const Request& r, at::Device device) {
+  c10::InferenceMode guard;
+  std::vector<int64_t> ids(r.prompt.begin(), r.prompt.end());
+  std::vector<int32_t> out;
+  for (int64_t i = 0; i < r.params.max_new_tokens; ++i) {
+    at::Tensor t = at::tensor(ids, at::kLong).to(device);
+    at::Tensor cu = at::tensor(std::vector<int64_t>{0, static_cast<int64_t>(ids.size())}, at::kLong).to(device);
+    at::Tensor last = m.Logits(t, cu).narrow(0, t.size(0) - 1, 1);
+    tidal::rollout::SampleRow row{&r.params, *r.seed, i};
+    int32_t tok = tidal::rollout::Sample(last, std::span(&row, 1)).tokens[0];
+    ids.push_back(tok);
+    out.push_back(tok);
+  }
+  return out;
+}
+
+absl::Status Run(const Args& a) {
+  if (a.requests < 1 || a.group_size < 1 || a.prompt_len < 1 || a.max_new_tokens < 1) {
+    return absl::InvalidArgumentError("bench rollout: --requests, --group-size, --prompt-len and --max-new-tokens must be >= 1");
+  }
+  at::set_num_threads(a.threads);
+  at::Device device = at::kCPU;
+  try {
+    device = at::Device(a.device);
+  } catch (const c10::Error&) {
+    return absl::InvalidArgumentError(absl::StrCat("bench rollout: unknown --device '", a.device, "'"));
+  }
+  tidal::ModelConfig config;
+  tidal::NamedTensors weights;
+  if (!a.model_dir.empty()) {
+    TIDAL_ASSIGN_OR_RETURN(tidal::Model loaded, tidal::Model::LoadHf(a.model_dir));
+    config = loaded.config();
+    weights = loaded.weights();
+  } else {
+    config = tidal::TinyQwen2Config(a.hidden, a.layers, a.heads, a.kv_heads, a.vocab);
+    tidal::Model random = tidal::Model::RandomInit(config, a.seed);
+    weights = random.weights();
+  }
+  config.max_position_embeddings = std::max(config.max_position_embeddings, a.prompt_len + a.max_new_tokens);
+  tidal::NamedTensors on_device;
+  for (const auto& [name, t] : weights) on_device.emplace(name, t.to(device));
+  tidal::Model model(config, on_device);
+
+  EngineConfig ec;
+  ec.block_size = a.block_size;
+  ec.kv_cache_bytes = a.kv_cache_mb << 20;
+  ec.max_batch_tokens = a.max_batch_tokens;
+  ec.max_seqs = a.max_seqs;
+  ec.device = a.device;
+  ec.max_model_len = a.prompt_len + a.max_new_tokens;
+  TIDAL_ASSIGN_OR_RETURN(auto engine, Engine::Create(config, weights, ec));
+
+  std::vector<Request> reqs = Workload(a, config.vocab_size);
+  {  // warm-up: allocator, kernels' first-call setup
+    std::vector<Request> warm(reqs.begin(), reqs.begin() + std::min<int64_t>(2, a.requests));
+    for (auto& r : warm) r.params.max_new_tokens = 2;
+    TIDAL_RETURN_IF_ERROR(engine->Generate(warm).status());
+    NaiveGenerate(model, warm[0], device);
+  }
+  const auto stats0 = engine->stats();
+  Timer t_engine;
+  TIDAL_ASSIGN_OR_RETURN(std::vector<RequestOutput> outs, engine->Generate(reqs));
+  const double engine_wall = t_engine.WallS(), engine_cpu = t_engine.CpuS();
+  const auto stats1 = engine->stats();
+
+  int64_t in_tokens = 0, out_tokens = 0;
+  for (const auto& o : outs) {
+    in_tokens += std::ssize(o.prompt);
+    out_tokens += std::ssize(o.tokens);
+  }
+  const int64_t naive_n = std::min(a.naive_requests, a.requests);
+  int64_t naive_in = 0, naive_out = 0, matches = 0;
+  Timer t_naive;
+  std::vector<std::vector<int32_t>> naive_tokens;
+  for (int64_t i = 0; i < naive_n; ++i) naive_tokens.push_back(NaiveGenerate(model, reqs[i], device));
+  const double naive_wall = t_naive.WallS(), naive_cpu = t_naive.CpuS();
+  for (int64_t i = 0; i < naive_n; ++i) {
+    naive_in += std::ssize(reqs[i].prompt);
+    naive_out += std::ssize(naive_tokens[i]);
+    matches += naive_tokens[i] == outs[i].tokens ? 1 : 0;
+  }
+  const int64_t queried = stats1.prefix_queried_tokens - stats0.prefix_queried_tokens;
+  const int64_t hits = stats1.prefix_hit_tokens - stats0.prefix_hit_tokens;
+  Json j;
+  j["device"] = a.device;
+  j["threads"] = a.threads;
+  j["model"] = {{"source", a.model_dir.empty() ? "random tiny qwen2" : a.model_dir},
+                {"hidden", config.hidden_size}, {"layers", config.num_hidden_layers},
+                {"heads", config.num_attention_heads}, {"kv_heads", config.num_key_value_heads},
+                {"vocab", config.vocab_size}};
+  j["workload"] = {{"requests", a.requests}, {"group_size", a.group_size},
+                   {"prompt_len", a.prompt_len}, {"max_new_tokens", a.max_new_tokens},
+                   {"temperature", a.temperature}};
+  j["engine"] = {{"requests", a.requests},
+                 {"input_tokens", in_tokens},
+                 {"output_tokens", out_tokens},
+                 {"wall_s", engine_wall},
+                 {"cpu_s", engine_cpu},
+                 {"output_tok_per_s_wall", out_tokens / engine_wall},
+                 {"output_tok_per_cpu_s", out_tokens / engine_cpu},
+                 {"prefix_cache_hit_rate", queried ? double(hits) / queried : 0.0},
+                 {"steps", stats1.steps - stats0.steps},
+                 {"preemptions", stats1.preemptions - stats0.preemptions},
+                 {"block_size", a.block_size},
+                 {"num_blocks", engine->config().num_blocks},
+                 {"max_batch_tokens", a.max_batch_tokens},
+                 {"max_seqs", a.max_seqs}};
+  j["naive"] = {{"method", "one request at a time, full recompute per token (Model::Logits), no KV cache"},
+                {"requests", naive_n},
+                {"input_tokens", naive_in},
+                {"output_tokens", naive_out},
+                {"wall_s", naive_wall},
+                {"cpu_s", naive_cpu},
+                {"output_tok_per_s_wall", naive_out / naive_wall},
+                {"output_tok_per_cpu_s", naive_out / naive_cpu},
+                {"prefix_cache_hit_rate", 0.0},
+                {"outputs_match_engine", matches}};
+  j["speedup_output_tok_per_cpu_s"] = (out_tokens / engine_cpu) / (naive_out / naive_cpu);
+  j["speedup_output_tok_per_s_wall"] = (out_tokens / engine_wall) / (naive_out / naive_wall);
+  std::cout << j.dump(2) << std::endl;
+  if (matches != naive_n) {
+    return absl::InternalError(absl::StrCat("bench rollout: only ", matches, " of ", naive_n,
+                                            " naive outputs equal the engine's"));
+  }
+  return absl::OkStatus();
+}
+
+std::function<absl::Status()> Setup(CLI::App& sub) {
+  auto a = std::make_shared<Args>();
+  sub.add_option("--requests", a->requests, "Requests (prompts x group size)");
+  sub.add_option("--prompt-len", a->prompt_len, "Prompt tokens per request");
+  sub.add_option("--max-new-tokens", a->max_new_tokens, "Generated tokens per request");
+  sub.add_option("--group-size", a->group_size, "Requests sharing one prompt (GRPO group)");
+  sub.add_option("--temperature", a->temperature, "Sampling temperature (0 = greedy)");
+  sub.add_option("--hidden", a->hidden, "Random model: hidden size");
+  sub.add_option("--layers", a->layers, "Random model: layers");
+  sub.add_option("--heads", a->heads, "Random model: attention heads");
+  sub.add_option("--kv-heads", a->kv_heads, "Random model: kv heads");
+  sub.add_option("--vocab", a->vocab, "Random model: vocabulary size");
+  sub.add_option("--model-dir", a->model_dir, "HF checkpoint directory instead of a random model");
+  sub.add_option("--device", a->device, "cpu, cuda, cuda:N");
+  sub.add_option("--threads", a->threads, "Intra-op CPU threads");
+  sub.add_option("--block-size", a->block_size, "KV block size (tokens)");
+  sub.add_option("--max-batch-tokens", a->max_batch_tokens, "Tokens per engine step");
+  sub.add_option("--max-seqs", a->max_seqs, "Sequences per engine step");
+  sub.add_option("--kv-cache-mb", a->kv_cache_mb, "KV cache size (MiB)");
+  sub.add_option("--naive-requests", a->naive_requests, "Requests the naive loop runs");
+  sub.add_option("--seed", a->seed, "Seed for weights, prompts and sampling");
+  return [a] { return Run(*a); };
+}
+
+TIDAL_CLI_COMMAND("bench rollout", "Rollout engine throughput vs a naive decoding loop (JSON)", Setup);
+
+}  // namespace
