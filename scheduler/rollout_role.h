@@ -1,0 +1,67 @@
+// The rollout role of a worker: an inference engine that turns RolloutWork (one prompt's group)
+// into scored trajectories, and takes new policy versions from weight sync.
+//
+// Contract (worker thread only):
+// - Add() queues a group's group_size requests; Step() advances the engine by one step while the
+//   role is active and returns the groups that finished (all samples done and scored). A group
+//   stays inside the engine across SetActive(false)/SetActive(true) and across weight updates:
+//   its later tokens carry the newer version (partial rollouts).
+// - Weight updates: OnBucket() collects a version's buckets (weight_sync/weight_assembler.h) and,
+//   only once every bucket has passed its checksum, swaps the engine's weights; a version that
+//   fails anywhere is dropped whole and the engine keeps serving its previous version. Install()
+//   swaps in weights this process already holds (a train rank that also hosts an engine).
+// - Abort() removes groups (all when `ids` is empty) and returns the prompt ids it removed.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "core/model.h"
+#include "core/tokenizer.h"
+#include "envs/environment.h"
+#include "scheduler/protocol.h"
+#include "weight_sync/weight_bucket.h"
+
+namespace tidal::scheduler {
+
+// Plain settings (filled from the recipe by the worker).
+struct RolloutSettings {
+  envs::EnvSpec env;
+  double temperature = 1.0, top_p = 1.0, min_p = 0.0;
+  int64_t top_k = 0;
+  int64_t max_new_tokens = 64;
+  int64_t block_size = 16, kv_blocks = 0, max_batch_tokens = 2048, max_seqs = 64;
+  std::string device = "cpu";
+  at::ScalarType dtype = at::kFloat;    // what the engine serves (model.dtype)
+  bool release_memory_when_idle = false;  // colocated: free the KV cache while tagged train
+};
+
+class RolloutRole {
+ public:
+  static absl::StatusOr<std::unique_ptr<RolloutRole>> Create(const RolloutSettings& settings,
+                                                             const ModelConfig& config,
+                                                             std::shared_ptr<const Tokenizer> tokenizer);
+  ~RolloutRole();
+
+  void SetActive(bool active);
+  bool active() const;
+  // Active, has weights, and holds unfinished work.
+  bool HasWork() const;
+  absl::Status Add(const RolloutWork& work);
+  std::vector<RolloutResult> Step();
+  std::vector<int64_t> Abort(const std::vector<int64_t>& ids);
+
+  // Returns the outcome when the bucket completes its version or poisons it; nullopt otherwise.
+  std::optional<WeightApplied> OnBucket(const weight_sync::WeightBucket& bucket, const Payload& bytes);
+  WeightApplied Install(const NamedTensors& weights, int64_t version);
+  int64_t version() const;  // -1 before the first version
+
+  class Impl;
+
+ private:
+  explicit RolloutRole(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tidal::scheduler

@@ -1,0 +1,141 @@
+#include "scheduler/train_role.h"
+
+#include <chrono>
+
+#include "core/communicator_shm.h"
+#include "core/logging.h"
+#include "trainer/trainer.h"
+
+namespace tidal::scheduler {
+
+using SteadyClock = std::chrono::steady_clock;
+
+class TrainRole::Impl {
+ public:
+  TrainRoleConfig config;
+  std::shared_ptr<const Tokenizer> tokenizer;
+  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Trainer> trainer;
+  int32_t eos = -1;
+};
+
+TrainRole::TrainRole(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TrainRole::~TrainRole() = default;
+
+absl::StatusOr<std::unique_ptr<TrainRole>> TrainRole::Create(const TrainRoleConfig& c,
+                                                             std::shared_ptr<const Tokenizer> tokenizer) {
+  auto impl = std::make_unique<Impl>();
+  impl->config = c;
+  impl->tokenizer = std::move(tokenizer);
+  impl->eos = impl->tokenizer->Specials().eos.value_or(-1);
+
+  ShmCommunicatorOptions co;
+  co.group = c.comm_group;
+  co.rank = c.rank;
+  co.world_size = c.world;
+  co.timeout = absl::Seconds(600);
+  TIDAL_ASSIGN_OR_RETURN(impl->comm, ShmCommunicator::Create(co));
+
+  TrainerOptions o;
+  o.optimizer.lr = c.lr;
+  o.optimizer.beta1 = c.beta1;
+  o.optimizer.beta2 = c.beta2;
+  o.optimizer.weight_decay = c.weight_decay;
+  o.max_grad_norm = c.grad_clip;
+  TIDAL_ASSIGN_OR_RETURN(o.loss.type, ParsePolicyLossType(c.loss));
+  o.loss.clip_low = c.clip_low;
+  o.loss.clip_high = c.clip_high;
+  TIDAL_ASSIGN_OR_RETURN(o.loss.aggregation, ParseLossAggregation(c.loss_agg));
+  o.loss.max_len = c.max_len;
+  o.loss.kl_coef = c.kl_coef;
+  TIDAL_ASSIGN_OR_RETURN(o.loss.kl_estimator, ParseKlEstimator(c.kl_estimator));
+  o.loss.entropy_coef = c.entropy_coef;
+  TIDAL_ASSIGN_OR_RETURN(o.advantages.estimator, ParseAdvantageEstimator(c.advantage));
+  o.advantages.grpo_scale_by_std = c.adv_std_norm;
+  // The controller's store already drops zero-variance groups (and accounts for them).
+  o.dynamic_sampling = false;
+  TIDAL_ASSIGN_OR_RETURN(o.is_correction, ParseIsCorrection(c.is_correction));
+  o.is_cap = c.is_cap;
+  o.temperature = c.temperature;
+  o.micro_batch_tokens = c.micro_batch_tokens;
+  o.sharding.compute_dtype = c.bf16 ? at::kBFloat16 : at::kFloat;
+  o.sharding.reduce_dtype = c.reduce_bf16 ? at::kBFloat16 : at::kFloat;
+  o.sharding.device = at::Device(c.device);
+  o.sharding.activation_checkpointing = c.activation_checkpointing;
+
+  if (!c.model_path.empty()) {
+    TIDAL_ASSIGN_OR_RETURN(impl->trainer, Trainer::CreateFromHf(c.model_path, o, impl->comm.get()));
+  } else {
+    Model init = Model::RandomInit(c.model, c.seed, at::kFloat);
+    TIDAL_ASSIGN_OR_RETURN(impl->trainer, Trainer::Create(c.model, init.weights(), o, impl->comm.get()));
+  }
+  if (!c.resume_dir.empty()) {
+    TIDAL_RETURN_IF_ERROR(impl->trainer->LoadCheckpoint(c.resume_dir).status());
+    TIDAL_LOG(INFO) << "trainer resumed from " << c.resume_dir << " at step " << impl->trainer->step();
+  }
+  return std::unique_ptr<TrainRole>(new TrainRole(std::move(impl)));
+}
+
+int TrainRole::rank() const { return impl_->config.rank; }
+int64_t TrainRole::version() const { return impl_->trainer->step(); }
+
+absl::StatusOr<SftStepDone> TrainRole::Sft(const SftStep& step) {
+  auto t0 = SteadyClock::now();
+  std::vector<SftSample> batch;
+  for (const auto& e : step.examples) {
+    SftSample s;
+    s.prompt_ids = impl_->tokenizer->Encode(e.prompt);
+    s.target_ids = impl_->tokenizer->Encode(e.target);
+    // The policy must learn to stop: the target ends with the end-of-sequence token.
+    if (impl_->eos >= 0) s.target_ids.push_back(impl_->eos);
+    batch.push_back(std::move(s));
+  }
+  impl_->trainer->SetLearningRate(step.lr);
+  TIDAL_ASSIGN_OR_RETURN(StepStats st, impl_->trainer->SftStep(batch));
+  impl_->trainer->SetLearningRate(impl_->config.lr);
+  SftStepDone d;
+  d.step = step.step;
+  d.loss = st.loss;
+  d.tokens = st.tokens;
+  d.seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+  return d;
+}
+
+absl::StatusOr<TrainStepDone> TrainRole::Train(const TrainStep& step) {
+  auto t0 = SteadyClock::now();
+  std::vector<TrainSample> batch;
+  for (const auto& g : step.groups) {
+    for (const auto& t : g.samples) {
+      if (t.response_ids.empty()) continue;  // nothing to train on (the group keeps its others)
+      TrainSample s;
+      s.prompt_ids = t.prompt_ids;
+      s.response_ids = t.response_ids;
+      s.rollout_logprobs = t.logprobs;
+      s.policy_versions = t.versions;
+      s.reward = static_cast<float>(t.reward);
+      s.group_id = g.prompt_id;
+      batch.push_back(std::move(s));
+    }
+  }
+  TIDAL_ASSIGN_OR_RETURN(StepStats st, impl_->trainer->TrainStep(batch));
+  TrainStepDone d;
+  d.step = step.step;
+  d.version = impl_->trainer->step();
+  d.tokens = st.tokens;
+  d.seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+  for (const auto& [name, value] : st.Metrics()) {
+    std::string key = name.rfind("train/", 0) == 0 ? name.substr(6) : name;
+    d.stats[key] = value;
+  }
+  return d;
+}
+
+absl::StatusOr<NamedTensors> TrainRole::FullWeights(bool all_ranks) {
+  return impl_->trainer->FullWeights(all_ranks);
+}
+
+absl::Status TrainRole::SaveCheckpoint(const std::string& dir) { return impl_->trainer->SaveCheckpoint(dir); }
+
+absl::Status TrainRole::ExportHf(const std::string& dir) { return impl_->trainer->ExportHf(dir); }
+
+}  // namespace tidal::scheduler

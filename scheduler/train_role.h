@@ -1,0 +1,70 @@
+// The train role of a worker: one rank of the sharded trainer (trainer/trainer.h).
+//
+// Contract (worker thread only): every train rank receives the same sequence of SftStep /
+// TrainStep / PublishWeights / Checkpoint / ExportModel messages and makes the matching
+// collective calls in that order (the controller sends each to all ranks). FullWeights() is a
+// collective; the worker then cuts rank 0's copy into weight-sync buckets.
+//
+// The settings arrive as plain data (TrainRoleConfig, filled from the recipe by the worker) so
+// this header and its callers need neither the trainer's nor the recipe's headers.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/model.h"
+#include "core/tokenizer.h"
+#include "scheduler/protocol.h"
+
+namespace tidal::scheduler {
+
+struct TrainRoleConfig {
+  ModelConfig model;
+  std::string model_path;  // HF checkpoint to start from ("" = random init from seed)
+  uint64_t seed = 1;
+  int rank = 0, world = 1;
+  std::string comm_group;
+  std::string device = "cpu";
+  std::string resume_dir;  // checkpoint to restore ("" = fresh)
+  // Optimizer / objective.
+  double lr = 1e-4, beta1 = 0.9, beta2 = 0.999, weight_decay = 0, grad_clip = 1.0;
+  std::string loss = "ppo";            // ppo | gspo | cispo
+  std::string advantage = "grpo";      // grpo | rloo | reinforce++
+  bool adv_std_norm = true;
+  std::string loss_agg = "token_mean"; // token_mean | seq_mean | drgrpo
+  double max_len = 0;                  // drgrpo normaliser (rollout.max_new_tokens)
+  double clip_low = 0.2, clip_high = 0.28;
+  double kl_coef = 0, entropy_coef = 0;
+  std::string kl_estimator = "k3";
+  std::string is_correction = "tis";
+  double is_cap = 2.0;
+  double temperature = 1.0;
+  int64_t micro_batch_tokens = 4096;
+  bool bf16 = false, reduce_bf16 = false, activation_checkpointing = false;
+};
+
+class TrainRole {
+ public:
+  static absl::StatusOr<std::unique_ptr<TrainRole>> Create(const TrainRoleConfig& config,
+                                                           std::shared_ptr<const Tokenizer> tokenizer);
+  ~TrainRole();
+
+  int rank() const;
+  int64_t version() const;  // optimizer steps taken (SFT included): the policy version
+  absl::StatusOr<SftStepDone> Sft(const SftStep& step);
+  absl::StatusOr<TrainStepDone> Train(const TrainStep& step);
+  // Full policy weights (fp32, HF names); collective. Non-empty on rank 0, and on every rank
+  // when `all_ranks` (a rank that also hosts an engine needs them).
+  absl::StatusOr<NamedTensors> FullWeights(bool all_ranks);
+  absl::Status SaveCheckpoint(const std::string& dir);
+  absl::Status ExportHf(const std::string& dir);
+
+  class Impl;
+
+ private:
+  explicit TrainRole(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tidal::scheduler

@@ -1,0 +1,287 @@
+#include "scheduler/worker.h"
+
+#include <ATen/Parallel.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "core/logging.h"
+#include "core/recipe.h"
+#include "core/messaging.h"
+#include "scheduler/device_pool.h"
+#include "scheduler/model_setup.h"
+#include "scheduler/protocol.h"
+#include "scheduler/rollout_role.h"
+#include "scheduler/train_role.h"
+#include "weight_sync/weight_packer.h"
+
+namespace tidal::scheduler {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// Recipe -> the roles' plain settings (the roles do not see the recipe).
+TrainRoleConfig TrainConfigFromRecipe(const Recipe& r, const WorkerSetup& setup, const ModelConfig& model,
+                                      const std::string& device) {
+  TrainRoleConfig c;
+  c.model = model;
+  c.model_path = r.model.path;
+  c.seed = static_cast<uint64_t>(r.seed);
+  c.rank = setup.train_rank;
+  c.world = static_cast<int>(setup.train_group.size());
+  c.comm_group = setup.comm_group;
+  c.device = device;
+  c.resume_dir = setup.resume_dir;
+  c.lr = r.train.lr;
+  c.beta1 = r.train.betas[0];
+  c.beta2 = r.train.betas[1];
+  c.weight_decay = r.train.weight_decay;
+  c.grad_clip = r.train.grad_clip;
+  switch (r.algo.name) {
+    case AlgoName::kGspo: c.loss = "gspo"; break;
+    case AlgoName::kCispo: c.loss = "cispo"; break;
+    default: c.loss = "ppo";
+  }
+  switch (r.algo.name) {
+    case AlgoName::kRloo: c.advantage = "rloo"; break;
+    case AlgoName::kReinforcePP: c.advantage = "reinforce++"; break;
+    default: c.advantage = "grpo";
+  }
+  c.adv_std_norm = r.algo.adv_std_norm;
+  switch (r.algo.loss_agg) {
+    case LossAgg::kSeqMean: c.loss_agg = "seq_mean"; break;
+    case LossAgg::kSeqSumNorm: c.loss_agg = "drgrpo"; break;
+    default: c.loss_agg = "token_mean";
+  }
+  c.max_len = static_cast<double>(r.rollout.max_new_tokens);
+  c.clip_low = r.algo.clip[0];
+  c.clip_high = r.algo.clip[1];
+  c.kl_coef = r.algo.kl_coef;
+  c.kl_estimator = std::string(EnumName(r.algo.kl_estimator));
+  c.entropy_coef = r.algo.entropy_coef;
+  c.is_correction = std::string(EnumName(r.algo.is_correction.type));
+  c.is_cap = r.algo.is_correction.cap;
+  c.temperature = r.rollout.temperature;
+  c.micro_batch_tokens = r.train.micro_batch_tokens;
+  c.bf16 = r.train.precision == Precision::kBf16;
+  c.reduce_bf16 = r.train.reduce_dtype == Precision::kBf16;
+  c.activation_checkpointing = r.train.activation_checkpointing;
+  return c;
+}
+
+absl::StatusOr<RolloutSettings> RolloutSettingsFromRecipe(const Recipe& r, const WorkerSetup& setup,
+                                                          const std::string& device) {
+  RolloutSettings s;
+  s.env.plugin = r.env.plugin;
+  s.env.args = r.env.args.is_null() ? nlohmann::json::object() : r.env.args;
+  s.env.isolate = r.env.isolate;
+  s.env.timeout_s = r.env.timeout_s;
+  s.temperature = r.rollout.temperature;
+  s.top_p = r.rollout.top_p;
+  s.top_k = r.rollout.top_k;
+  s.min_p = r.rollout.min_p;
+  s.max_new_tokens = r.rollout.max_new_tokens;
+  s.block_size = r.rollout.block_size;
+  s.kv_blocks = r.rollout.kv_blocks;
+  s.max_batch_tokens = r.rollout.max_batch_tokens;
+  s.max_seqs = r.rollout.max_seqs;
+  s.device = device;
+  s.dtype = r.model.dtype == ModelDtype::kBFloat16 ? at::kBFloat16 : at::kFloat;
+  s.release_memory_when_idle = setup.release_engine_memory;
+  return s;
+}
+
+double Since(SteadyClock::time_point t) {
+  return std::chrono::duration<double>(SteadyClock::now() - t).count();
+}
+
+class Worker {
+ public:
+  explicit Worker(WorkerOptions o) : options_(std::move(o)) {}
+  absl::Status Run();
+
+ private:
+  absl::Status Setup();
+  absl::Status Handle(const Envelope& env);
+  // Gathers the full policy; rank 0 streams it to the controller as buckets; a rank hosting an
+  // engine installs it locally. Returns the seconds spent.
+  absl::StatusOr<double> Publish(int64_t version);
+  template <class T>
+  void Send(const T& msg, std::vector<Payload> frames = {}) {
+    absl::Status s = dealer_->Send(msg, std::move(frames));
+    if (!s.ok()) TIDAL_LOG(WARN) << "send " << MessageName<T>() << ": " << s;
+  }
+
+  WorkerOptions options_;
+  std::unique_ptr<Dealer> dealer_;
+  WorkerSetup setup_;
+  Recipe recipe_;
+  std::unique_ptr<RolloutRole> rollout_;
+  std::unique_ptr<TrainRole> train_;
+  bool shutdown_ = false;
+};
+
+absl::Status Worker::Setup() {
+  auto t0 = SteadyClock::now();
+  TIDAL_ASSIGN_OR_RETURN(DeviceSlot slot, ParseDeviceName(options_.device));
+  if (slot.kind == DeviceKind::kCpu) at::set_num_threads(1);  // one core per CPU slot
+  DealerOptions d;
+  d.endpoint = options_.controller;
+  d.name = absl::StrFormat("worker-%d-%d", options_.rank, getpid());
+  d.heartbeat.interval = absl::Milliseconds(options_.heartbeat_ms);
+  d.heartbeat.miss = options_.heartbeat_miss;
+  TIDAL_ASSIGN_OR_RETURN(dealer_, Dealer::Connect(d));
+  Register reg;
+  reg.role = "worker";
+  reg.rank = options_.rank;
+  reg.pid = getpid();
+  reg.info = {{"device", options_.device}};
+  TIDAL_ASSIGN_OR_RETURN(setup_, dealer_->Call<WorkerSetup>(reg, absl::Seconds(60)));
+  TIDAL_ASSIGN_OR_RETURN(recipe_, LoadRecipe(setup_.recipe_path));
+
+  TIDAL_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, LoadTokenizer(recipe_.model.tokenizer));
+  std::shared_ptr<const Tokenizer> tokenizer(std::move(tok));
+  TIDAL_ASSIGN_OR_RETURN(ModelConfig config, ModelConfigFromRecipe(recipe_, *tokenizer));
+  const std::string device = slot.kind == DeviceKind::kCpu ? "cpu" : "cuda:0";  // CUDA_VISIBLE_DEVICES
+  if (setup_.train_rank >= 0) {
+    TIDAL_ASSIGN_OR_RETURN(train_, TrainRole::Create(TrainConfigFromRecipe(recipe_, setup_, config, device),
+                                                     tokenizer));
+  }
+  if (setup_.hosts_engine) {
+    TIDAL_ASSIGN_OR_RETURN(RolloutSettings rs, RolloutSettingsFromRecipe(recipe_, setup_, device));
+    TIDAL_ASSIGN_OR_RETURN(rollout_, RolloutRole::Create(rs, config, tokenizer));
+    rollout_->SetActive(setup_.tag == "rollout");
+  }
+  TIDAL_LOG(INFO) << "device " << setup_.device_name << ": train rank " << setup_.train_rank
+                  << ", engine " << (rollout_ != nullptr) << ", tag " << setup_.tag;
+  Send(WorkerReady{rollout_ != nullptr, train_ != nullptr, Since(t0)});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> Worker::Publish(int64_t version) {
+  auto t0 = SteadyClock::now();
+  // Collective: uniform across train ranks (all of them host engines, or none does).
+  TIDAL_ASSIGN_OR_RETURN(NamedTensors full, train_->FullWeights(/*all_ranks=*/rollout_ != nullptr));
+  if (train_->rank() == 0) {
+    int64_t bucket_bytes = std::max<int64_t>(1, recipe_.weight_sync.bucket_mb) << 20;
+    for (auto& b : weight_sync::PackWeights(full, version, bucket_bytes)) {
+      Send(b.header, {b.bytes});
+    }
+  }
+  if (rollout_) Send(rollout_->Install(full, version));
+  return Since(t0);
+}
+
+absl::Status Worker::Handle(const Envelope& env) {
+  if (env.Is<SetTag>()) {
+    TIDAL_ASSIGN_OR_RETURN(SetTag m, env.As<SetTag>());
+    if (rollout_) rollout_->SetActive(m.tag == "rollout");
+  } else if (env.Is<RolloutWork>()) {
+    TIDAL_ASSIGN_OR_RETURN(RolloutWork m, env.As<RolloutWork>());
+    if (!rollout_) return absl::FailedPreconditionError("RolloutWork sent to a worker without an engine");
+    absl::Status s = rollout_->Add(m);
+    if (!s.ok()) {
+      RolloutResult r;
+      r.prompt_id = m.prompt_id;
+      r.attempt = m.attempt;
+      r.eval = m.eval;
+      r.error = std::string(s.message());
+      Send(r);
+    }
+  } else if (env.Is<AbortWork>()) {
+    TIDAL_ASSIGN_OR_RETURN(AbortWork m, env.As<AbortWork>());
+    WorkAborted out;
+    if (rollout_) out.prompt_ids = rollout_->Abort(m.prompt_ids);
+    Send(out);
+  } else if (env.Is<weight_sync::WeightBucket>()) {
+    TIDAL_ASSIGN_OR_RETURN(auto m, env.As<weight_sync::WeightBucket>());
+    if (!rollout_) return absl::FailedPreconditionError("WeightBucket sent to a worker without an engine");
+    if (env.frames.size() != 1) {
+      return absl::InvalidArgumentError(absl::StrCat("WeightBucket with ", env.frames.size(), " frames"));
+    }
+    if (auto applied = rollout_->OnBucket(m, env.frames[0])) {
+      if (!applied->ok) TIDAL_LOG(WARN) << "weight version " << applied->version << " rejected: " << applied->error;
+      Send(*applied);
+    }
+  } else if (env.Is<SftStep>()) {
+    TIDAL_ASSIGN_OR_RETURN(SftStep m, env.As<SftStep>());
+    TIDAL_ASSIGN_OR_RETURN(SftStepDone done, train_->Sft(m));
+    Send(done);
+  } else if (env.Is<TrainStep>()) {
+    TIDAL_ASSIGN_OR_RETURN(TrainStep m, env.As<TrainStep>());
+    TIDAL_ASSIGN_OR_RETURN(TrainStepDone done, train_->Train(m));
+    TIDAL_ASSIGN_OR_RETURN(done.publish_seconds, Publish(done.version));
+    Send(done);
+  } else if (env.Is<PublishWeights>()) {
+    TIDAL_RETURN_IF_ERROR(env.As<PublishWeights>().status());
+    auto t0 = SteadyClock::now();
+    const int64_t version = train_->version();
+    TIDAL_RETURN_IF_ERROR(Publish(version).status());
+    Send(WeightsPublished{version, 0, 0, Since(t0)});
+  } else if (env.Is<Checkpoint>()) {
+    TIDAL_ASSIGN_OR_RETURN(Checkpoint m, env.As<Checkpoint>());
+    absl::Status s = train_->SaveCheckpoint(m.dir);
+    Send(CheckpointDone{m.step, m.dir, s.ok() ? "" : std::string(s.message())});
+  } else if (env.Is<ExportModel>()) {
+    TIDAL_ASSIGN_OR_RETURN(ExportModel m, env.As<ExportModel>());
+    absl::Status s = train_->ExportHf(m.dir);
+    Send(ExportDone{m.dir, s.ok() ? "" : std::string(s.message())});
+  } else if (env.Is<Shutdown>()) {
+    shutdown_ = true;
+  } else {
+    TIDAL_LOG(WARN) << "unexpected message " << env.type();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Worker::Run() {
+  absl::Status s = Setup();
+  if (!s.ok()) {
+    if (dealer_) Send(WorkerError{"setup", std::string(s.message())});
+    return s;
+  }
+  while (!shutdown_) {
+    bool busy = rollout_ && rollout_->HasWork();
+    absl::StatusOr<Inbound> in = dealer_->Receive(busy ? absl::ZeroDuration() : absl::Milliseconds(20));
+    if (in.ok()) {
+      if (auto* env = std::get_if<Envelope>(&*in)) {
+        absl::Status hs;
+        try {
+          hs = Handle(*env);
+        } catch (const std::exception& e) {
+          hs = absl::InternalError(e.what());
+        }
+        if (!hs.ok()) {
+          TIDAL_LOG(ERROR) << env->type() << ": " << hs;
+          Send(WorkerError{env->type(), std::string(hs.message())});
+        }
+      } else if (std::get<PeerEvent>(*in).kind == PeerEvent::Kind::kDead) {
+        return absl::UnavailableError("the controller stopped answering heartbeats; exiting");
+      }
+      continue;  // drain the inbox before stepping: weights and aborts come first
+    }
+    if (in.status().code() == absl::StatusCode::kCancelled) break;
+    if (busy) {
+      std::vector<RolloutResult> done;
+      try {
+        done = rollout_->Step();
+      } catch (const std::exception& e) {
+        Send(WorkerError{"engine step", e.what()});
+        return absl::InternalError(absl::StrCat("engine step: ", e.what()));
+      }
+      for (auto& r : done) Send(r);
+    }
+  }
+  TIDAL_LOG(INFO) << "shutting down";
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunWorker(const WorkerOptions& options) {
+  TIDAL_RETURN_IF_ERROR(InitLogging({.role = "worker", .rank = options.rank}));
+  Worker w(options);
+  return w.Run();
+}
+
+}  // namespace tidal::scheduler

@@ -1,0 +1,264 @@
+// End-to-end tests of `tidal run`: real controller and worker processes on loopback, tiny models,
+// a few steps each.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// A tiny letter_count run on cpu:2: a 1-layer model, a short SFT warm-up (so completion lengths
+// are skewed: some answers stop after a few tokens, others run to max_new_tokens), few steps.
+constexpr char kTinyRecipe[] = R"(
+name: e2e
+seed: 3
+model: {arch: qwen2, size: {hidden: 32, layers: 1, heads: 2, kv_heads: 1}, tokenizer: byte}
+warmup: {sft: {steps: 4, lr: 3.0e-3, batch_size: 16}}
+pool: {devices: "cpu:2", tags: {rollout: 1, train: 1}, policy: elastic}
+rollout: {group_size: 4, max_new_tokens: 12, temperature: 1.0, max_staleness: 1, max_seqs: 32}
+env: {plugin: "builtin:letter_count", args: {min_len: 3, max_len: 6}, eval_prompts: 16}
+train: {lr: 1.0e-3, steps: 4, prompts_per_step: 4}
+weight_sync: {bucket_mb: 1}
+checkpoint: {every: 2}
+metrics: {port: 0}
+control: {heartbeat_ms: 200, heartbeat_miss: 15}
+)";
+
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<json> ReadJsonl(const fs::path& p) {
+  std::vector<json> out;
+  std::ifstream in(p);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) out.push_back(json::parse(line, nullptr, false));
+  }
+  return out;
+}
+
+class Run {
+ public:
+  // Starts `tidal run <recipe> run_dir=<dir> <overrides...>` with stdout+stderr in <dir>.out.
+  Run(const fs::path& recipe, const fs::path& run_dir, std::vector<std::string> overrides,
+      std::vector<std::pair<std::string, std::string>> env = {})
+      : run_dir_(run_dir) {
+    fs::remove_all(run_dir);
+    output_ = run_dir.string() + ".out";
+    std::vector<std::string> args = {TIDAL_BIN, "run", recipe.string(), "run_dir=" + run_dir.string(), "--quiet"};
+    args.insert(args.end(), overrides.begin(), overrides.end());
+    pid_ = fork();
+    if (pid_ == 0) {
+      int fd = open(output_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      for (auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(TIDAL_BIN, argv.data());
+      _exit(127);
+    }
+  }
+  ~Run() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  // Exit code, or -1 on timeout (the run is then killed).
+  int Wait(double timeout_s) {
+    auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+    while (Clock::now() < deadline) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return -1;
+  }
+  std::string Output() const { return ReadFile(output_); }
+  json Summary() const { return json::parse(ReadFile(run_dir_ / "summary.json"), nullptr, false); }
+  std::vector<json> Events() const { return ReadJsonl(run_dir_ / "metrics.jsonl"); }
+  std::vector<json> Events(const std::string& kind) const {
+    std::vector<json> out;
+    for (auto& e : Events()) {
+      if (e.value("event", "") == kind) out.push_back(e);
+    }
+    return out;
+  }
+  pid_t pid() const { return pid_; }
+  const fs::path& dir() const { return run_dir_; }
+
+ private:
+  fs::path run_dir_;
+  std::string output_;
+  pid_t pid_ = -1;
+};
+
+class RunE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::path(TIDAL_BINARY_DIR) / "e2e" /
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::create_directories(root_);
+    recipe_ = root_ / "tiny.yaml";
+    std::ofstream(recipe_) << kTinyRecipe;
+  }
+  static void ExpectAllAccounted(const json& s, int64_t trained) {
+    ASSERT_TRUE(s.is_object());
+    const json& p = s["prompts"];
+    EXPECT_EQ(p["unaccounted"], 0) << s.dump(2);
+    EXPECT_EQ(p["trained"], trained) << s.dump(2);
+    EXPECT_EQ(p["created"].get<int64_t>(), p["trained"].get<int64_t>() + p["dropped"].get<int64_t>());
+  }
+  fs::path root_, recipe_;
+};
+
+TEST_F(RunE2eTest, ShortRunCompletesWithEveryPromptAccounted) {
+  Run run(recipe_, root_ / "run", {});
+  ASSERT_EQ(run.Wait(90), 0) << run.Output();
+  json s = run.Summary();
+  EXPECT_EQ(s["steps"], 4);
+  ExpectAllAccounted(s, 4 * 4);
+  EXPECT_GE(s["eval_accuracy_start"].get<double>(), 0.0);
+  EXPECT_GE(s["eval_accuracy_end"].get<double>(), 0.0);
+  EXPECT_EQ(run.Events("step").size(), 4u);
+  EXPECT_EQ(run.Events("eval").size(), 2u);
+  // Run directory: resolved recipe, logs, checkpoints (every 2 steps, the last one skipped
+  // because the final model is exported), the HF export.
+  EXPECT_TRUE(fs::exists(run.dir() / "recipe.yaml"));
+  EXPECT_TRUE(fs::exists(run.dir() / "logs" / "controller.log"));
+  EXPECT_TRUE(fs::exists(run.dir() / "logs" / "worker-1.log"));
+  EXPECT_TRUE(fs::exists(run.dir() / "checkpoints" / "step-2" / "controller_state.json"));
+  EXPECT_TRUE(fs::exists(run.dir() / "final" / "config.json"));
+  EXPECT_TRUE(fs::exists(run.dir() / "final" / "model.safetensors"));
+  // Every device's time is accounted as busy or idle under some tag.
+  for (const auto& d : s["devices"]) {
+    double t = d["busy_rollout_s"].get<double>() + d["busy_train_s"].get<double>() +
+               d["idle_rollout_s"].get<double>() + d["idle_train_s"].get<double>();
+    EXPECT_GT(t, 0.5 * s["wall_seconds"].get<double>());
+  }
+  std::string out = run.Output();
+  EXPECT_NE(out.find("unaccounted 0"), std::string::npos) << out;
+  EXPECT_NE(out.find("greedy accuracy"), std::string::npos) << out;
+}
+
+TEST_F(RunE2eTest, KilledRolloutWorkerIsRestartedWithCurrentWeights) {
+  Run run(recipe_, root_ / "run", {"train.steps=10", "checkpoint.every=0"});
+  // Wait until RL is under way, then kill -9 the rollout worker (device 1).
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  pid_t victim = -1;
+  while (Clock::now() < deadline && victim < 0) {
+    if (run.Events("step").size() >= 2) {
+      std::smatch m;
+      std::string log = ReadFile(run.dir() / "logs" / "controller.log");
+      static const std::regex re(R"(worker 1 \(cpu:1, rollout\) pid (\d+))");
+      if (std::regex_search(log, m, re)) victim = std::stoi(m[1]);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GT(victim, 0) << run.Output();
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  ASSERT_EQ(run.Wait(90), 0) << run.Output();
+  json s = run.Summary();
+  EXPECT_EQ(s["steps"], 10);
+  ExpectAllAccounted(s, 10 * 4);
+  EXPECT_EQ(s["devices"][1]["restarts"], 1) << s.dump(2);
+  auto died = run.Events("worker_died");
+  ASSERT_EQ(died.size(), 1u);
+  EXPECT_EQ(died[0]["device"], 1);
+  // The restarted worker got the policy that was current when it came back.
+  auto ready = run.Events("worker_ready");
+  bool restarted_with_weights = false;
+  for (const auto& e : ready) {
+    if (e["device"] == 1 && e["restarts"] == 1) {
+      EXPECT_GE(e["relayed_version"].get<int64_t>(), died[0]["policy_version"].get<int64_t>()) << e.dump();
+      restarted_with_weights = e["relayed_version"].get<int64_t>() >= 0;
+    }
+  }
+  EXPECT_TRUE(restarted_with_weights) << run.Output();
+}
+
+TEST_F(RunE2eTest, CorruptWeightBucketIsRejectedAndOldVersionKept) {
+  // Warm-up takes versions 1..4, so RL's first update publishes version 5.
+  Run run(recipe_, root_ / "run", {"pool.policy=static", "checkpoint.every=0"},
+          {{"TIDAL_FAULT_CORRUPT_BUCKET", "5"}});
+  ASSERT_EQ(run.Wait(90), 0) << run.Output();
+  json s = run.Summary();
+  EXPECT_EQ(s["weight_sync"]["rejected"], 1) << s.dump(2);
+  ExpectAllAccounted(s, 4 * 4);
+  auto rejected = run.Events("weight_rejected");
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0]["version"], 5);
+  EXPECT_EQ(rejected[0]["serving_version"], 4);  // the old version stayed in the engine
+  EXPECT_NE(rejected[0]["error"].get<std::string>().find("checksum mismatch"), std::string::npos);
+  std::string worker_log = ReadFile(run.dir() / "logs" / "worker-1.log");
+  EXPECT_NE(worker_log.find("checksum mismatch"), std::string::npos);
+}
+
+TEST_F(RunE2eTest, ElasticIdlesLessThanStaticOnSkewedLengths) {
+  // Longer completions make rollout the slow side: under static the train device waits for
+  // batches; under elastic it lends itself to rollout meanwhile.
+  std::vector<std::string> o = {"rollout.max_new_tokens=24", "train.steps=5", "checkpoint.every=0",
+                                "env.eval_prompts=4"};
+  auto with = [&](std::string p) {
+    auto v = o;
+    v.push_back("pool.policy=" + p);
+    return v;
+  };
+  Run st(recipe_, root_ / "static", with("static"));
+  ASSERT_EQ(st.Wait(90), 0) << st.Output();
+  Run el(recipe_, root_ / "elastic", with("elastic"));
+  ASSERT_EQ(el.Wait(90), 0) << el.Output();
+  json a = st.Summary(), b = el.Summary();
+  ExpectAllAccounted(a, 5 * 4);
+  ExpectAllAccounted(b, 5 * 4);
+  EXPECT_LT(b["idle_fraction"].get<double>(), a["idle_fraction"].get<double>())
+      << "static:\n" << a.dump(2) << "\nelastic:\n" << b.dump(2);
+  EXPECT_GT(b["devices"][0]["tag_moves"].get<int64_t>(), 0);
+  EXPECT_EQ(a["devices"][0]["tag_moves"], 0);
+  // The workload is skewed: the longest completion is several times the mean.
+  EXPECT_GT(b["response_tokens_max"].get<double>(), 2.0 * b["response_tokens_mean"].get<double>()) << b.dump(2);
+}
+
+TEST_F(RunE2eTest, ColocatedRunShardsTheTrainerOverBothDevices) {
+  Run run(recipe_, root_ / "run", {"pool.policy=colocated", "train.steps=3", "checkpoint.every=0"});
+  ASSERT_EQ(run.Wait(90), 0) << run.Output();
+  json s = run.Summary();
+  ExpectAllAccounted(s, 3 * 4);
+  // Both devices trained and rolled out.
+  for (const auto& d : s["devices"]) {
+    EXPECT_GT(d["busy_train_s"].get<double>(), 0) << s.dump(2);
+    EXPECT_GT(d["busy_rollout_s"].get<double>(), 0) << s.dump(2);
+  }
+}
+
+TEST_F(RunE2eTest, BadRecipeFailsBeforeStartingWorkers) {
+  Run run(recipe_, root_ / "run", {"pool.policy=sideways"});
+  EXPECT_EQ(run.Wait(30), 2);
+  EXPECT_NE(run.Output().find("pool.policy"), std::string::npos) << run.Output();
+}
+
+}  // namespace

@@ -1,0 +1,63 @@
+// The CI variant of the quickstart (recipes/quickstart_ci.yaml): the user's main job, shortened.
+// Checks that the whole loop runs from the real recipe and reports what the quickstart promises
+// (greedy eval accuracy after warm-up and at the end, run directory, accounting), not accuracy.
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(RunQuickstartTest, CiVariantRunsEndToEnd) {
+  fs::path dir = fs::path(TIDAL_BINARY_DIR) / "e2e" / "quickstart_ci";
+  fs::remove_all(dir);
+  fs::create_directories(dir.parent_path());
+  std::string out = dir.string() + ".out";
+  std::string recipe = std::string(TIDAL_SOURCE_DIR) + "/recipes/quickstart_ci.yaml";
+  std::vector<std::string> args = {TIDAL_BIN, "run", recipe, "run_dir=" + dir.string()};
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(TIDAL_BIN, argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  std::string text = ReadFile(out);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
+  EXPECT_NE(text.find("eval (after_warmup"), std::string::npos) << text;
+  EXPECT_NE(text.find("eval (final"), std::string::npos) << text;
+  EXPECT_NE(text.find("step 6/6"), std::string::npos) << text;
+  auto s = nlohmann::json::parse(ReadFile(dir / "summary.json"));
+  EXPECT_EQ(s["steps"], 6);
+  EXPECT_EQ(s["policy"], "elastic");
+  EXPECT_EQ(s["prompts"]["unaccounted"], 0);
+  EXPECT_EQ(s["prompts"]["trained"], 6 * 8);
+  EXPECT_GE(s["eval_accuracy_end"].get<double>(), 0.0);
+  EXPECT_TRUE(fs::exists(dir / "final" / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(dir / "checkpoints" / "step-3"));
+}
+
+}  // namespace
