@@ -56,10 +56,10 @@ std::vector<json> ReadJsonl(const fs::path& p) {
   return out;
 }
 
-class Run {
+class TidalRun {
  public:
   // Starts `tidal run <recipe> run_dir=<dir> <overrides...>` with stdout+stderr in <dir>.out.
-  Run(const fs::path& recipe, const fs::path& run_dir, std::vector<std::string> overrides,
+  TidalRun(const fs::path& recipe, const fs::path& run_dir, std::vector<std::string> overrides,
       std::vector<std::pair<std::string, std::string>> env = {})
       : run_dir_(run_dir) {
     fs::remove_all(run_dir);
@@ -79,7 +79,7 @@ class Run {
       _exit(127);
     }
   }
-  ~Run() {
+  ~TidalRun() {
     if (pid_ > 0) {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
@@ -137,7 +137,7 @@ class RunE2eTest : public ::testing::Test {
 };
 
 TEST_F(RunE2eTest, ShortRunCompletesWithEveryPromptAccounted) {
-  Run run(recipe_, root_ / "run", {});
+  TidalRun run(recipe_, root_ / "run", {});
   ASSERT_EQ(run.Wait(90), 0) << run.Output();
   json s = run.Summary();
   EXPECT_EQ(s["steps"], 4);
@@ -166,7 +166,9 @@ TEST_F(RunE2eTest, ShortRunCompletesWithEveryPromptAccounted) {
 }
 
 TEST_F(RunE2eTest, KilledRolloutWorkerIsRestartedWithCurrentWeights) {
-  Run run(recipe_, root_ / "run", {"train.steps=10", "checkpoint.every=0"});
+  // Static tags: nothing else rolls out, so the run can only finish once the restarted worker
+  // has come back with the current weights.
+  TidalRun run(recipe_, root_ / "run", {"train.steps=10", "checkpoint.every=0", "pool.policy=static"});
   // Wait until RL is under way, then kill -9 the rollout worker (device 1).
   auto deadline = Clock::now() + std::chrono::seconds(60);
   pid_t victim = -1;
@@ -203,7 +205,7 @@ TEST_F(RunE2eTest, KilledRolloutWorkerIsRestartedWithCurrentWeights) {
 
 TEST_F(RunE2eTest, CorruptWeightBucketIsRejectedAndOldVersionKept) {
   // Warm-up takes versions 1..4, so RL's first update publishes version 5.
-  Run run(recipe_, root_ / "run", {"pool.policy=static", "checkpoint.every=0"},
+  TidalRun run(recipe_, root_ / "run", {"pool.policy=static", "checkpoint.every=0"},
           {{"TIDAL_FAULT_CORRUPT_BUCKET", "5"}});
   ASSERT_EQ(run.Wait(90), 0) << run.Output();
   json s = run.Summary();
@@ -221,16 +223,18 @@ TEST_F(RunE2eTest, CorruptWeightBucketIsRejectedAndOldVersionKept) {
 TEST_F(RunE2eTest, ElasticIdlesLessThanStaticOnSkewedLengths) {
   // Longer completions make rollout the slow side: under static the train device waits for
   // batches; under elastic it lends itself to rollout meanwhile.
+  // A longer warm-up teaches " N<eos>" to most samples while some still run to max_new_tokens:
+  // completion lengths are skewed (checked below).
   std::vector<std::string> o = {"rollout.max_new_tokens=24", "train.steps=5", "checkpoint.every=0",
-                                "env.eval_prompts=4"};
+                                "env.eval_prompts=4", "warmup.sft.steps=40"};
   auto with = [&](std::string p) {
     auto v = o;
     v.push_back("pool.policy=" + p);
     return v;
   };
-  Run st(recipe_, root_ / "static", with("static"));
+  TidalRun st(recipe_, root_ / "static", with("static"));
   ASSERT_EQ(st.Wait(90), 0) << st.Output();
-  Run el(recipe_, root_ / "elastic", with("elastic"));
+  TidalRun el(recipe_, root_ / "elastic", with("elastic"));
   ASSERT_EQ(el.Wait(90), 0) << el.Output();
   json a = st.Summary(), b = el.Summary();
   ExpectAllAccounted(a, 5 * 4);
@@ -244,7 +248,7 @@ TEST_F(RunE2eTest, ElasticIdlesLessThanStaticOnSkewedLengths) {
 }
 
 TEST_F(RunE2eTest, ColocatedRunShardsTheTrainerOverBothDevices) {
-  Run run(recipe_, root_ / "run", {"pool.policy=colocated", "train.steps=3", "checkpoint.every=0"});
+  TidalRun run(recipe_, root_ / "run", {"pool.policy=colocated", "train.steps=3", "checkpoint.every=0"});
   ASSERT_EQ(run.Wait(90), 0) << run.Output();
   json s = run.Summary();
   ExpectAllAccounted(s, 3 * 4);
@@ -256,7 +260,7 @@ TEST_F(RunE2eTest, ColocatedRunShardsTheTrainerOverBothDevices) {
 }
 
 TEST_F(RunE2eTest, BadRecipeFailsBeforeStartingWorkers) {
-  Run run(recipe_, root_ / "run", {"pool.policy=sideways"});
+  TidalRun run(recipe_, root_ / "run", {"pool.policy=sideways"});
   EXPECT_EQ(run.Wait(30), 2);
   EXPECT_NE(run.Output().find("pool.policy"), std::string::npos) << run.Output();
 }
