@@ -1,5 +1,6 @@
 #include "scheduler/controller.h"
 
+#include <ftw.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,6 +38,13 @@ using nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
 
 std::atomic<bool> g_stop{false};
+
+// Recursive delete with POSIX calls: libtorch.so exports its own std::filesystem symbols, and
+// std::filesystem::remove_all resolved into that copy crashes (seen with LibTorch 2.11).
+void RemoveTree(const std::string& path) {
+  nftw(path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+       FTW_DEPTH | FTW_PHYS);
+}
 
 constexpr int kMaxRestartsPerDevice = 5;
 
@@ -244,7 +252,7 @@ absl::Status Controller::PrepareRunDir() {
   }
   if (recipe_.metrics.jsonl) {
     fs::path path = fs::path(run_dir_) / "metrics.jsonl";
-    if (!recipe_.checkpoint.resume) fs::remove(path, ec);  // a fresh run starts a fresh log
+    if (!recipe_.checkpoint.resume) ::unlink(path.c_str());  // a fresh run starts a fresh log
     TIDAL_ASSIGN_OR_RETURN(jsonl_, MetricsLog::Open(path.string()));
   }
   TIDAL_RETURN_IF_ERROR(InitLogging(
@@ -1121,7 +1129,7 @@ void Controller::PruneCheckpoints() {
   }
   std::sort(ckpts.begin(), ckpts.end());
   for (size_t i = 0; i + recipe_.checkpoint.keep < ckpts.size(); ++i) {
-    fs::remove_all(ckpts[i].second, ec);
+    RemoveTree(ckpts[i].second.string());
     TIDAL_LOG(INFO) << "removed old checkpoint " << ckpts[i].second.string();
   }
 }
@@ -1141,7 +1149,8 @@ void Controller::Progress(bool force) {
   double rollout_tps = 0;
   if (rollout_window_.size() > 1) {
     double dt = rollout_window_.back().first - rollout_window_.front().first;
-    if (dt > 0) rollout_tps = (rollout_window_.back().second - rollout_window_.front().second) / dt;
+    // A window shorter than a second (the first results) would overstate the rate.
+    if (dt >= 1.0) rollout_tps = (rollout_window_.back().second - rollout_window_.front().second) / dt;
   }
   double train_tps = train_seconds_total_ > 0 ? train_tokens_total_ / train_seconds_total_ : 0;
   double elapsed = now - rl_started_;

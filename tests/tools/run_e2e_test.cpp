@@ -1,6 +1,7 @@
 // End-to-end tests of `tidal run`: real controller and worker processes on loopback, tiny models,
 // a few steps each.
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +21,13 @@
 namespace {
 
 namespace fs = std::filesystem;
+
+// POSIX recursive delete: std::filesystem::remove_all can resolve into libtorch.so's copy, which
+// crashes on non-empty directories.
+void RemoveTree(const fs::path& path) {
+  nftw(path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+       FTW_DEPTH | FTW_PHYS);
+}
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
@@ -62,7 +70,7 @@ class TidalRun {
   TidalRun(const fs::path& recipe, const fs::path& run_dir, std::vector<std::string> overrides,
       std::vector<std::pair<std::string, std::string>> env = {})
       : run_dir_(run_dir) {
-    fs::remove_all(run_dir);
+    RemoveTree(run_dir);
     output_ = run_dir.string() + ".out";
     std::vector<std::string> args = {TIDAL_BIN, "run", recipe.string(), "run_dir=" + run_dir.string(), "--quiet"};
     args.insert(args.end(), overrides.begin(), overrides.end());

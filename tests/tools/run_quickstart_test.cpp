@@ -2,6 +2,7 @@
 // Checks that the whole loop runs from the real recipe and reports what the quickstart promises
 // (greedy eval accuracy after warm-up and at the end, run directory, accounting), not accuracy.
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +19,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// POSIX recursive delete: std::filesystem::remove_all can resolve into libtorch.so's copy, which
+// crashes on non-empty directories.
+void RemoveTree(const fs::path& path) {
+  nftw(path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+       FTW_DEPTH | FTW_PHYS);
+}
+
 std::string ReadFile(const fs::path& p) {
   std::ifstream in(p);
   std::stringstream ss;
@@ -27,7 +35,7 @@ std::string ReadFile(const fs::path& p) {
 
 TEST(RunQuickstartTest, CiVariantRunsEndToEnd) {
   fs::path dir = fs::path(TIDAL_BINARY_DIR) / "e2e" / "quickstart_ci";
-  fs::remove_all(dir);
+  RemoveTree(dir);
   fs::create_directories(dir.parent_path());
   std::string out = dir.string() + ".out";
   std::string recipe = std::string(TIDAL_SOURCE_DIR) + "/recipes/quickstart_ci.yaml";
