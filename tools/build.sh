@@ -7,8 +7,11 @@ build="${BUILD_DIR:-$root/build}"
 "$root/tools/install_deps.sh"
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/tidal-ccache}"
 export CCACHE_BASEDIR="$root"
+# CUDA kernels and NCCL paths compile wherever the toolkit is (it cannot run here, but must build).
+cuda_default=OFF
+[ -x /usr/local/cuda/bin/nvcc ] && cuda_default=ON
 if [ ! -f "$build/build.ninja" ]; then
-  cmake -S "$root" -B "$build" -G Ninja -DTIDAL_CUDA="${TIDAL_CUDA:-ON}" >"$build.configure.log" 2>&1 \
+  cmake -S "$root" -B "$build" -G Ninja -DTIDAL_CUDA="${TIDAL_CUDA:-$cuda_default}" >"$build.configure.log" 2>&1 \
     || { cat "$build.configure.log"; exit 1; }
 fi
 jobs="${TIDAL_JOBS:-$(nproc)}"
