@@ -1,4 +1,5 @@
 #include "core/logging.h"
+#include "tests/core/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <ftw.h>
@@ -13,23 +14,7 @@
 namespace tidal {
 namespace {
 
-// A fresh directory under /tmp, removed by the destructor. (Not std::filesystem: the torch
-// wheel's libtorch.so exports its own std::filesystem::remove_all, which crashes.)
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/tidal_test_XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    ::nftw(path_.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); },
-           16, FTW_DEPTH | FTW_PHYS);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing_util::TempDir;
 
 class LoggingTest : public ::testing::Test {
  protected:

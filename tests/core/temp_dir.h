@@ -1,0 +1,32 @@
+// Test helper: a fresh directory under /tmp, removed (with its contents) by the destructor.
+// Not std::filesystem::remove_all: the torch wheel's libtorch.so exports its own copy of it, which
+// crashes with Debian 12's libstdc++ (see docs/ARCHITECTURE.md "Building").
+#pragma once
+
+#include <ftw.h>
+#include <stdlib.h>
+
+#include <cstdio>
+#include <string>
+
+namespace tidal::testing_util {
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/tidal_test_XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    ::nftw(path_.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); },
+           16, FTW_DEPTH | FTW_PHYS);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace tidal::testing_util
