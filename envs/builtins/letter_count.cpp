@@ -11,8 +11,10 @@
 //   prompt_template       default "count {letter} in {word}:"
 //   answer_template       default " {count}"; the task's "reference" (SFT target)
 //   eval_fraction         share of (word, letter) pairs held out for the eval split (0.1)
+//   exact                 reward only a response that is the count and nothing else (surrounding
+//                         whitespace aside), so a policy cannot skip the stop token (false)
 // Reward: 1.0 when the first integer in the response (answer_parse.h) equals the count,
-// else 0.0. The answer format the templates teach is " 3": a space and the digits.
+// else 0.0; with `exact`, the whole stripped response must be the count's digits. The answer format the templates teach is " 3": a space and the digits.
 // Only single-byte (ASCII) characters: the quickstart's model reads bytes.
 #include <fstream>
 
@@ -60,6 +62,7 @@ class LetterCount final : public BuiltinEnv {
     prompt_template_ = a.String("prompt_template", "count {letter} in {word}:");
     answer_template_ = a.String("answer_template", " {count}");
     eval_fraction_ = a.Double("eval_fraction", 0.1, 0.0, 0.9);
+    exact_ = a.Bool("exact", false);
     a.Finish();
 
     CheckChars(a, "alphabet", alphabet_);
@@ -118,7 +121,16 @@ class LetterCount final : public BuiltinEnv {
     const int64_t expected = hidden["count"].get<int64_t>();
     const std::optional<int64_t> parsed = FirstInteger(response);
     json info = {{"expected", expected}, {"parsed", parsed ? json(*parsed) : json(nullptr)}};
-    return {{"reward", parsed && *parsed == expected ? 1.0 : 0.0}, {"info", info}};
+    bool correct = parsed && *parsed == expected;
+    if (exact_) {
+      // " 0000000" (no stop token, cut at max_new_tokens) parses as 0 but is not an answer.
+      const size_t b = response.find_first_not_of(" \t\r\n");
+      const size_t e = response.find_last_not_of(" \t\r\n");
+      const std::string_view stripped =
+          b == std::string_view::npos ? std::string_view() : response.substr(b, e - b + 1);
+      correct = stripped == std::to_string(expected);
+    }
+    return {{"reward", correct ? 1.0 : 0.0}, {"info", info}};
   }
 
  private:
@@ -136,6 +148,7 @@ class LetterCount final : public BuiltinEnv {
   std::vector<std::string> words_;
   double letter_in_word_prob_, eval_fraction_;
   std::string prompt_template_, answer_template_;
+  bool exact_ = false;
 };
 
 }  // namespace
