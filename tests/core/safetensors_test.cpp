@@ -1,4 +1,5 @@
 #include "core/safetensors.h"
+#include "tests/core/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <ftw.h>
@@ -15,10 +16,7 @@ namespace fs = std::filesystem;
 
 // std::filesystem::remove_all resolves to a copy inside libtorch.so that calls a libstdc++
 // symbol missing from Debian 12's GCC 12 runtime (null call -> SIGSEGV); walk the tree ourselves.
-void RemoveTree(const std::string& path) {
-  ::nftw(path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); },
-         16, FTW_DEPTH | FTW_PHYS);
-}
+using testing_util::RemoveTree;
 
 
 class SafetensorsTest : public ::testing::Test {

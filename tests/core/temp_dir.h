@@ -1,4 +1,5 @@
-// Test helper: a fresh directory under /tmp, removed (with its contents) by the destructor.
+// Test helpers: RemoveTree, and a fresh directory under /tmp removed (with its contents) by the
+// destructor.
 // Not std::filesystem::remove_all: the torch wheel's libtorch.so exports its own copy of it, which
 // crashes with Debian 12's libstdc++ (see docs/ARCHITECTURE.md "Building").
 #pragma once
@@ -11,16 +12,19 @@
 
 namespace tidal::testing_util {
 
+// Deletes a directory tree (files first); missing paths are ignored.
+inline void RemoveTree(const std::string& path) {
+  ::nftw(path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); },
+         16, FTW_DEPTH | FTW_PHYS);
+}
+
 class TempDir {
  public:
   TempDir() {
     char tmpl[] = "/tmp/tidal_test_XXXXXX";
     path_ = ::mkdtemp(tmpl);
   }
-  ~TempDir() {
-    ::nftw(path_.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); },
-           16, FTW_DEPTH | FTW_PHYS);
-  }
+  ~TempDir() { RemoveTree(path_); }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   const std::string& path() const { return path_; }
