@@ -166,6 +166,10 @@ class Binder {
     if (Ok({"env.plugin"}) && !r.env.plugin.empty() && !r.env.IsBuiltin() && !IsFile(r.env.plugin)) {
       Issue(LocOf("env.plugin"), "env.plugin", absl::StrCat("plugin library `", r.env.plugin, "` does not exist"));
     }
+    if (Ok({"openai.serve", "openai.sessions_only"}) && r.openai.sessions_only && !r.openai.serve) {
+      Issue(LocOf("openai.sessions_only"), "openai.sessions_only",
+            "training on agent sessions only needs the endpoint: set `openai.serve: true`");
+    }
     if (Ok({"algo.clip"}) && r.algo.clip[0] >= 1) {
       Issue(LocOf("algo.clip"), "algo.clip",
             absl::StrCat("low clip must be < 1 (the ratio is clipped to 1 - low), got ", FormatRecipeFloat(r.algo.clip[0])));

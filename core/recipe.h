@@ -23,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/kl_estimator.h"
 #include "core/status.h"
 
 namespace tidal {
@@ -34,7 +35,6 @@ enum class ModelDtype { kFloat32, kBFloat16 };
 enum class PoolPolicy { kStatic, kColocated, kElastic };
 enum class AlgoName { kGrpo, kDapo, kGspo, kCispo, kRloo, kReinforcePP };
 enum class LossAgg { kTokenMean, kSeqMean, kSeqSumNorm };
-enum class KlEstimator { kK1, kK2, kK3 };
 enum class IsCorrectionType { kNone, kTis, kMis };
 enum class Precision { kFp32, kBf16 };
 enum class WeightSyncBackend { kAuto, kCpu, kNccl, kIpc };
@@ -104,6 +104,7 @@ struct Recipe {
       int64_t steps = 0;
       double lr = 0;
       int64_t batch_size = 0;
+      bool reset_optimizer = false;
     } sft;
   };
   struct Pool {
@@ -183,6 +184,13 @@ struct Recipe {
     int64_t every = 0;  // 0 = only at the start and the end
     bool greedy = false;
   };
+  struct OpenAI {
+    bool serve = false;
+    std::string bind;
+    int64_t port = 0;  // device d listens on port + d; 0 = any free port
+    bool sessions_only = false;
+    double idle_timeout_s = 0;
+  };
   struct Control {
     int64_t heartbeat_ms = 0;
     int64_t heartbeat_miss = 0;
@@ -203,6 +211,7 @@ struct Recipe {
   Checkpoint checkpoint;  // "<run_dir>" in `dir` is replaced by run_dir
   Metrics metrics;
   Eval eval;
+  OpenAI openai;
   Control control;
 
   // Not keys: where the recipe came from.

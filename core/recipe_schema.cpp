@@ -427,6 +427,8 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(warmup.sft.steps, 0, "Supervised warm-up steps on the environment's reference answers before RL; 0 = none.", Min(0)),
       KEY(warmup.sft.lr, 1e-3, "Learning rate of the SFT warm-up.", Above(0)),
       KEY(warmup.sft.batch_size, 32, "Sequences per SFT step.", Above(0)),
+      KEY(warmup.sft.reset_optimizer, true,
+          "RL starts with fresh AdamW moments instead of the warm-up's (whose second moments would damp RL updates for ~1/(1 - beta2) steps)."),
 
       KEY(pool.devices, "cpu:2", "Devices of the pool: `cpu:N` (N CPU slots), `cuda:I`, `cuda:A-B` or `cuda:0,2,3`.",
           Check(CheckDevices, "cpu:N | cuda:I | cuda:A-B | cuda:I,J,...")),
@@ -494,6 +496,18 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(eval.every, 0, "Steps between evaluations; 0 = only at the start and the end.", Min(0)),
       KEY(eval.greedy, true, "Evaluate with greedy decoding (else with the rollout sampling settings)."),
 
+      KEY(openai.serve, false,
+          "Rollout workers serve the OpenAI-compatible API (/v1/chat/completions, /v1/completions) so that external agents drive the policy; "
+          "sessions that report a reward become training trajectories (docs/plugins.md)."),
+      KEY(openai.bind, "127.0.0.1", "Address the agent endpoints listen on."),
+      KEY(openai.port, 0,
+          "Port of the endpoint on device 0 (device d listens on port + d); 0 = any free port. The URLs are written to <run_dir>/openai_endpoints.json.",
+          Range(0, 65535)),
+      KEY(openai.sessions_only, false,
+          "Train on agent sessions only: no environment prompts are dispatched (the environment still serves the warm-up and evaluation)."),
+      KEY(openai.idle_timeout_s, 300.0, "With `sessions_only`: end the run with an error when no agent session finished for this long.",
+          Above(0)),
+
       KEY(control.heartbeat_ms, 500, "Interval of worker heartbeats (ms).", Above(0)),
       KEY(control.heartbeat_miss, 6, "Missed heartbeats after which a worker is declared dead.", Above(0)),
       KEY(control.request_timeout_ms, 10000, "Timeout of a control request to a worker (ms).", Above(0)),
@@ -525,6 +539,7 @@ const std::vector<RecipeSection>& RecipeSections() {
       {"checkpoint", "Saving and resuming."},
       {"metrics", "Prometheus endpoint and metric logs."},
       {"eval", "Periodic evaluation."},
+      {"openai", "The OpenAI-compatible agent endpoint on the rollout workers; agent sessions grouped by their reported `group` (else in arrival order) into groups of `rollout.group_size`."},
       {"control", "Control plane between the controller and the workers."},
   };
   return sections;
@@ -537,6 +552,7 @@ const std::vector<std::string>& RecipeCrossFieldRules() {
       "`algo.clip`: low < 1 (a ratio clipped to 1 - low must stay positive).",
       "`model.path`, when set, is a directory with a config.json; `model.tokenizer`, unless `byte`, is a "
       "directory with a tokenizer.json; `env.plugin`, when a path, is an existing file.",
+      "`openai.sessions_only` needs `openai.serve`.",
   };
   return rules;
 }

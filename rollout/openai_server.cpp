@@ -29,49 +29,73 @@ void OpenAIServer::EngineLoop() {
   while (true) {
     cv_.wait(lock, [&] { return stopping_ || !incoming_.empty() || engine_->HasUnfinished(); });
     if (stopping_) break;
-    while (!incoming_.empty()) {
-      auto p = std::move(incoming_.front());
-      incoming_.pop_front();
-      absl::Status added = engine_->AddRequest(p->request);
-      if (added.ok()) {
-        running_[p->request.id] = p;
-      } else {
-        p->result = added;
-        p->done = true;
-      }
-    }
-    cv_.notify_all();
-    if (!engine_->HasUnfinished()) continue;
     lock.unlock();
+    Admit(*engine_);
+    if (!engine_->HasUnfinished()) {
+      lock.lock();
+      continue;
+    }
     absl::StatusOr<StepOutput> step = engine_->Step();
-    lock.lock();
     if (!step.ok()) {
       // An engine failure fails every call in flight; the engine decides whether it recovers.
-      for (auto& [id, p] : running_) {
-        p->result = step.status();
-        p->done = true;
-        (void)engine_->Abort(id);
-      }
-      running_.clear();
+      FailAll(step.status(), engine_);
     } else {
-      for (RequestOutput& out : step->finished) {
-        auto it = running_.find(out.id);
-        if (it == running_.end()) continue;
-        it->second->result = std::move(out);
-        it->second->done = true;
-        running_.erase(it);
-      }
+      for (RequestOutput& out : step->finished) Deliver(out);
     }
-    cv_.notify_all();
+    lock.lock();
   }
+  lock.unlock();
+  FailAll(absl::UnavailableError("server stopping"), engine_);
+}
+
+bool OpenAIServer::HasWaiting() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return !incoming_.empty();
+}
+
+int64_t OpenAIServer::CallsInFlight() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(incoming_.size() + running_.size());
+}
+
+void OpenAIServer::Admit(Engine& engine) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (incoming_.empty()) return;
+  while (!incoming_.empty()) {
+    auto p = std::move(incoming_.front());
+    incoming_.pop_front();
+    absl::Status added = engine.AddRequest(p->request);
+    if (added.ok()) {
+      running_[p->request.id] = p;
+    } else {
+      p->result = added;
+      p->done = true;
+    }
+  }
+  cv_.notify_all();
+}
+
+bool OpenAIServer::Deliver(RequestOutput& out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = running_.find(out.id);
+  if (it == running_.end()) return false;
+  it->second->result = std::move(out);
+  it->second->done = true;
+  running_.erase(it);
+  cv_.notify_all();
+  return true;
+}
+
+void OpenAIServer::FailAll(const absl::Status& status, Engine* engine) {
+  std::lock_guard<std::mutex> lock(mu_);
   for (auto& [id, p] : running_) {
-    (void)engine_->Abort(id);
-    p->result = absl::UnavailableError("server stopping");
+    if (engine) (void)engine->Abort(id);
+    p->result = status;
     p->done = true;
   }
   running_.clear();
   for (auto& p : incoming_) {
-    p->result = absl::UnavailableError("server stopping");
+    p->result = status;
     p->done = true;
   }
   incoming_.clear();
@@ -158,6 +182,14 @@ std::string SessionOf(const json& body, const std::string& header) {
   return header;
 }
 
+// vLLM's extension: "return_token_ids": true adds the exact prompt and completion ids, so that an
+// agent can continue the conversation token-exactly (a next call with a token-id prompt).
+void AddTokenIds(const json& body, const RequestOutput& out, json* choice) {
+  if (!body.value("return_token_ids", false)) return;
+  (*choice)["prompt_token_ids"] = out.prompt;
+  (*choice)["token_ids"] = out.tokens;
+}
+
 json Usage(const RequestOutput& out) {
   return {{"prompt_tokens", out.prompt.size()},
           {"completion_tokens", out.tokens.size()},
@@ -191,23 +223,9 @@ void OpenAIServer::HandleChat(const std::string& raw, const std::string& session
   }
   auto text = RenderQwenChat(messages);
   if (!text.ok()) return Error(400, std::string(text.status().message()), status, reply);
-  auto params = ParamsFrom(body);
-  if (!params.ok()) return Error(400, std::string(params.status().message()), status, reply);
-  Request req;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    req.id = "chatcmpl-" + std::to_string(next_id_++);
-  }
-  req.prompt = tokenizer_->Encode(*text);
-  req.params = *params;
-  if (body.contains("seed") && body["seed"].is_number_integer()) req.seed = body["seed"].get<uint64_t>();
-  auto out = Generate(std::move(req));
-  if (!out.ok()) {
-    return Error(absl::IsInvalidArgument(out.status()) ? 400 : 500,
-                 std::string(out.status().message()), status, reply);
-  }
   const std::string session = SessionOf(body, session_header);
-  Record(session, *out);
+  std::optional<RequestOutput> out = Run(body, tokenizer_->Encode(*text), "chatcmpl-", session, status, reply);
+  if (!out) return;
   json choice = {{"index", 0},
                  {"message", {{"role", "assistant"},
                               {"content", tokenizer_->Decode(out->tokens, true)}}},
@@ -225,15 +243,7 @@ void OpenAIServer::HandleChat(const std::string& raw, const std::string& session
   } else {
     choice["logprobs"] = nullptr;
   }
-  json resp = {{"id", out->id},
-               {"object", "chat.completion"},
-               {"created", static_cast<int64_t>(std::time(nullptr))},
-               {"model", options_.model_name},
-               {"choices", json::array({choice})},
-               {"usage", Usage(*out)}};
-  if (!session.empty()) resp["session_id"] = session;
-  *status = 200;
-  *reply = resp.dump(-1, ' ', false, json::error_handler_t::replace);
+  Respond(body, *out, session, "chat.completion", std::move(choice), status, reply);
 }
 
 void OpenAIServer::HandleCompletion(const std::string& raw, const std::string& session_header,
@@ -242,33 +252,21 @@ void OpenAIServer::HandleCompletion(const std::string& raw, const std::string& s
   if (body.is_discarded() || !body.is_object() || !body.contains("prompt")) {
     return Error(400, "expected a JSON object with \"prompt\"", status, reply);
   }
-  Request req;
+  std::vector<int32_t> prompt_ids;
   const json& prompt = body["prompt"];
   if (prompt.is_string()) {
-    req.prompt = tokenizer_->Encode(prompt.get<std::string>());
+    prompt_ids = tokenizer_->Encode(prompt.get<std::string>());
   } else if (prompt.is_array() && !prompt.empty() && prompt[0].is_number_integer()) {
-    req.prompt = prompt.get<std::vector<int32_t>>();  // token ids: no tokenisation at all
+    prompt_ids = prompt.get<std::vector<int32_t>>();  // token ids: no tokenisation at all
   } else if (prompt.is_array() && prompt.size() == 1 && prompt[0].is_string()) {
-    req.prompt = tokenizer_->Encode(prompt[0].get<std::string>());
+    prompt_ids = tokenizer_->Encode(prompt[0].get<std::string>());
   } else {
     return Error(400, "prompt: a string, a list of token ids, or a list of one string", status,
                  reply);
   }
-  auto params = ParamsFrom(body);
-  if (!params.ok()) return Error(400, std::string(params.status().message()), status, reply);
-  req.params = *params;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    req.id = "cmpl-" + std::to_string(next_id_++);
-  }
-  if (body.contains("seed") && body["seed"].is_number_integer()) req.seed = body["seed"].get<uint64_t>();
-  auto out = Generate(std::move(req));
-  if (!out.ok()) {
-    return Error(absl::IsInvalidArgument(out.status()) ? 400 : 500,
-                 std::string(out.status().message()), status, reply);
-  }
   const std::string session = SessionOf(body, session_header);
-  Record(session, *out);
+  std::optional<RequestOutput> out = Run(body, std::move(prompt_ids), "cmpl-", session, status, reply);
+  if (!out) return;
   json choice = {{"index", 0},
                  {"text", tokenizer_->Decode(out->tokens, true)},
                  {"finish_reason", FinishReasonName(out->finish_reason)},
@@ -281,12 +279,44 @@ void OpenAIServer::HandleCompletion(const std::string& raw, const std::string& s
     }
     choice["logprobs"] = {{"tokens", tokens}, {"token_logprobs", lps}, {"token_ids", out->tokens}};
   }
-  json resp = {{"id", out->id},
-               {"object", "text_completion"},
+  Respond(body, *out, session, "text_completion", std::move(choice), status, reply);
+}
+
+std::optional<RequestOutput> OpenAIServer::Run(const json& body, std::vector<int32_t> prompt,
+                                               const char* id_prefix, const std::string& session,
+                                               int* status, std::string* reply) {
+  auto params = ParamsFrom(body);
+  if (!params.ok()) {
+    Error(400, std::string(params.status().message()), status, reply);
+    return std::nullopt;
+  }
+  Request req;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    req.id = id_prefix + std::to_string(next_id_++);
+  }
+  req.prompt = std::move(prompt);
+  req.params = *params;
+  if (body.contains("seed") && body["seed"].is_number_integer()) req.seed = body["seed"].get<uint64_t>();
+  auto out = Generate(std::move(req));
+  if (!out.ok()) {
+    Error(absl::IsInvalidArgument(out.status()) ? 400 : 500, std::string(out.status().message()), status,
+          reply);
+    return std::nullopt;
+  }
+  Record(session, *out);
+  return std::move(*out);
+}
+
+void OpenAIServer::Respond(const json& body, const RequestOutput& out, const std::string& session,
+                           const char* object, json choice, int* status, std::string* reply) {
+  AddTokenIds(body, out, &choice);
+  json resp = {{"id", out.id},
+               {"object", object},
                {"created", static_cast<int64_t>(std::time(nullptr))},
                {"model", options_.model_name},
-               {"choices", json::array({choice})},
-               {"usage", Usage(*out)}};
+               {"choices", json::array({std::move(choice)})},
+               {"usage", Usage(out)}};
   if (!session.empty()) resp["session_id"] = session;
   *status = 200;
   *reply = resp.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -310,6 +340,7 @@ void OpenAIServer::HandleReward(const std::string& session, const std::string& r
   open_sessions_.erase(it);
   t.reward = body["reward"].get<double>();
   if (body.contains("info")) t.info = body["info"];
+  if (body.contains("group") && body["group"].is_string()) t.group = body["group"].get<std::string>();
   *status = 200;
   *reply = json{{"session_id", session}, {"calls", t.calls.size()}, {"reward", t.reward}}.dump();
   finished_.push_back(std::move(t));
@@ -339,6 +370,21 @@ absl::Status OpenAIServer::Start() {
                 res.status = status;
                 res.set_content(reply, "application/json");
               });
+  // vLLM-compatible: {"prompt": "text"} -> {"tokens": [...], "count": n}, the ids a completion
+  // prompt of that text would get.
+  http_->Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded() || !body.is_object() || !body.contains("prompt") || !body["prompt"].is_string()) {
+      int status = 400;
+      std::string reply;
+      Error(400, "expected {\"prompt\": string}", &status, &reply);
+      res.status = status;
+      res.set_content(reply, "application/json");
+      return;
+    }
+    const std::vector<int32_t> ids = tokenizer_->Encode(body["prompt"].get<std::string>());
+    res.set_content(json{{"tokens", ids}, {"count", ids.size()}}.dump(), "application/json");
+  });
   http_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(json{{"object", "list"},
                          {"data", json::array({{{"id", options_.model_name},
@@ -356,7 +402,10 @@ absl::Status OpenAIServer::Start() {
     return absl::UnavailableError(
         absl::StrCat("openai server: cannot bind ", options_.bind, ":", options_.port));
   }
-  engine_thread_ = std::thread([this] { EngineLoop(); });
+  if (options_.drive_engine) {
+    if (!engine_) return absl::InvalidArgumentError("openai server: drive_engine without an engine");
+    engine_thread_ = std::thread([this] { EngineLoop(); });
+  }
   http_thread_ = std::thread([this] { http_->listen_after_bind(); });
   return absl::OkStatus();
 }
@@ -364,13 +413,15 @@ absl::Status OpenAIServer::Start() {
 void OpenAIServer::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ && !engine_thread_.joinable()) return;
+    if (stopping_ && !engine_thread_.joinable() && !http_thread_.joinable()) return;
     stopping_ = true;
   }
   cv_.notify_all();
   if (http_) http_->stop();
-  if (http_thread_.joinable()) http_thread_.join();
   if (engine_thread_.joinable()) engine_thread_.join();
+  // Owner-driven: nobody steps the engine any more, so release the handlers still waiting.
+  if (!options_.drive_engine) FailAll(absl::UnavailableError("server stopping"), nullptr);
+  if (http_thread_.joinable()) http_thread_.join();
 }
 
 }  // namespace tidal::rollout

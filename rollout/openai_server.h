@@ -5,10 +5,14 @@
 //   POST /v1/chat/completions   messages -> Qwen chat format (core/chat_template.h) -> tokens
 //   POST /v1/completions        prompt as text or as a list of token ids
 //   GET  /v1/models
-//   POST /v1/sessions/{id}/reward  {"reward": 1.0, "info": {...}} ends the session
+//   POST /tokenize                 {"prompt": text} -> {"tokens": [...], "count": n} (vLLM's)
+//   POST /v1/sessions/{id}/reward  {"reward": 1.0, "group": "task-7", "info": {...}} ends the
+//                                 session ("group" and "info" optional)
 // Supported request fields: model (ignored), max_tokens / max_completion_tokens, temperature,
 // top_p, seed, stop (string or list; needs EngineConfig::detokenize), logprobs (+ top_logprobs
-// ignored), n = 1 only, no streaming. Other fields are ignored as the OpenAI API does.
+// ignored), n = 1 only, no streaming, and vLLM's "return_token_ids" (the choice gets
+// "prompt_token_ids" and "token_ids", for token-exact multi-turn agents). Other fields are
+// ignored as the OpenAI API does.
 //
 // Recording: a call carrying a session id ("session_id" in the body, i.e. the client's
 // extra_body, or the X-Session-Id header) is recorded exactly as the engine ran it: prompt token
@@ -16,9 +20,18 @@
 // never re-tokenised: what the trainer gets is what was sampled. Reporting the session's reward
 // moves it to the finished list that the rollout worker drains with TakeFinished().
 //
-// Threads: HTTP handlers run on httplib's pool; one engine thread owned by the server is the only
-// caller of the Engine from Start() to Stop(), so the caller must not touch the engine meanwhile
-// (it may do so again after Stop()). TakeFinished and the session calls are thread-safe.
+// Sessions: the reward body may carry "group" (a string): sessions reporting the same group are
+// alternative attempts at one task, which the controller trains as one GRPO group.
+//
+// Threads: HTTP handlers run on httplib's pool and block until the engine has run their call.
+// Who drives the engine is the owner's choice (OpenAIServerOptions::drive_engine):
+// - true (standalone): one engine thread owned by the server is the only caller of the Engine
+//   from Start() to Stop(); the caller must not touch the engine meanwhile.
+// - false (inside a rollout worker): the owner's thread keeps driving its engine for its own
+//   work too, and splices the server's calls in: Admit(engine) before each Engine::Step(), and
+//   Deliver(output) for each finished output (false: not one of the server's calls). Server
+//   call ids start with "chatcmpl-" or "cmpl-", so they cannot collide with the owner's ids.
+// TakeFinished, the session calls, HasWaiting and CallsInFlight are thread-safe.
 #pragma once
 
 #include <condition_variable>
@@ -26,6 +39,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,11 +61,12 @@ struct OpenAIServerOptions {
   int port = 0;  // 0: any free port (see port())
   std::string model_name = "tidal-policy";
   int64_t default_max_tokens = 256;
+  bool drive_engine = true;  // false: the owner drives the engine (Admit/Deliver)
 };
 
 struct RecordedCall {
   std::string request_id;
-  std::vector<int32_t> prompt;
+  std::vector<int32_t> prompt;  // exactly what the engine was given
   std::vector<int32_t> tokens;
   std::vector<float> logprobs;
   std::vector<int64_t> versions;
@@ -62,6 +77,7 @@ struct SessionTrajectory {
   std::string session_id;
   std::vector<RecordedCall> calls;  // in the order the calls finished
   double reward = 0.0;
+  std::string group;  // the reward body's "group" ("" = none)
   nlohmann::json info = nlohmann::json::object();
 };
 
@@ -80,6 +96,15 @@ class OpenAIServer {
   // Sessions with recorded calls and no reward yet.
   int64_t NumOpenSessions();
 
+  // For an owner that drives the engine (drive_engine = false), on its engine thread:
+  bool HasWaiting();                 // calls waiting to enter the engine
+  int64_t CallsInFlight();           // calls waiting or running
+  void Admit(Engine& engine);        // moves waiting calls into `engine`
+  bool Deliver(RequestOutput& out);  // completes the call `out` belongs to; false if none
+  // Fails every waiting and running call (an engine failure); aborts the running ones in
+  // `engine` when given.
+  void FailAll(const absl::Status& status, Engine* engine);
+
  private:
   struct Pending;
   void EngineLoop();
@@ -93,8 +118,16 @@ class OpenAIServer {
   void HandleReward(const std::string& session, const std::string& body, int* status,
                     std::string* reply);
   absl::StatusOr<SamplingParams> ParamsFrom(const nlohmann::json& body) const;
+  // What both completion endpoints share: sampling params from the body, the engine call and
+  // the session record; on failure the error reply is written and nullopt returned.
+  std::optional<RequestOutput> Run(const nlohmann::json& body, std::vector<int32_t> prompt,
+                                   const char* id_prefix, const std::string& session, int* status,
+                                   std::string* reply);
+  // Writes the 200 reply around `choice` (token ids added when the body asks for them).
+  void Respond(const nlohmann::json& body, const RequestOutput& out, const std::string& session,
+               const char* object, nlohmann::json choice, int* status, std::string* reply);
 
-  Engine* engine_;
+  Engine* engine_;  // null when the owner drives the engine
   const Tokenizer* tokenizer_;
   OpenAIServerOptions options_;
   std::unique_ptr<httplib::Server> http_;

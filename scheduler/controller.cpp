@@ -1,6 +1,5 @@
 #include "scheduler/controller.h"
 
-#include <ftw.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,9 +17,11 @@
 #include <set>
 
 #include "core/logging.h"
+#include "core/remove_tree.h"
 #include "core/metrics_log.h"
 #include "core/messaging.h"
 #include "envs/environment.h"
+#include "scheduler/agent_groups.h"
 #include "scheduler/device_pool.h"
 #include "scheduler/launcher.h"
 #include "scheduler/metrics_sink.h"
@@ -38,13 +39,6 @@ using nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
 
 std::atomic<bool> g_stop{false};
-
-// Recursive delete with POSIX calls: libtorch.so exports its own std::filesystem symbols, and
-// std::filesystem::remove_all resolved into that copy crashes (seen with LibTorch 2.11).
-void RemoveTree(const std::string& path) {
-  nftw(path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
-       FTW_DEPTH | FTW_PHYS);
-}
 
 constexpr int kMaxRestartsPerDevice = 5;
 
@@ -81,6 +75,8 @@ struct Worker {
   std::set<int64_t> rl;          // RL prompts dispatched and not returned (paused ones included)
   std::set<int64_t> eval;        // eval items dispatched and not returned
   int train_ops = 0;             // train-side requests outstanding
+  int64_t agent_calls = 0;       // agent endpoint calls waiting or running (rollout work too)
+  std::string openai_url;        // the agent endpoint it serves ("" = none)
   bool engine_ready() const { return state == State::kReady && hosts_engine; }
 };
 
@@ -101,7 +97,8 @@ class Controller {
         store_(static_cast<int>(recipe.rollout.max_staleness), recipe.algo.dynamic_sampling),
         pool_(SlotsFromDeviceSet(recipe.pool.device_set),
               recipe.pool.policy == PoolPolicy::kColocated ? 0
-                                                           : static_cast<int>(recipe.pool.tags.train)) {}
+                                                           : static_cast<int>(recipe.pool.tags.train)),
+        agent_groups_(&ledger_, static_cast<int>(recipe.rollout.group_size)) {}
 
   absl::StatusOr<RunSummary> Run();
 
@@ -144,6 +141,10 @@ class Controller {
   bool DispatchOne(int device);
   void MaybeStartTrainStep();
   void OnRolloutResult(int device, const RolloutResult& r);
+  void OnAgentSessions(int device, AgentSessions m);
+  // A finished group (environment prompt or agent sessions) -> rollout stats and the store.
+  void StoreGroup(TrajectoryGroup g);
+  void WriteAgentEndpoints();
   void OnTrainStepDone(int device, const TrainStepDone& d);
   void OnWeightBucket(int device, const Envelope& env);
   void RelayVersionTo(int device);
@@ -176,6 +177,9 @@ class Controller {
   TrajectoryStore store_;
   DevicePool pool_;
   PromptLedger ledger_;
+  AgentGroups agent_groups_;
+  int64_t agent_sessions_late_ = 0;  // reported after RL ended: not trained, not in the ledger
+  double last_agent_session_ = 0;
   std::vector<Worker> workers_;
   std::vector<int> train_group_;
   std::string comm_group_;
@@ -215,6 +219,7 @@ class Controller {
   double response_len_sum_ = 0, response_len_max_ = 0;
   int64_t response_count_ = 0;
   double rl_started_ = 0, rl_ended_ = 0, warmup_seconds_ = 0;
+  DeviceTime rl_time_start_, rl_time_end_;  // pool totals when RL started / ended
   double last_progress_ = -1, last_metrics_ = -1;
   double last_reward_ = 0, last_accuracy_ = 0, last_staleness_ = 0, staleness_sum_ = 0;
   int64_t staleness_groups_ = 0;
@@ -416,6 +421,10 @@ void Controller::Handle(const Envelope& env) {
     auto r = env.As<WorkerReady>();
     if (!r.ok()) return bad(r.status());
     w.state = Worker::State::kReady;
+    if (w.openai_url != r->openai_url) {
+      w.openai_url = r->openai_url;
+      WriteAgentEndpoints();
+    }
     TIDAL_LOG(INFO) << "device " << d << " ready in " << r->init_seconds << " s (engine "
                     << r->engine << ", trainer " << r->trainer << ")";
     // A (re)started engine worker gets the current policy at once.
@@ -429,6 +438,10 @@ void Controller::Handle(const Envelope& env) {
     auto r = env.As<RolloutResult>();
     if (!r.ok()) return bad(r.status());
     OnRolloutResult(d, *r);
+  } else if (env.Is<AgentSessions>()) {
+    auto r = env.As<AgentSessions>();
+    if (!r.ok()) return bad(r.status());
+    OnAgentSessions(d, std::move(*r));
   } else if (env.Is<WorkAborted>()) {
     auto r = env.As<WorkAborted>();
     if (!r.ok()) return bad(r.status());
@@ -515,6 +528,7 @@ void Controller::ReapWorkers() {
     Worker& w = workers_[e.device];
     w.peer.clear();
     w.train_ops = 0;
+    w.agent_calls = 0;  // the agents see their calls fail and retry elsewhere
     if (stopping_ || finishing_) {
       w.state = Worker::State::kExited;
       for (int64_t id : w.rl) DropPrompt(id, "worker_exited_at_run_end");
@@ -560,6 +574,13 @@ void Controller::ReapWorkers() {
 void Controller::Tick() {
   ReapWorkers();
   if (!fatal_.ok()) return;
+  if (recipe_.openai.sessions_only && rl_started_ > 0 && !finishing_ &&
+      steps_done_ < recipe_.train.steps && Now() - last_agent_session_ > recipe_.openai.idle_timeout_s) {
+    return Fatal(absl::DeadlineExceededError(absl::StrFormat(
+        "openai.sessions_only: no agent session finished in %.0f s (openai.idle_timeout_s); agents "
+        "find the endpoints in %s/openai_endpoints.json",
+        recipe_.openai.idle_timeout_s, run_dir_)));
+  }
   ApplyPolicy();
   DispatchEval();
   DispatchRl();
@@ -572,8 +593,9 @@ void Controller::UpdateBusy() {
   double now = Now();
   for (int d = 0; d < pool_.size(); ++d) {
     const Worker& w = workers_[d];
-    bool busy = pool_.device(d).tag == Tag::kRollout ? !(w.rl.empty() && w.eval.empty())
-                                                      : w.train_ops > 0;
+    bool busy = pool_.device(d).tag == Tag::kRollout
+                    ? !(w.rl.empty() && w.eval.empty()) || w.agent_calls > 0
+                    : w.train_ops > 0;
     if (w.state != Worker::State::kReady) busy = false;
     pool_.SetBusy(d, busy, now);
   }
@@ -594,8 +616,10 @@ void Controller::ApplyPolicy() {
   for (const auto& w : workers_) train_work |= w.train_rank >= 0 && w.train_ops > 0;
   in.train_running = train_running_ || train_work;
   for (int d = 0; d < pool_.size(); ++d) {
+    // An agent call counts like a group: the device has rollout work while it holds one.
     in.devices.push_back({pool_.device(d).home, pool_.device(d).tag,
-                          static_cast<int>(workers_[d].rl.size() + workers_[d].eval.size())});
+                          static_cast<int>(workers_[d].rl.size() + workers_[d].eval.size() +
+                                           workers_[d].agent_calls)});
   }
   std::vector<Tag> want = DecideTags(policy_, in);
   double now = Now();
@@ -626,6 +650,7 @@ int Controller::RlOutstanding() const {
 
 int Controller::RlRoom() const {
   if (rl_started_ <= 0 || stopping_ || finishing_ || steps_done_ >= recipe_.train.steps) return 0;
+  if (recipe_.openai.sessions_only) return 0;  // the agents supply the trajectories
   const int64_t p = recipe_.train.prompts_per_step;
   // Rollout may run ahead of training by max_staleness versions: at most (s + 1) batches exist
   // at once (stored, in flight, or being trained), and never more than the remaining steps need.
@@ -758,6 +783,47 @@ void Controller::OnRolloutResult(int d, const RolloutResult& r) {
   g.samples = r.samples;
   g.queue_seconds = r.queue_seconds;
   g.generate_seconds = r.generate_seconds;
+  StoreGroup(std::move(g));
+}
+
+void Controller::OnAgentSessions(int d, AgentSessions m) {
+  workers_[d].agent_calls = m.calls_in_flight;
+  for (AgentSession& session : m.sessions) {
+    if (finishing_ || stopping_) {
+      ++agent_sessions_late_;
+      continue;
+    }
+    last_agent_session_ = Now();
+    const std::string id = session.session_id;
+    absl::StatusOr<std::vector<TrajectoryGroup>> done = agent_groups_.Add(std::move(session), d);
+    if (!done.ok()) {
+      TIDAL_LOG(WARN) << "device " << d << ": agent session '" << id << "': " << done.status();
+      continue;
+    }
+    for (TrajectoryGroup& g : *done) StoreGroup(std::move(g));
+  }
+  if (metrics_) {
+    metrics_->Set("tidal_agent_sessions_total", {}, static_cast<double>(agent_groups_.sessions()));
+    metrics_->Set("tidal_agent_open_groups", {}, agent_groups_.open_groups());
+  }
+}
+
+void Controller::WriteAgentEndpoints() {
+  json endpoints = json::array();
+  for (int d = 0; d < pool_.size(); ++d) {
+    if (workers_[d].openai_url.empty()) continue;
+    endpoints.push_back({{"device", pool_.device(d).slot.Name()}, {"url", workers_[d].openai_url}});
+    TIDAL_LOG(INFO) << "agent endpoint of device " << d << ": " << workers_[d].openai_url;
+  }
+  // Written whole and renamed into place: agents poll this file.
+  const fs::path path = fs::path(run_dir_) / "openai_endpoints.json";
+  const fs::path tmp = path.string() + ".tmp";
+  std::ofstream(tmp) << json{{"endpoints", endpoints}}.dump(2) << "\n";
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) TIDAL_LOG(WARN) << "cannot write " << path.string();
+}
+
+void Controller::StoreGroup(TrajectoryGroup g) {
+  const int64_t prompt_id = g.prompt_id;
   int64_t tokens = g.ResponseTokens();
   for (const auto& smp : g.samples) {
     const double n = static_cast<double>(smp.response_ids.size());
@@ -768,7 +834,7 @@ void Controller::OnRolloutResult(int d, const RolloutResult& r) {
   rollout_tokens_total_ += tokens;
   rollout_window_.emplace_back(Now(), rollout_tokens_total_);
   if (metrics_) metrics_->Add("tidal_rollout_tokens_total", {}, static_cast<double>(tokens));
-  if (auto reason = store_.Add(std::move(g))) DropPrompt(r.prompt_id, *reason);
+  if (auto reason = store_.Add(std::move(g))) DropPrompt(prompt_id, *reason);
 }
 
 void Controller::MaybeStartTrainStep() {
@@ -1021,6 +1087,9 @@ absl::Status Controller::RunEval(const std::string& name, double* accuracy) {
 
 absl::Status Controller::RunRl() {
   rl_started_ = Now();
+  last_agent_session_ = rl_started_;
+  pool_.Advance(rl_started_);
+  rl_time_start_ = pool_.Total();
   const int64_t every = recipe_.eval.every;
   int64_t next_eval = every > 0 ? every : -1;
   while (steps_done_ < recipe_.train.steps) {
@@ -1036,6 +1105,8 @@ absl::Status Controller::RunRl() {
     }
   }
   rl_ended_ = Now();
+  pool_.Advance(rl_ended_);
+  rl_time_end_ = pool_.Total();
   return absl::OkStatus();
 }
 
@@ -1044,6 +1115,7 @@ absl::Status Controller::FinishRl() {
   // is aborted on its worker and dropped when the worker confirms.
   finishing_ = true;
   for (int64_t id : store_.Clear()) DropPrompt(id, "unused_at_run_end");
+  for (int64_t id : agent_groups_.TakeOpen()) DropPrompt(id, "agent_group_incomplete_at_run_end");
   for (int64_t id : ledger_.InState(PromptState::kQueued)) DropPrompt(id, "unused_at_run_end");
   bool any = false;
   for (int d = 0; d < pool_.size(); ++d) {
@@ -1129,7 +1201,8 @@ void Controller::PruneCheckpoints() {
   }
   std::sort(ckpts.begin(), ckpts.end());
   for (size_t i = 0; i + recipe_.checkpoint.keep < ckpts.size(); ++i) {
-    RemoveTree(ckpts[i].second.string());
+    absl::Status removed = RemoveTree(ckpts[i].second.string());
+    if (!removed.ok()) TIDAL_LOG(WARN) << removed;
     TIDAL_LOG(INFO) << "removed old checkpoint " << ckpts[i].second.string();
   }
 }
@@ -1223,6 +1296,14 @@ RunSummary Controller::Summarize() const {
     s.devices.push_back(ds);
   }
   s.idle_fraction = pool_.Total().IdleFraction();
+  if (rl_ended_ > 0) {
+    DeviceTime rl;
+    for (int t = 0; t < 2; ++t) {
+      rl.busy[t] = rl_time_end_.busy[t] - rl_time_start_.busy[t];
+      rl.idle[t] = rl_time_end_.idle[t] - rl_time_start_.idle[t];
+    }
+    s.rl_idle_fraction = rl.IdleFraction();
+  }
   LedgerSummary l = ledger_.Summary();
   s.prompts_created = l.created;
   s.prompts_trained = l.trained;
@@ -1239,6 +1320,8 @@ RunSummary Controller::Summarize() const {
   s.response_tokens_mean = response_count_ > 0 ? response_len_sum_ / response_count_ : 0;
   s.response_tokens_max = response_len_max_;
   s.stopped_early = g_stop.load() || steps_done_ < recipe_.train.steps;
+  s.agent_sessions = agent_groups_.sessions();
+  s.agent_sessions_late = agent_sessions_late_;
   return s;
 }
 
@@ -1307,6 +1390,7 @@ json RunSummary::ToJson() const {
           {"eval_accuracy_end", eval_accuracy_end},
           {"devices", devs},
           {"idle_fraction", idle_fraction},
+          {"rl_idle_fraction", rl_idle_fraction},
           {"prompts", {{"created", prompts_created}, {"trained", prompts_trained},
                        {"dropped", prompts_dropped}, {"requeued", prompts_requeued},
                        {"unaccounted", prompts_unaccounted}, {"dropped_by_reason", dropped_by_reason}}},
@@ -1318,6 +1402,7 @@ json RunSummary::ToJson() const {
           {"mean_staleness", mean_staleness},
           {"response_tokens_mean", response_tokens_mean},
           {"response_tokens_max", response_tokens_max},
+          {"agent", {{"sessions", agent_sessions}, {"sessions_after_run_end", agent_sessions_late}}},
           {"stopped_early", stopped_early}};
 }
 
@@ -1337,12 +1422,17 @@ std::string RunSummary::Format() const {
                           d.device, d.home_tag, d.busy_rollout_s, d.busy_train_s, d.idle_rollout_s,
                           d.idle_train_s, 100 * d.idle_fraction, d.tag_moves, d.restarts);
   }
-  absl::StrAppendFormat(&out, "pool idle fraction: %.1f%%\n", 100 * idle_fraction);
+  absl::StrAppendFormat(&out, "pool idle fraction: %.1f%% (RL phase: %.1f%%)\n", 100 * idle_fraction,
+                        100 * rl_idle_fraction);
   absl::StrAppendFormat(&out, "prompts: created %d, trained %d, dropped %d, requeued %d, unaccounted %d\n",
                         prompts_created, prompts_trained, prompts_dropped, prompts_requeued,
                         prompts_unaccounted);
   for (const auto& [reason, n] : dropped_by_reason) {
     absl::StrAppendFormat(&out, "  dropped (%s): %d\n", reason, n);
+  }
+  if (agent_sessions + agent_sessions_late > 0) {
+    absl::StrAppendFormat(&out, "agent sessions: %d grouped (in the prompt counts above), %d after the run ended\n",
+                          agent_sessions, agent_sessions_late);
   }
   absl::StrAppendFormat(&out, "weight sync: %d versions, %.1f MB relayed, %d rejected | worker restarts %d\n",
                         weight_versions, weight_bytes_relayed / 1e6, weight_rejected, worker_restarts);

@@ -20,6 +20,8 @@
 //   metrics.jsonl      one JSON object per event (warmup, step, eval, summary)
 //   checkpoints/step-N trainer checkpoints + controller_state.json (checkpoint.dir)
 //   final/             the final policy in HF format (config.json + model.safetensors)
+//   openai_endpoints.json  with openai.serve: {"endpoints": [{"device", "url"}]}, rewritten
+//                      whenever a worker (re)starts
 //   summary.json       the run summary
 #pragma once
 
@@ -59,7 +61,8 @@ struct RunSummary {
   double eval_accuracy_start = -1;  // greedy accuracy after the warm-up (-1: not measured)
   double eval_accuracy_end = -1;
   std::vector<DeviceSummary> devices;
-  double idle_fraction = 0;  // whole pool
+  double idle_fraction = 0;     // whole pool, whole run
+  double rl_idle_fraction = 0;  // whole pool, RL phase only (warm-up, evals and export excluded)
   int64_t prompts_created = 0, prompts_trained = 0, prompts_dropped = 0, prompts_requeued = 0;
   int64_t prompts_unaccounted = 0;
   std::map<std::string, int64_t> dropped_by_reason;
@@ -71,6 +74,8 @@ struct RunSummary {
   double train_tokens_per_s = 0;
   double mean_staleness = 0;
   double response_tokens_mean = 0, response_tokens_max = 0;  // RL completions (skew of the workload)
+  int64_t agent_sessions = 0;       // agent endpoint sessions grouped for training
+  int64_t agent_sessions_late = 0;  // reported after RL ended (not trained)
   bool stopped_early = false;
 
   nlohmann::json ToJson() const;

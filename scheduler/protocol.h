@@ -4,7 +4,9 @@
 // Session, in order (each line one message; -> controller to worker, <- worker to controller):
 //   <- Register{role:"worker", rank, pid, info:{device}}         worker connects (a request)
 //   -> WorkerSetup (the reply)                                   run dir, recipe, train group
-//   <- WorkerReady{engine, trainer}                              model/engine/trainer built
+//   <- WorkerReady{engine, trainer, openai_url}                  model/engine/trainer built
+//   <- AgentSessions{sessions, calls_in_flight}                  agent endpoint: finished
+//                                                                sessions and the current load
 //   -> SetTag{tag}                                               any time; ordered with work
 //   -> RolloutWork{prompt_id, attempt, ...}                      one group; a credit is one group
 //   <- RolloutResult{prompt_id, attempt, samples}                the finished group
@@ -37,7 +39,7 @@
 namespace tidal::scheduler {
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Trajectory, prompt_ids, response_ids, logprobs,
-                                                versions, reward, correct, finish_reason, text)
+                                                versions, loss_mask, reward, correct, finish_reason, text)
 
 struct WorkerSetup {
   std::string run_dir;
@@ -59,8 +61,9 @@ struct WorkerReady {
   bool engine = false;
   bool trainer = false;
   double init_seconds = 0;
+  std::string openai_url;  // the agent endpoint this worker serves ("" = none)
 };
-TIDAL_MESSAGE(WorkerReady, engine, trainer, init_seconds)
+TIDAL_MESSAGE(WorkerReady, engine, trainer, init_seconds, openai_url)
 
 struct SetTag {
   std::string tag;  // "rollout" | "train"
@@ -94,6 +97,25 @@ struct RolloutResult {
 };
 TIDAL_MESSAGE(RolloutResult, prompt_id, attempt, eval, samples, queue_seconds, generate_seconds,
               error)
+
+// An external agent's session on the OpenAI-compatible endpoint, once it reported its reward:
+// its trajectories (one per chain of calls, scheduler/agent_groups.h SessionTrajectories),
+// token-exact (what the engine was given and sampled), each carrying the session's reward.
+struct AgentSession {
+  std::string session_id;
+  std::string group;  // sessions of one group are trained as one GRPO group ("" = none)
+  double reward = 0;
+  std::vector<Trajectory> trajectories;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(AgentSession, session_id, group, reward, trajectories)
+
+// Sent when sessions finish, and when the number of agent calls the worker holds changes (the
+// tag policy counts them as rollout work).
+struct AgentSessions {
+  std::vector<AgentSession> sessions;
+  int64_t calls_in_flight = 0;
+};
+TIDAL_MESSAGE(AgentSessions, sessions, calls_in_flight)
 
 struct AbortWork {
   std::vector<int64_t> prompt_ids;  // empty = everything the worker holds

@@ -31,6 +31,9 @@ class RolloutRole::Impl {
   weight_sync::WeightAssembler assembler;
   std::map<std::string, Group> groups;  // key "p<id>" (training) or "e<id>" (eval)
   std::vector<RolloutWork> waiting;     // work that arrived before the first weights
+  // Declared after the engine so that it stops (releasing waiting HTTP calls) before the engine
+  // goes away.
+  std::unique_ptr<rollout::OpenAIServer> openai;
 
   static std::string Key(const RolloutWork& w) {
     return absl::StrCat(w.eval ? "e" : "p", w.prompt_id);
@@ -60,7 +63,30 @@ absl::StatusOr<std::unique_ptr<RolloutRole>> RolloutRole::Create(const RolloutSe
     ec.eos_token_ids = impl->tokenizer->Specials().stop.empty() ? std::vector<int32_t>{*eos}
                                                                 : impl->tokenizer->Specials().stop;
   }
+  if (settings.openai.serve) {
+    rollout::OpenAIServerOptions o;
+    o.bind = settings.openai.bind;
+    o.port = settings.openai.port;
+    o.default_max_tokens = settings.openai.default_max_tokens;
+    o.drive_engine = false;
+    impl->openai = std::make_unique<rollout::OpenAIServer>(nullptr, impl->tokenizer.get(), o);
+    TIDAL_RETURN_IF_ERROR(impl->openai->Start());
+  }
   return std::unique_ptr<RolloutRole>(new RolloutRole(std::move(impl)));
+}
+
+std::string RolloutRole::openai_url() const {
+  if (!impl_->openai) return "";
+  return absl::StrCat("http://", impl_->settings.openai.bind, ":", impl_->openai->port(), "/v1");
+}
+
+std::vector<rollout::SessionTrajectory> RolloutRole::TakeSessions() {
+  if (!impl_->openai) return {};
+  return impl_->openai->TakeFinished();
+}
+
+int64_t RolloutRole::AgentCallsInFlight() const {
+  return impl_->openai ? impl_->openai->CallsInFlight() : 0;
 }
 
 void RolloutRole::SetActive(bool active) {
@@ -89,7 +115,8 @@ void RolloutRole::SetActive(bool active) {
 bool RolloutRole::active() const { return impl_->active; }
 
 bool RolloutRole::HasWork() const {
-  return impl_->active && impl_->engine && impl_->engine->HasUnfinished();
+  const Impl& m = *impl_;
+  return m.active && m.engine && (m.engine->HasUnfinished() || (m.openai && m.openai->HasWaiting()));
 }
 
 int64_t RolloutRole::version() const { return impl_->engine ? impl_->engine->version() : -1; }
@@ -197,9 +224,14 @@ std::vector<RolloutResult> RolloutRole::Step() {
   Impl& m = *impl_;
   std::vector<RolloutResult> out;
   if (!HasWork()) return out;
+  if (m.openai) m.openai->Admit(*m.engine);
   absl::StatusOr<rollout::StepOutput> step = m.engine->Step();
-  if (!step.ok()) throw std::runtime_error(absl::StrCat("engine step: ", step.status().message()));
+  if (!step.ok()) {
+    if (m.openai) m.openai->FailAll(step.status(), m.engine.get());
+    throw std::runtime_error(absl::StrCat("engine step: ", step.status().message()));
+  }
   for (auto& o : step->finished) {
+    if (m.openai && m.openai->Deliver(o)) continue;
     // Request ids are "<key>.<attempt>.<sample>".
     size_t a = o.id.find('.');
     size_t b = o.id.rfind('.');

@@ -11,6 +11,11 @@
 //   fails anywhere is dropped whole and the engine keeps serving its previous version. Install()
 //   swaps in weights this process already holds (a train rank that also hosts an engine).
 // - Abort() removes groups (all when `ids` is empty) and returns the prompt ids it removed.
+// - Agent endpoint (settings.openai.serve): the role also serves the OpenAI-compatible API
+//   (rollout/openai_server.h) on its engine. External calls are spliced into the same engine
+//   steps as the controller's groups, wait while the role is inactive or has no weights yet, and
+//   carry per-token versions like any trajectory. TakeSessions() returns the sessions whose
+//   reward has been reported (token-exact; see openai_server.h).
 #pragma once
 
 #include <memory>
@@ -20,13 +25,22 @@
 #include "core/model.h"
 #include "core/tokenizer.h"
 #include "envs/environment.h"
+#include "rollout/openai_server.h"
 #include "scheduler/protocol.h"
 #include "weight_sync/weight_bucket.h"
 
 namespace tidal::scheduler {
 
+struct OpenAISettings {
+  bool serve = false;
+  std::string bind = "127.0.0.1";
+  int port = 0;  // 0: any free port
+  int64_t default_max_tokens = 64;
+};
+
 // Plain settings (filled from the recipe by the worker).
 struct RolloutSettings {
+  OpenAISettings openai;
   envs::EnvSpec env;
   double temperature = 1.0, top_p = 1.0, min_p = 0.0;
   int64_t top_k = 0;
@@ -56,6 +70,11 @@ class RolloutRole {
   std::optional<WeightApplied> OnBucket(const weight_sync::WeightBucket& bucket, const Payload& bytes);
   WeightApplied Install(const NamedTensors& weights, int64_t version);
   int64_t version() const;  // -1 before the first version
+
+  // The agent endpoint ("" when not serving), e.g. "http://127.0.0.1:8000/v1".
+  std::string openai_url() const;
+  std::vector<rollout::SessionTrajectory> TakeSessions();
+  int64_t AgentCallsInFlight() const;
 
   class Impl;
 

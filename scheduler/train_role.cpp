@@ -17,6 +17,7 @@ class TrainRole::Impl {
   std::unique_ptr<Communicator> comm;
   std::unique_ptr<Trainer> trainer;
   int32_t eos = -1;
+  bool sft_since_rl = false;  // SFT steps ran since the last RL step
 };
 
 TrainRole::TrainRole(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -93,6 +94,7 @@ absl::StatusOr<SftStepDone> TrainRole::Sft(const SftStep& step) {
   impl_->trainer->SetLearningRate(step.lr);
   TIDAL_ASSIGN_OR_RETURN(StepStats st, impl_->trainer->SftStep(batch));
   impl_->trainer->SetLearningRate(impl_->config.lr);
+  impl_->sft_since_rl = true;
   SftStepDone d;
   d.step = step.step;
   d.loss = st.loss;
@@ -112,11 +114,14 @@ absl::StatusOr<TrainStepDone> TrainRole::Train(const TrainStep& step) {
       s.response_ids = t.response_ids;
       s.rollout_logprobs = t.logprobs;
       s.policy_versions = t.versions;
+      s.loss_mask = t.loss_mask;
       s.reward = static_cast<float>(t.reward);
       s.group_id = g.prompt_id;
       batch.push_back(std::move(s));
     }
   }
+  if (impl_->sft_since_rl && impl_->config.reset_optimizer_after_sft) impl_->trainer->ResetOptimizer();
+  impl_->sft_since_rl = false;
   TIDAL_ASSIGN_OR_RETURN(StepStats st, impl_->trainer->TrainStep(batch));
   TrainStepDone d;
   d.step = step.step;

@@ -27,6 +27,9 @@ struct Trajectory {
   std::vector<int32_t> response_ids;
   std::vector<float> logprobs;    // rollout logprob of each response token
   std::vector<int64_t> versions;  // policy version that sampled each response token
+  // Per response token, 1 = trained on; empty = all. 0 marks tokens the policy did not sample
+  // (an agent session's observations between its calls, scheduler/agent_groups.h).
+  std::vector<uint8_t> loss_mask;
   double reward = 0;
   bool correct = false;           // the environment's exact-answer verdict
   std::string finish_reason;      // "eos" | "length" | "abort"

@@ -8,6 +8,7 @@
 #include "core/logging.h"
 #include "core/recipe.h"
 #include "core/messaging.h"
+#include "scheduler/agent_groups.h"
 #include "scheduler/device_pool.h"
 #include "scheduler/model_setup.h"
 #include "scheduler/protocol.h"
@@ -63,6 +64,7 @@ TrainRoleConfig TrainConfigFromRecipe(const Recipe& r, const WorkerSetup& setup,
   c.is_cap = r.algo.is_correction.cap;
   c.temperature = r.rollout.temperature;
   c.micro_batch_tokens = r.train.micro_batch_tokens;
+  c.reset_optimizer_after_sft = r.warmup.sft.reset_optimizer;
   c.bf16 = r.train.precision == Precision::kBf16;
   c.reduce_bf16 = r.train.reduce_dtype == Precision::kBf16;
   c.activation_checkpointing = r.train.activation_checkpointing;
@@ -88,6 +90,10 @@ absl::StatusOr<RolloutSettings> RolloutSettingsFromRecipe(const Recipe& r, const
   s.device = device;
   s.dtype = r.model.dtype == ModelDtype::kBFloat16 ? at::kBFloat16 : at::kFloat;
   s.release_memory_when_idle = setup.release_engine_memory;
+  s.openai.serve = r.openai.serve;
+  s.openai.bind = r.openai.bind;
+  s.openai.port = r.openai.port > 0 ? static_cast<int>(r.openai.port) + setup.device : 0;
+  s.openai.default_max_tokens = r.rollout.max_new_tokens;
   return s;
 }
 
@@ -106,6 +112,8 @@ class Worker {
   // Gathers the full policy; rank 0 streams it to the controller as buckets; a rank hosting an
   // engine installs it locally. Returns the seconds spent.
   absl::StatusOr<double> Publish(int64_t version);
+  // Sends the agent sessions that finished, and the agent load when it changed.
+  void ReportAgentSessions();
   template <class T>
   void Send(const T& msg, std::vector<Payload> frames = {}) {
     absl::Status s = dealer_->Send(msg, std::move(frames));
@@ -118,7 +126,9 @@ class Worker {
   Recipe recipe_;
   std::unique_ptr<RolloutRole> rollout_;
   std::unique_ptr<TrainRole> train_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
   bool shutdown_ = false;
+  int64_t reported_agent_calls_ = 0;
 };
 
 absl::Status Worker::Setup() {
@@ -141,6 +151,7 @@ absl::Status Worker::Setup() {
 
   TIDAL_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, LoadTokenizer(recipe_.model.tokenizer));
   std::shared_ptr<const Tokenizer> tokenizer(std::move(tok));
+  tokenizer_ = tokenizer;
   TIDAL_ASSIGN_OR_RETURN(ModelConfig config, ModelConfigFromRecipe(recipe_, *tokenizer));
   const std::string device = slot.kind == DeviceKind::kCpu ? "cpu" : "cuda:0";  // CUDA_VISIBLE_DEVICES
   if (setup_.train_rank >= 0) {
@@ -154,7 +165,8 @@ absl::Status Worker::Setup() {
   }
   TIDAL_LOG(INFO) << "device " << setup_.device_name << ": train rank " << setup_.train_rank
                   << ", engine " << (rollout_ != nullptr) << ", tag " << setup_.tag;
-  Send(WorkerReady{rollout_ != nullptr, train_ != nullptr, Since(t0)});
+  Send(WorkerReady{rollout_ != nullptr, train_ != nullptr, Since(t0),
+                   rollout_ ? rollout_->openai_url() : ""});
   return absl::OkStatus();
 }
 
@@ -170,6 +182,33 @@ absl::StatusOr<double> Worker::Publish(int64_t version) {
   }
   if (rollout_) Send(rollout_->Install(full, version));
   return Since(t0);
+}
+
+void Worker::ReportAgentSessions() {
+  if (!rollout_) return;
+  std::vector<rollout::SessionTrajectory> done = rollout_->TakeSessions();
+  const int64_t calls = rollout_->AgentCallsInFlight();
+  if (done.empty() && calls == reported_agent_calls_) return;
+  reported_agent_calls_ = calls;
+  AgentSessions msg;
+  msg.calls_in_flight = calls;
+  for (auto& s : done) {
+    AgentSession a;
+    a.session_id = s.session_id;
+    a.group = s.group;
+    a.reward = s.reward;
+    const bool correct = s.info.is_object() && s.info.contains("correct") && s.info["correct"].is_boolean()
+                             ? s.info["correct"].get<bool>()
+                             : s.reward >= 1.0;
+    for (Trajectory& t : SessionTrajectories(s.calls)) {
+      t.reward = s.reward;
+      t.correct = correct;
+      t.text = tokenizer_->Decode(t.response_ids, /*skip_special_tokens=*/true);
+      a.trajectories.push_back(std::move(t));
+    }
+    msg.sessions.push_back(std::move(a));
+  }
+  Send(msg);
 }
 
 absl::Status Worker::Handle(const Envelope& env) {
@@ -271,6 +310,7 @@ absl::Status Worker::Run() {
       }
       for (auto& r : done) Send(r);
     }
+    ReportAgentSessions();
   }
   TIDAL_LOG(INFO) << "shutting down";
   return absl::OkStatus();

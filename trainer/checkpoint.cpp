@@ -1,3 +1,4 @@
+#include "core/remove_tree.h"
 #include "trainer/checkpoint.h"
 
 #include <fcntl.h>
@@ -20,18 +21,6 @@ namespace {
 using json = nlohmann::json;
 
 constexpr const char* kFormat = "tidal-sharded-checkpoint-v1";
-
-// POSIX instead of std::filesystem: LibTorch's shared library exports its own copies of some
-// std::filesystem symbols, and calls bound to them have crashed (remove_all).
-absl::Status RemoveTree(const std::string& path) {
-  struct stat st;
-  if (lstat(path.c_str(), &st) != 0) return absl::OkStatus();  // nothing there
-  auto rm = [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); };
-  if (nftw(path.c_str(), rm, 16, FTW_DEPTH | FTW_PHYS) != 0) {
-    return absl::InternalError(absl::StrCat("cannot remove ", path, ": ", strerror(errno)));
-  }
-  return absl::OkStatus();
-}
 
 absl::Status MakeDirs(const std::string& path) {
   for (size_t pos = 1; pos <= path.size(); ++pos) {

@@ -17,6 +17,7 @@
 
 #include <string>
 
+#include "core/kl_estimator.h"
 #include "core/status.h"
 
 namespace tidal {
@@ -31,7 +32,6 @@ enum class LossAggregation {
   kSeqMeanTokenMean,  // mean over sequences of each sequence's token mean
   kSeqMeanTokenSum,   // Dr.GRPO: sum over tokens / (sequences in the step * max_len constant)
 };
-enum class KlEstimator { kK1, kK2, kK3 };
 
 absl::StatusOr<PolicyLossType> ParsePolicyLossType(const std::string& name);   // ppo | gspo | cispo
 absl::StatusOr<LossAggregation> ParseLossAggregation(const std::string& name);  // token_mean | seq_mean | drgrpo

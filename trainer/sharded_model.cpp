@@ -377,8 +377,9 @@ void ShardedModel::ScaleGrad(double factor) {
 
 void ShardedModel::AdamWStep(const AdamWOptions& o) {
   ++steps_;
-  const double bc1 = 1.0 - std::pow(o.beta1, static_cast<double>(steps_));
-  const double bc2 = 1.0 - std::pow(o.beta2, static_cast<double>(steps_));
+  ++adam_steps_;
+  const double bc1 = 1.0 - std::pow(o.beta1, static_cast<double>(adam_steps_));
+  const double bc2 = 1.0 - std::pow(o.beta2, static_cast<double>(adam_steps_));
   for (Group& g : groups_) {
     // Same update order and formula as torch.optim.AdamW (decoupled decay first).
     if (o.weight_decay != 0.0) g.master.mul_(1.0 - g.decay_mask * (o.lr * o.weight_decay));
@@ -387,6 +388,14 @@ void ShardedModel::AdamWStep(const AdamWOptions& o) {
     at::Tensor denom = (g.exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(o.eps);
     g.master.addcdiv_(g.exp_avg, denom, -o.lr / bc1);
   }
+}
+
+void ShardedModel::ResetOptimizerState() {
+  for (Group& g : groups_) {
+    g.exp_avg.zero_();
+    g.exp_avg_sq.zero_();
+  }
+  adam_steps_ = 0;
 }
 
 void ShardedModel::SnapshotReference() {

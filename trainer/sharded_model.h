@@ -92,6 +92,12 @@ class ShardedModel {
   void ScaleGrad(double factor);  // e.g. clipping
   void AdamWStep(const AdamWOptions& o);
   int64_t optimizer_steps() const { return steps_; }
+  // AdamW steps since the moments were last reset (bias correction counts these, not steps_,
+  // which is the policy version and never goes back).
+  int64_t adam_steps() const { return adam_steps_; }
+  // Zeroes both AdamW moments and restarts bias correction: the next step behaves like the first
+  // step of a fresh optimizer (e.g. RL after an SFT warm-up). Parameters are untouched.
+  void ResetOptimizerState();
 
   // Copies the current parameters as the frozen reference policy (KL penalty).
   void SnapshotReference();
@@ -103,6 +109,7 @@ class ShardedModel {
   // This rank's state for checkpoints: name -> fp32 tensor (masters, moments, reference).
   std::vector<std::pair<std::string, at::Tensor>> StateTensors();
   void set_optimizer_steps(int64_t steps) { steps_ = steps; }
+  void set_adam_steps(int64_t steps) { adam_steps_ = steps; }
 
   const ModelConfig& config() const { return config_; }
   Communicator& comm() { return *comm_; }
@@ -143,6 +150,7 @@ class ShardedModel {
   std::vector<Group> groups_;
   std::vector<at::Tensor> reference_;  // [shard] fp32 per group when a reference is kept
   int64_t steps_ = 0;
+  int64_t adam_steps_ = 0;
 };
 
 }  // namespace tidal

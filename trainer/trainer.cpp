@@ -124,6 +124,7 @@ class Trainer::Impl {
       tensors.emplace_back("rng.cpu", CpuRngState());
       nlohmann::json meta;
       meta["step"] = model_->optimizer_steps();
+      meta["adam_step"] = model_->adam_steps();
       meta["lr"] = options_.optimizer.lr;
       meta["loader_state"] = loader_state;
       meta["model"] = nlohmann::json::parse(config_.ToHfJson());
@@ -147,6 +148,8 @@ class Trainer::Impl {
         gen.set_state(rng);
       }
       model_->set_optimizer_steps(meta["step"].get<int64_t>());
+      // Checkpoints from before the optimizer could be reset counted both together.
+      model_->set_adam_steps(meta.value("adam_step", meta["step"].get<int64_t>()));
       options_.optimizer.lr = meta.value("lr", options_.optimizer.lr);
       return meta.value("loader_state", std::string());
     });
@@ -154,6 +157,7 @@ class Trainer::Impl {
 
   void SetLearningRate(double lr) { options_.optimizer.lr = lr; }
   int64_t step() const { return model_->optimizer_steps(); }
+  void ResetOptimizer() { model_->ResetOptimizerState(); }
   const ModelConfig& config() const { return config_; }
   const TrainerOptions& options() const { return options_; }
 
@@ -528,6 +532,7 @@ absl::Status Trainer::SaveCheckpoint(const std::string& dir, const std::string& 
 absl::StatusOr<std::string> Trainer::LoadCheckpoint(const std::string& dir) { return impl_->LoadCheckpoint(dir); }
 void Trainer::SetLearningRate(double lr) { impl_->SetLearningRate(lr); }
 int64_t Trainer::step() const { return impl_->step(); }
+void Trainer::ResetOptimizer() { impl_->ResetOptimizer(); }
 const ModelConfig& Trainer::config() const { return impl_->config(); }
 const TrainerOptions& Trainer::options() const { return impl_->options(); }
 

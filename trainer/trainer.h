@@ -80,6 +80,9 @@ class Trainer {
   absl::StatusOr<std::string> LoadCheckpoint(const std::string& dir);
 
   void SetLearningRate(double lr);
+  // Fresh AdamW moments and bias correction from the next step on (the policy version, step(),
+  // keeps counting). Local to this rank's shard, so call it on every rank.
+  void ResetOptimizer();
   int64_t step() const;
   const ModelConfig& config() const;
   const TrainerOptions& options() const;

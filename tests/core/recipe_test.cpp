@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "absl/strings/str_join.h"
+#include "core/remove_tree.h"
 #include "absl/strings/str_split.h"
 
 namespace tidal {
@@ -28,8 +29,7 @@ class RecipeTest : public ::testing::Test {
     dir_ = ::mkdtemp(tmpl);
   }
   void TearDown() override {
-    ::nftw(dir_.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
-           FTW_DEPTH | FTW_PHYS);
+    (void)RemoveTree(dir_);
   }
 
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }

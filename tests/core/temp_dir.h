@@ -4,19 +4,17 @@
 // crashes with Debian 12's libstdc++ (see docs/ARCHITECTURE.md "Building").
 #pragma once
 
-#include <ftw.h>
 #include <stdlib.h>
 
 #include <cstdio>
 #include <string>
 
+#include "core/remove_tree.h"
+
 namespace tidal::testing_util {
 
 // Deletes a directory tree (files first); missing paths are ignored.
-inline void RemoveTree(const std::string& path) {
-  ::nftw(path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); },
-         16, FTW_DEPTH | FTW_PHYS);
-}
+inline void RemoveTree(const std::string& path) { (void)tidal::RemoveTree(path); }
 
 class TempDir {
  public:

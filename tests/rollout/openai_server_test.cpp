@@ -7,6 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <ATen/Parallel.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <thread>
 
 #include <cstdio>
 #include <filesystem>
@@ -34,16 +38,21 @@ std::string RunPython(const std::string& script, int* rc) {
   return out;
 }
 
-TEST(OpenAIServerTest, OfficialClientSessionBecomesATokenExactTrajectory) {
-  at::set_num_threads(1);
-  auto tok = LoadTokenizer("byte");
-  ASSERT_TRUE(tok.ok()) << tok.status();
-  Model model = Model::RandomInit(TinyQwen2Config(64, 2, 4, 2, (*tok)->VocabSize()), 7);
+// A tiny random Qwen2 engine over the byte tokenizer's vocabulary.
+absl::StatusOr<std::unique_ptr<Engine>> TinyEngine(const Tokenizer& tok) {
+  Model model = Model::RandomInit(TinyQwen2Config(64, 2, 4, 2, tok.VocabSize()), 7);
   EngineConfig ec;
   ec.block_size = 8;
   ec.num_blocks = 128;
   ec.eos_token_ids = std::vector<int32_t>{};
-  auto engine = Engine::Create(model.config(), model.weights(), ec);
+  return Engine::Create(model.config(), model.weights(), ec);
+}
+
+TEST(OpenAIServerTest, OfficialClientSessionBecomesATokenExactTrajectory) {
+  at::set_num_threads(1);
+  auto tok = LoadTokenizer("byte");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  auto engine = TinyEngine(**tok);
   ASSERT_TRUE(engine.ok()) << engine.status();
   OpenAIServer server(engine->get(), tok->get(), {});
   ASSERT_TRUE(server.Start().ok());
@@ -128,6 +137,99 @@ print(json.dumps({
   EXPECT_EQ(server.NumOpenSessions(), 0);
   EXPECT_TRUE(server.TakeFinished().empty());
   server.Stop();
+}
+
+// Owner-driven mode (how a rollout worker embeds the server): the owner's thread steps the engine
+// for its own request and splices the server's calls in with Admit/Deliver; both finish, the
+// owner's output never reaches the server, and the reward body's group is kept.
+TEST(OpenAIServerTest, OwnerDrivenEngineServesCallsBesideItsOwnWork) {
+  at::set_num_threads(1);
+  auto tok = LoadTokenizer("byte");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  auto engine = TinyEngine(**tok);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  OpenAIServerOptions o;
+  o.drive_engine = false;
+  OpenAIServer server(nullptr, tok->get(), o);
+  ASSERT_TRUE(server.Start().ok());
+
+  Request own;
+  own.id = "p0.1.0";  // a rollout group's id shape
+  own.prompt = (*tok)->Encode("count r in rr:");
+  own.params.max_new_tokens = 40;
+  ASSERT_TRUE((*engine)->AddRequest(own).ok());
+
+  std::atomic<bool> stop{false};
+  std::vector<std::string> owner_finished;
+  std::thread owner([&] {
+    while (!stop) {
+      if (!(*engine)->HasUnfinished() && !server.HasWaiting()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        continue;
+      }
+      server.Admit(**engine);
+      auto step = (*engine)->Step();
+      ASSERT_TRUE(step.ok()) << step.status();
+      for (auto& out : step->finished) {
+        if (!server.Deliver(out)) owner_finished.push_back(out.id);
+      }
+    }
+  });
+
+  httplib::Client client("127.0.0.1", server.port());
+  auto res = client.Post("/v1/completions",
+                         R"({"prompt": "abc", "max_tokens": 5, "session_id": "s9", "return_token_ids": true})",
+                         "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  const json reply = json::parse(res->body);
+  // At most max_tokens: the random model may sample the tokenizer's stop token earlier.
+  const int64_t completion = reply["usage"]["completion_tokens"].get<int64_t>();
+  EXPECT_GE(completion, 1);
+  EXPECT_LE(completion, 5);
+  EXPECT_EQ(reply["choices"][0]["prompt_token_ids"].get<std::vector<int32_t>>(), (*tok)->Encode("abc"));
+  auto tokenized = client.Post("/tokenize", R"({"prompt": "abc"})", "application/json");
+  ASSERT_TRUE(tokenized);
+  EXPECT_EQ(json::parse(tokenized->body)["tokens"].get<std::vector<int32_t>>(), (*tok)->Encode("abc"));
+  auto reward = client.Post("/v1/sessions/s9/reward", R"({"reward": 1, "group": "task-3"})",
+                            "application/json");
+  ASSERT_TRUE(reward);
+  EXPECT_EQ(reward->status, 200) << reward->body;
+  while ((*engine)->HasUnfinished()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  stop = true;
+  owner.join();
+
+  EXPECT_EQ(owner_finished, std::vector<std::string>{"p0.1.0"});
+  auto finished = server.TakeFinished();
+  ASSERT_EQ(finished.size(), 1u);
+  EXPECT_EQ(finished[0].group, "task-3");
+  ASSERT_EQ(finished[0].calls.size(), 1u);
+  EXPECT_EQ(finished[0].calls[0].prompt, (*tok)->Encode("abc"));
+  EXPECT_EQ(static_cast<int64_t>(finished[0].calls[0].tokens.size()), completion);
+  EXPECT_EQ(reply["choices"][0]["token_ids"].get<std::vector<int32_t>>(), finished[0].calls[0].tokens);
+  EXPECT_EQ(server.CallsInFlight(), 0);
+  server.Stop();
+}
+
+// Stop() releases a call that waits for an owner who never steps the engine.
+TEST(OpenAIServerTest, StopReleasesCallsTheOwnerNeverRan) {
+  auto tok = LoadTokenizer("byte");
+  ASSERT_TRUE(tok.ok());
+  OpenAIServerOptions o;
+  o.drive_engine = false;
+  OpenAIServer server(nullptr, tok->get(), o);
+  ASSERT_TRUE(server.Start().ok());
+  std::thread caller([&] {
+    httplib::Client client("127.0.0.1", server.port());
+    auto res = client.Post("/v1/completions", R"({"prompt": "abc", "max_tokens": 2})", "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 500);
+    EXPECT_NE(res->body.find("server stopping"), std::string::npos) << res->body;
+  });
+  while (server.CallsInFlight() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(server.HasWaiting());
+  server.Stop();
+  caller.join();
 }
 
 }  // namespace

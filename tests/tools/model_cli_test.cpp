@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/remove_tree.h"
 #include "core/model.h"
 #include "core/safetensors.h"
 
@@ -44,8 +45,7 @@ class ModelCliTest : public ::testing::Test {
     ASSERT_TRUE(model_.SaveHf(dir_).ok());
   }
   void TearDown() override {
-    ::nftw(dir_.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); },
-           16, FTW_DEPTH | FTW_PHYS);
+    (void)tidal::RemoveTree(dir_);
   }
   Model model_ = Model::RandomInit(TinyQwen2Config(32, 2, 4, 2, 50), 3);
   std::string dir_;

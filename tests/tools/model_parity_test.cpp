@@ -2,6 +2,7 @@
 // the `tidal` binary by tools/parity/model_parity.py; plus the export direction: checkpoints
 // written by tidal's Model::SaveHf load unchanged in transformers and give the same logits.
 #include <ftw.h>
+#include "core/remove_tree.h"
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -33,10 +34,7 @@ Result RunShell(const std::string& cmd) {
 }
 
 // std::filesystem::remove_all inside libtorch.so crashes with Debian 12's libstdc++.
-void RemoveTree(const std::string& path) {
-  ::nftw(path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); },
-         16, FTW_DEPTH | FTW_PHYS);
-}
+void RemoveTree(const std::string& path) { (void)tidal::RemoveTree(path); }
 
 std::string ParityCommand() {
   return std::string(TIDAL_PYTHON) + " " + TIDAL_SOURCE_DIR + "/tools/parity/model_parity.py --tidal " +

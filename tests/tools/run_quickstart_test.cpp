@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/remove_tree.h"
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -20,12 +21,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// POSIX recursive delete: std::filesystem::remove_all can resolve into libtorch.so's copy, which
-// crashes on non-empty directories.
-void RemoveTree(const fs::path& path) {
-  nftw(path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
-       FTW_DEPTH | FTW_PHYS);
-}
+void RemoveTree(const fs::path& path) { (void)tidal::RemoveTree(path.string()); }
 
 std::string ReadFile(const fs::path& p) {
   std::ifstream in(p);

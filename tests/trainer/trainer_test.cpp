@@ -73,6 +73,41 @@ TEST(Trainer, ShortSftRunLowersTheLoss) {
 }
 
 // GRPO from rewards, exact rollout logprobs: no mismatch; then a perturbed rollout with MIS.
+// After ResetOptimizer, a step is exactly the first step of a fresh optimizer from the same
+// parameters (the policy version still counts on).
+TEST(Trainer, ResetOptimizerStepsLikeAFreshOptimizer) {
+  at::set_num_threads(1);
+  const ModelConfig c = TinyConfig(true);
+  const NamedTensors init = Model::RandomInit(c, 3).weights();
+  std::vector<SftSample> warm(4), next(4);
+  for (int i = 0; i < 4; ++i) {
+    warm[i] = {{1, 2 + i}, {10 + i, 11 + i, 12}, {}};
+    next[i] = {{3, 4 + i}, {20 + i, 21, 22 + i}, {}};
+  }
+  NamedTensors reset_result, fresh_result, kept_result, after_warm;
+  ExpectAllOk(RunRanks(1, [&](Communicator& comm) -> absl::Status {
+    TrainerOptions o;
+    o.optimizer.lr = 1e-2;
+    TIDAL_ASSIGN_OR_RETURN(auto a, Trainer::Create(c, init, o, &comm));
+    for (int i = 0; i < 3; ++i) TIDAL_RETURN_IF_ERROR(a->SftStep(warm).status());
+    TIDAL_ASSIGN_OR_RETURN(after_warm, a->FullWeights());
+    TIDAL_ASSIGN_OR_RETURN(auto kept, Trainer::Create(c, init, o, &comm));
+    for (int i = 0; i < 3; ++i) TIDAL_RETURN_IF_ERROR(kept->SftStep(warm).status());
+    TIDAL_RETURN_IF_ERROR(kept->SftStep(next).status());
+    TIDAL_ASSIGN_OR_RETURN(kept_result, kept->FullWeights());
+    a->ResetOptimizer();
+    TIDAL_RETURN_IF_ERROR(a->SftStep(next).status());
+    EXPECT_EQ(a->step(), 4);
+    TIDAL_ASSIGN_OR_RETURN(reset_result, a->FullWeights());
+    TIDAL_ASSIGN_OR_RETURN(auto fresh, Trainer::Create(c, after_warm, o, &comm));
+    TIDAL_RETURN_IF_ERROR(fresh->SftStep(next).status());
+    TIDAL_ASSIGN_OR_RETURN(fresh_result, fresh->FullWeights());
+    return absl::OkStatus();
+  }));
+  EXPECT_LT(MaxAbsDiff(reset_result, fresh_result), 1e-6);
+  EXPECT_GT(MaxAbsDiff(kept_result, fresh_result), 1e-4);  // the kept moments do change the step
+}
+
 TEST(Trainer, RlStepReportsMismatchAndCorrections) {
   at::set_num_threads(1);
   const ModelConfig c = TinyConfig(true);

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/remove_tree.h"
 #include "core/communicator_shm.h"
 #include "core/model.h"
 #include "trainer/train_batch.h"
@@ -56,10 +57,7 @@ inline std::vector<absl::Status> RunRanks(int world, const std::function<absl::S
 }
 
 // std::filesystem is avoided: LibTorch exports conflicting copies of some of its symbols.
-inline void RemoveTree(const std::string& path) {
-  nftw(path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
-       FTW_DEPTH | FTW_PHYS);
-}
+inline void RemoveTree(const std::string& path) { (void)tidal::RemoveTree(path); }
 inline bool Exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
 inline void MakeDir(const std::string& path) { mkdir(path.c_str(), 0755); }
 
