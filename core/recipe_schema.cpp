@@ -427,8 +427,8 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(warmup.sft.steps, 0, "Supervised warm-up steps on the environment's reference answers before RL; 0 = none.", Min(0)),
       KEY(warmup.sft.lr, 1e-3, "Learning rate of the SFT warm-up.", Above(0)),
       KEY(warmup.sft.batch_size, 32, "Sequences per SFT step.", Above(0)),
-      KEY(warmup.sft.reset_optimizer, true,
-          "RL starts with fresh AdamW moments instead of the warm-up's (whose second moments would damp RL updates for ~1/(1 - beta2) steps)."),
+      KEY(warmup.sft.reset_optimizer, false,
+          "RL starts with fresh AdamW moments instead of continuing the warm-up's; the warm-up's second moments damp RL updates for ~1/(1 - beta2) steps, so a reset wants a lower `train.lr`."),
 
       KEY(pool.devices, "cpu:2", "Devices of the pool: `cpu:N` (N CPU slots), `cuda:I`, `cuda:A-B` or `cuda:0,2,3`.",
           Check(CheckDevices, "cpu:N | cuda:I | cuda:A-B | cuda:I,J,...")),

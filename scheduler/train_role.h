@@ -41,9 +41,9 @@ struct TrainRoleConfig {
   double is_cap = 2.0;
   double temperature = 1.0;
   int64_t micro_batch_tokens = 4096;
-  // The first RL step after SFT steps starts from fresh AdamW moments (the SFT gradients'
-  // second moments would otherwise damp RL updates for ~1/(1-beta2) steps).
-  bool reset_optimizer_after_sft = true;
+  // The first RL step after SFT steps starts from fresh AdamW moments (else the SFT gradients'
+  // second moments keep damping RL updates for ~1/(1-beta2) steps).
+  bool reset_optimizer_after_sft = false;
   bool bf16 = false, reduce_bf16 = false, activation_checkpointing = false;
 };
 
