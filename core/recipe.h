@@ -148,6 +148,7 @@ struct Recipe {
     KlEstimator kl_estimator{};
     double entropy_coef = 0;
     bool dynamic_sampling = false;
+    int64_t dynamic_sampling_limit = 0;
     struct IsCorrection {
       IsCorrectionType type{};
       double cap = 0;

@@ -94,7 +94,8 @@ class Controller {
  public:
   Controller(const Recipe& recipe, const RunOptions& options)
       : recipe_(recipe), options_(options),
-        store_(static_cast<int>(recipe.rollout.max_staleness), recipe.algo.dynamic_sampling),
+        store_(static_cast<int>(recipe.rollout.max_staleness), recipe.algo.dynamic_sampling,
+               recipe.algo.dynamic_sampling_limit * recipe.train.prompts_per_step),
         pool_(SlotsFromDeviceSet(recipe.pool.device_set),
               recipe.pool.policy == PoolPolicy::kColocated ? 0
                                                            : static_cast<int>(recipe.pool.tags.train)),
@@ -223,6 +224,7 @@ class Controller {
   double last_progress_ = -1, last_metrics_ = -1;
   double last_reward_ = 0, last_accuracy_ = 0, last_staleness_ = 0, staleness_sum_ = 0;
   int64_t staleness_groups_ = 0;
+  int64_t last_kept_unfiltered_ = 0;  // zero-variance groups the last batch kept (limit reached)
   double eval_acc_start_ = -1, eval_acc_end_ = -1, last_eval_acc_ = -1;
   std::deque<std::pair<double, int64_t>> rollout_window_;  // (time, tokens) samples
   bool tty_ = isatty(STDERR_FILENO);
@@ -847,6 +849,7 @@ void Controller::MaybeStartTrainStep() {
     if (pool_.device(d).tag != Tag::kTrain || workers_[d].state != Worker::State::kReady) return;
   }
   std::vector<DroppedGroup> dropped;
+  const int64_t kept_unfiltered = store_.kept_unfiltered();
   auto batch = store_.TakeBatch(p, version_, &dropped);
   for (const auto& g : dropped) DropPrompt(g.prompt_id, g.reason);
   if (!batch) return;
@@ -865,6 +868,11 @@ void Controller::MaybeStartTrainStep() {
     }
   }
   last_staleness_ = stale / static_cast<double>(batch->size());
+  last_kept_unfiltered_ = kept_unfiltered;
+  if (kept_unfiltered > 0) {
+    TIDAL_LOG(WARN) << "step " << steps_done_ << ": dynamic sampling hit algo.dynamic_sampling_limit; "
+                    << kept_unfiltered << " zero-variance groups kept (the policy may have collapsed)";
+  }
   staleness_sum_ += stale;
   staleness_groups_ += static_cast<int64_t>(batch->size());
   last_reward_ = samples > 0 ? reward / samples : 0;
@@ -912,6 +920,7 @@ void Controller::OnTrainStepDone(int d, const TrainStepDone& r) {
              {"reward", last_reward_},
              {"accuracy", last_accuracy_},
              {"staleness", last_staleness_},
+             {"zero_variance_groups_kept", last_kept_unfiltered_},
              {"train_seconds", secs},
              {"train_tokens", r.tokens},
              {"publish_seconds", r.publish_seconds},

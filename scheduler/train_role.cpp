@@ -120,7 +120,11 @@ absl::StatusOr<TrainStepDone> TrainRole::Train(const TrainStep& step) {
       batch.push_back(std::move(s));
     }
   }
-  if (impl_->sft_since_rl && impl_->config.reset_optimizer_after_sft) impl_->trainer->ResetOptimizer();
+  if (impl_->sft_since_rl) {
+    // RL's KL term anchors to the policy the warm-up produced, not to the initial weights.
+    impl_->trainer->SnapshotReference();
+    if (impl_->config.reset_optimizer_after_sft) impl_->trainer->ResetOptimizer();
+  }
   impl_->sft_since_rl = false;
   TIDAL_ASSIGN_OR_RETURN(StepStats st, impl_->trainer->TrainStep(batch));
   TrainStepDone d;

@@ -44,7 +44,11 @@ bool TrajectoryGroup::RewardsAllEqual() const {
 std::optional<std::string> TrajectoryStore::Add(TrajectoryGroup group) {
   if (group.samples.empty()) return std::string("empty_group");
   if (dynamic_sampling_ && group.samples.size() > 1 && group.RewardsAllEqual()) {
-    return std::string("zero_reward_variance");
+    if (filtered_since_batch_ < max_filtered_) {
+      ++filtered_since_batch_;
+      return std::string("zero_reward_variance");
+    }
+    ++kept_unfiltered_;
   }
   groups_.push_back(std::move(group));
   return std::nullopt;
@@ -63,6 +67,8 @@ std::optional<std::vector<TrajectoryGroup>> TrajectoryStore::TakeBatch(
     }
   }
   if (groups <= 0 || static_cast<int>(groups_.size()) < groups) return std::nullopt;
+  filtered_since_batch_ = 0;
+  kept_unfiltered_ = 0;
   std::vector<TrajectoryGroup> batch;
   batch.reserve(groups);
   for (int i = 0; i < groups; ++i) {

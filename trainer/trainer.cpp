@@ -158,6 +158,9 @@ class Trainer::Impl {
   void SetLearningRate(double lr) { options_.optimizer.lr = lr; }
   int64_t step() const { return model_->optimizer_steps(); }
   void ResetOptimizer() { model_->ResetOptimizerState(); }
+  void SnapshotReference() {
+    if (options_.loss.kl_coef != 0.0) model_->SnapshotReference();
+  }
   const ModelConfig& config() const { return config_; }
   const TrainerOptions& options() const { return options_; }
 
@@ -533,6 +536,7 @@ absl::StatusOr<std::string> Trainer::LoadCheckpoint(const std::string& dir) { re
 void Trainer::SetLearningRate(double lr) { impl_->SetLearningRate(lr); }
 int64_t Trainer::step() const { return impl_->step(); }
 void Trainer::ResetOptimizer() { impl_->ResetOptimizer(); }
+void Trainer::SnapshotReference() { impl_->SnapshotReference(); }
 const ModelConfig& Trainer::config() const { return impl_->config(); }
 const TrainerOptions& Trainer::options() const { return impl_->options(); }
 

@@ -83,6 +83,10 @@ class Trainer {
   // Fresh AdamW moments and bias correction from the next step on (the policy version, step(),
   // keeps counting). Local to this rank's shard, so call it on every rank.
   void ResetOptimizer();
+  // Makes the current parameters the KL reference (when the objective has a KL term; Create
+  // takes the first snapshot). E.g. after an SFT warm-up: RL is then kept near the warmed-up
+  // policy, not near the initial weights. Local to this rank's shard: call it on every rank.
+  void SnapshotReference();
   int64_t step() const;
   const ModelConfig& config() const;
   const TrainerOptions& options() const;

@@ -80,3 +80,24 @@ TEST(TrajectoryStoreTest, GroupStats) {
 
 }  // namespace
 }  // namespace tidal::scheduler
+
+namespace tidal::scheduler {
+namespace {
+
+// Dynamic sampling drops zero-variance groups up to its limit per batch, then keeps them, so a
+// collapsed policy still forms batches; the count restarts with each batch.
+TEST(TrajectoryStoreTest, DynamicSamplingLimitKeepsARunMoving) {
+  TrajectoryStore s(1, /*dynamic_sampling=*/true, /*max_filtered=*/2);
+  EXPECT_EQ(s.Add(Group(0, {0}, {1, 1})), "zero_reward_variance");
+  EXPECT_EQ(s.Add(Group(1, {0}, {0, 0})), "zero_reward_variance");
+  EXPECT_FALSE(s.Add(Group(2, {0}, {0, 0})).has_value());  // limit reached: kept
+  EXPECT_FALSE(s.Add(Group(3, {0}, {1, 0})).has_value());
+  EXPECT_EQ(s.kept_unfiltered(), 1);
+  std::vector<DroppedGroup> dropped;
+  ASSERT_TRUE(s.TakeBatch(2, 0, &dropped).has_value());
+  EXPECT_EQ(s.kept_unfiltered(), 0);
+  EXPECT_EQ(s.Add(Group(4, {0}, {1, 1})), "zero_reward_variance");  // a fresh allowance
+}
+
+}  // namespace
+}  // namespace tidal::scheduler

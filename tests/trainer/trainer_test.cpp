@@ -218,6 +218,34 @@ TEST(Trainer, KlToReferenceStartsAtZeroAndGrows) {
   }));
 }
 
+// A reference re-snapshotted after SFT steps is the warmed-up policy: the KL of the next RL step
+// is zero again (without it, KL is measured against the initial weights).
+TEST(Trainer, ReferenceSnapshotAfterSftMakesKlZeroAgain) {
+  at::set_num_threads(1);
+  const ModelConfig c = TinyConfig(true);
+  const NamedTensors init = Model::RandomInit(c, 4).weights();
+  const auto batch = RandomBatch(4, c.vocab_size, 13);
+  std::vector<SftSample> sft(4);
+  for (int i = 0; i < 4; ++i) sft[i] = {{1, 2 + i}, {10 + i, 11, 12 + i}, {}};
+  ExpectAllOk(RunRanks(1, [&](Communicator& comm) -> absl::Status {
+    TrainerOptions o;
+    o.optimizer.lr = 1e-2;
+    o.loss.kl_coef = 0.1;
+    TIDAL_ASSIGN_OR_RETURN(auto stale, Trainer::Create(c, init, o, &comm));
+    TIDAL_ASSIGN_OR_RETURN(auto fresh, Trainer::Create(c, init, o, &comm));
+    for (int i = 0; i < 5; ++i) {
+      TIDAL_RETURN_IF_ERROR(stale->SftStep(sft).status());
+      TIDAL_RETURN_IF_ERROR(fresh->SftStep(sft).status());
+    }
+    fresh->SnapshotReference();
+    TIDAL_ASSIGN_OR_RETURN(StepStats s_stale, stale->TrainStep(batch));
+    TIDAL_ASSIGN_OR_RETURN(StepStats s_fresh, fresh->TrainStep(batch));
+    EXPECT_GT(s_stale.kl, 1e-4);  // against the initial weights
+    EXPECT_LT(std::abs(s_fresh.kl), 1e-7);
+    return absl::OkStatus();
+  }));
+}
+
 TEST(Trainer, RejectsBadSamples) {
   const ModelConfig c = TinyConfig(true);
   const NamedTensors init = Model::RandomInit(c, 2).weights();
