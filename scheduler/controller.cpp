@@ -693,9 +693,20 @@ void Controller::DispatchEval() {
 
 void Controller::DispatchRl() {
   int room = RlRoom();
+  if (room <= 0) return;
+  // One group per device per round, home-rollout devices first: a lent train device is recalled
+  // (its groups pause) as soon as a batch is ready, so it must not take work the rollout
+  // devices would otherwise have run without interruption.
+  std::vector<int> order;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int d = 0; d < pool_.size(); ++d) {
+      if ((pool_.device(d).home == Tag::kRollout) == (pass == 0)) order.push_back(d);
+    }
+  }
   while (room > 0) {
     bool any = false;
-    for (int d = 0; d < pool_.size() && room > 0; ++d) {
+    for (int d : order) {
+      if (room <= 0) break;
       if (DispatchOne(d)) {
         --room;
         any = true;
