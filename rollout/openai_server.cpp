@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <functional>
 
 #include "core/chat_template.h"
 
@@ -348,42 +349,36 @@ void OpenAIServer::HandleReward(const std::string& session, const std::string& r
 
 absl::Status OpenAIServer::Start() {
   http_ = std::make_unique<httplib::Server>();
-  http_->Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    int status = 500;
-    std::string reply;
-    HandleChat(req.body, req.get_header_value("X-Session-Id"), &status, &reply);
-    res.status = status;
-    res.set_content(reply, "application/json");
-  });
-  http_->Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    int status = 500;
-    std::string reply;
-    HandleCompletion(req.body, req.get_header_value("X-Session-Id"), &status, &reply);
-    res.status = status;
-    res.set_content(reply, "application/json");
-  });
-  http_->Post(R"(/v1/sessions/([^/]+)/reward)",
-              [this](const httplib::Request& req, httplib::Response& res) {
-                int status = 500;
-                std::string reply;
-                HandleReward(req.matches[1], req.body, &status, &reply);
-                res.status = status;
-                res.set_content(reply, "application/json");
-              });
-  // vLLM-compatible: {"prompt": "text"} -> {"tokens": [...], "count": n}, the ids a completion
-  // prompt of that text would get.
-  http_->Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
-    json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-    if (body.is_discarded() || !body.is_object() || !body.contains("prompt") || !body["prompt"].is_string()) {
-      int status = 400;
+  // Every POST handler fills a status and a JSON reply.
+  using Handler = std::function<void(const httplib::Request&, int*, std::string*)>;
+  auto json_post = [this](const std::string& pattern, Handler handle) {
+    http_->Post(pattern, [handle = std::move(handle)](const httplib::Request& req, httplib::Response& res) {
+      int status = 500;
       std::string reply;
-      Error(400, "expected {\"prompt\": string}", &status, &reply);
+      handle(req, &status, &reply);
       res.status = status;
       res.set_content(reply, "application/json");
-      return;
+    });
+  };
+  json_post("/v1/chat/completions", [this](const httplib::Request& req, int* status, std::string* reply) {
+    HandleChat(req.body, req.get_header_value("X-Session-Id"), status, reply);
+  });
+  json_post("/v1/completions", [this](const httplib::Request& req, int* status, std::string* reply) {
+    HandleCompletion(req.body, req.get_header_value("X-Session-Id"), status, reply);
+  });
+  json_post(R"(/v1/sessions/([^/]+)/reward)", [this](const httplib::Request& req, int* status, std::string* reply) {
+    HandleReward(req.matches[1], req.body, status, reply);
+  });
+  // vLLM-compatible: {"prompt": "text"} -> {"tokens": [...], "count": n}, the ids a completion
+  // prompt of that text would get.
+  json_post("/tokenize", [this](const httplib::Request& req, int* status, std::string* reply) {
+    json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded() || !body.is_object() || !body.contains("prompt") || !body["prompt"].is_string()) {
+      return Error(400, "expected {\"prompt\": string}", status, reply);
     }
     const std::vector<int32_t> ids = tokenizer_->Encode(body["prompt"].get<std::string>());
-    res.set_content(json{{"tokens", ids}, {"count", ids.size()}}.dump(), "application/json");
+    *status = 200;
+    *reply = json{{"tokens", ids}, {"count", ids.size()}}.dump();
   });
   http_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(json{{"object", "list"},

@@ -56,15 +56,14 @@ absl::StatusOr<std::vector<TrajectoryGroup>> AgentGroups::Add(AgentSession sessi
   if (it == open_.end()) {
     Open o;
     o.group.prompt_id = ledger_->Create(/*task_seed=*/0);
-    TIDAL_ASSIGN_OR_RETURN(o.attempt, ledger_->Dispatch(o.group.prompt_id, kAgentWorker));
-    o.group.attempt = o.attempt;
+    TIDAL_ASSIGN_OR_RETURN(o.group.attempt, ledger_->Dispatch(o.group.prompt_id, kAgentWorker));
     o.group.worker = device;
     it = open_.emplace(session.group, std::move(o)).first;
   }
   Open& o = it->second;
   for (Trajectory& t : session.trajectories) o.group.samples.push_back(std::move(t));
   if (++o.sessions < group_size_) return std::vector<TrajectoryGroup>{};
-  TIDAL_RETURN_IF_ERROR(ledger_->Complete(o.group.prompt_id, o.attempt, kAgentWorker));
+  TIDAL_RETURN_IF_ERROR(ledger_->Complete(o.group.prompt_id, o.group.attempt, kAgentWorker));
   std::vector<TrajectoryGroup> done;
   done.push_back(std::move(o.group));
   open_.erase(it);

@@ -52,8 +52,7 @@ class AgentGroups {
 
  private:
   struct Open {
-    TrajectoryGroup group;
-    int64_t attempt = 0;
+    TrajectoryGroup group;  // group.attempt: the ledger attempt Complete() must echo
     int sessions = 0;
   };
   PromptLedger* ledger_;

@@ -99,7 +99,16 @@ class Controller {
         pool_(SlotsFromDeviceSet(recipe.pool.device_set),
               recipe.pool.policy == PoolPolicy::kColocated ? 0
                                                            : static_cast<int>(recipe.pool.tags.train)),
-        agent_groups_(&ledger_, static_cast<int>(recipe.rollout.group_size)) {}
+        agent_groups_(&ledger_, static_cast<int>(recipe.rollout.group_size)) {
+    // One group per device per round, home-rollout devices first: a lent train device is
+    // recalled (its groups pause) as soon as a batch is ready, so it must not take work the
+    // rollout devices would otherwise have run without interruption. Home tags never change.
+    for (int pass = 0; pass < 2; ++pass) {
+      for (int d = 0; d < pool_.size(); ++d) {
+        if ((pool_.device(d).home == Tag::kRollout) == (pass == 0)) dispatch_order_.push_back(d);
+      }
+    }
+  }
 
   absl::StatusOr<RunSummary> Run();
 
@@ -183,6 +192,7 @@ class Controller {
   double last_agent_session_ = 0;
   std::vector<Worker> workers_;
   std::vector<int> train_group_;
+  std::vector<int> dispatch_order_;  // DispatchRl's device order
   std::string comm_group_;
   std::map<int64_t, envs::Task> tasks_;  // RL prompts not yet terminal
   std::vector<envs::Task> eval_tasks_;
@@ -693,19 +703,9 @@ void Controller::DispatchEval() {
 
 void Controller::DispatchRl() {
   int room = RlRoom();
-  if (room <= 0) return;
-  // One group per device per round, home-rollout devices first: a lent train device is recalled
-  // (its groups pause) as soon as a batch is ready, so it must not take work the rollout
-  // devices would otherwise have run without interruption.
-  std::vector<int> order;
-  for (int pass = 0; pass < 2; ++pass) {
-    for (int d = 0; d < pool_.size(); ++d) {
-      if ((pool_.device(d).home == Tag::kRollout) == (pass == 0)) order.push_back(d);
-    }
-  }
   while (room > 0) {
     bool any = false;
-    for (int d : order) {
+    for (int d : dispatch_order_) {
       if (room <= 0) break;
       if (DispatchOne(d)) {
         --room;
