@@ -4,7 +4,7 @@
 #   Globs the calling folder's *.cpp (and *.cu when TIDAL_CUDA) recursively, skipping
 #   examples/ and files ending in _main.cpp. Public include root is the repo root, so code
 #   includes "core/status.h", "rollout/engine.h", ...
-# tidal_test_suite(FOLDER <name> DEPS <targets...> [NEEDS_CLI])
+# tidal_test_suite(FOLDER <name> DEPS <targets...> [NEEDS_CLI])  (see below: *_gpu_test.cpp get the gpu label)
 #   tests/<name>/*_test.cpp -> one executable tidal_<name>_tests, registered test by test.
 
 if(CCACHE_PROGRAM)
@@ -45,15 +45,10 @@ endfunction()
 set(TIDAL_PYTHON "${PROJECT_SOURCE_DIR}/.venv/bin/python" CACHE STRING
     "Python with torch/transformers/tokenizers for reference and parity tests")
 
-function(tidal_test_suite)
-  cmake_parse_arguments(ARG "NEEDS_CLI" "FOLDER" "DEPS" ${ARGN})
-  file(GLOB _srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${ARG_FOLDER}/*_test.cpp)
-  if(NOT _srcs)
-    return()
-  endif()
-  set(_t tidal_${ARG_FOLDER}_tests)
+# One test executable from a list of sources, discovered test by test, with the given labels.
+function(_tidal_test_executable _t _srcs _deps _labels _needs_cli)
   add_executable(${_t} ${_srcs})
-  target_link_libraries(${_t} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main GTest::gmock)
+  target_link_libraries(${_t} PRIVATE ${_deps} GTest::gtest GTest::gtest_main GTest::gmock)
   target_include_directories(${_t} PRIVATE ${PROJECT_SOURCE_DIR})
   # Tests find the CLI, fixtures and the venv's python through these.
   target_compile_definitions(${_t} PRIVATE
@@ -61,12 +56,31 @@ function(tidal_test_suite)
     TIDAL_BINARY_DIR="${PROJECT_BINARY_DIR}"
     TIDAL_BIN="$<TARGET_FILE:tidal>"
     TIDAL_PYTHON="${TIDAL_PYTHON}")
-  if(ARG_NEEDS_CLI)
+  if(_needs_cli)
     add_dependencies(${_t} tidal)  # end-to-end suites run the binary
   endif()
   gtest_discover_tests(${_t} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
-                       PROPERTIES TIMEOUT 300 LABELS ${ARG_FOLDER}
+                       PROPERTIES TIMEOUT 300 LABELS "${_labels}"
                        # ctest runs suites in parallel: one intra-op thread each avoids OpenMP
                        # oversubscription (seen: 0.3 s tests taking 18 s).
                        ENVIRONMENT "OMP_NUM_THREADS=1")
+endfunction()
+
+# tests/<folder>/*_test.cpp -> tidal_<folder>_tests (label <folder>);
+# tests/<folder>/*_gpu_test.cpp -> tidal_<folder>_gpu_tests (labels gpu;<folder>): tests that need
+# a CUDA device. They skip with a message where none is; tools/device_test.sh runs them (ctest -L gpu).
+function(tidal_test_suite)
+  cmake_parse_arguments(ARG "NEEDS_CLI" "FOLDER" "DEPS" ${ARGN})
+  file(GLOB _srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${ARG_FOLDER}/*_test.cpp)
+  set(_gpu_srcs ${_srcs})
+  list(FILTER _srcs EXCLUDE REGEX "_gpu_test\\.cpp$")
+  list(FILTER _gpu_srcs INCLUDE REGEX "_gpu_test\\.cpp$")
+  if(_srcs)
+    _tidal_test_executable(tidal_${ARG_FOLDER}_tests "${_srcs}" "${ARG_DEPS}" "${ARG_FOLDER}"
+                           "${ARG_NEEDS_CLI}")
+  endif()
+  if(_gpu_srcs)
+    _tidal_test_executable(tidal_${ARG_FOLDER}_gpu_tests "${_gpu_srcs}" "${ARG_DEPS}"
+                           "gpu;${ARG_FOLDER}" "${ARG_NEEDS_CLI}")
+  endif()
 endfunction()
