@@ -137,6 +137,7 @@ struct Recipe {
     int64_t eval_prompts = 0;
 
     bool IsBuiltin() const { return plugin.rfind("builtin:", 0) == 0; }
+    bool IsPython() const { return plugin.rfind("python:", 0) == 0; }
     std::string BuiltinName() const { return IsBuiltin() ? plugin.substr(8) : std::string(); }
   };
   struct Algo {

@@ -391,8 +391,11 @@ std::string CheckPlugin(const std::string& plugin) {
   if (plugin.rfind("builtin:", 0) == 0) {
     return plugin.size() > 8 ? "" : "`builtin:` needs an environment name, like builtin:letter_count";
   }
+  if (plugin.rfind("python:", 0) == 0) {
+    return plugin.size() > 7 ? "" : "`python:` needs the path of a Python file, like python:my_env.py";
+  }
   if (plugin.size() < 3 || plugin.substr(plugin.size() - 3) != ".so") {
-    return absl::StrCat("`", plugin, "` is neither builtin:NAME nor a path to a shared library (.so)");
+    return absl::StrCat("`", plugin, "` is neither builtin:NAME, python:FILE.py nor a path to a shared library (.so)");
   }
   return "";
 }
@@ -449,8 +452,8 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(rollout.block_size, 16, "Tokens per paged-KV block.", Above(0)),
       KEY(rollout.kv_blocks, 0, "Paged-KV blocks per engine; 0 = size from free memory.", Min(0)),
 
-      KEY(env.plugin, "", "Environment: `builtin:NAME` or a path to a plugin shared library (.so).", Required(),
-          Check(CheckPlugin, "builtin:NAME | path/to/plugin.so")),
+      KEY(env.plugin, "", "Environment: `builtin:NAME`, a path to a plugin shared library (.so), or `python:FILE.py` (an environment written in Python, run in env-worker processes). A relative path is relative to the recipe file that sets it, as `include:` is.", Required(),
+          Check(CheckPlugin, "builtin:NAME | path/to/plugin.so | python:path/to/env.py")),
       KEY(env.args, nlohmann::json::object(), "Free-form map handed to the environment as JSON."),
       KEY(env.isolate, false, "Run environment plugins in separate env-worker processes (a crash does not take the worker down)."),
       KEY(env.timeout_s, 10.0, "Seconds one environment call may take before it counts as failed.", Above(0)),

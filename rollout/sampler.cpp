@@ -89,6 +89,23 @@ SampleResult Sample(const at::Tensor& logits_in, std::span<const SampleRow> rows
     for (int64_t j = 0; j < s; ++j) tokens[sampled_rows[j]] = chosen.data_ptr<int64_t>()[j];
   }
 
+  int64_t max_top = 0;
+  for (const SampleRow& row : rows) max_top = std::max<int64_t>(max_top, row.params->top_logprobs);
+  if (max_top > 0) {
+    max_top = std::min(max_top, v);
+    auto [top_v, top_i] = logprobs.topk(max_top, /*dim=*/1, /*largest=*/true, /*sorted=*/true);
+    top_v = top_v.cpu().contiguous();
+    top_i = top_i.cpu().contiguous();
+    out.top.resize(r);
+    for (int64_t i = 0; i < r; ++i) {
+      const int64_t k = std::min<int64_t>(rows[i].params->top_logprobs, max_top);
+      for (int64_t j = 0; j < k; ++j) {
+        out.top[i].push_back({static_cast<int32_t>(top_i.data_ptr<int64_t>()[i * max_top + j]),
+                              top_v.data_ptr<float>()[i * max_top + j]});
+      }
+    }
+  }
+
   at::Tensor tok = at::tensor(tokens, logits.options().dtype(at::kLong));
   at::Tensor lp = logprobs.gather(1, tok.unsqueeze(1)).squeeze(1).cpu().contiguous();
   for (int64_t i = 0; i < r; ++i) {

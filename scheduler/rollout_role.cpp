@@ -230,6 +230,7 @@ std::vector<RolloutResult> RolloutRole::Step() {
     if (m.openai) m.openai->FailAll(step.status(), m.engine.get());
     throw std::runtime_error(absl::StrCat("engine step: ", step.status().message()));
   }
+  if (m.openai) m.openai->Observe(*step);  // streams and stop strings of agent calls
   for (auto& o : step->finished) {
     if (m.openai && m.openai->Deliver(o)) continue;
     // Request ids are "<key>.<attempt>.<sample>".

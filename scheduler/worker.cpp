@@ -27,6 +27,7 @@ TrainRoleConfig TrainConfigFromRecipe(const Recipe& r, const WorkerSetup& setup,
   TrainRoleConfig c;
   c.model = model;
   c.model_path = r.model.path;
+  c.tokenizer_spec = r.model.tokenizer;
   c.seed = static_cast<uint64_t>(r.seed);
   c.rank = setup.train_rank;
   c.world = static_cast<int>(setup.train_group.size());
@@ -260,6 +261,9 @@ absl::Status Worker::Handle(const Envelope& env) {
   } else if (env.Is<Checkpoint>()) {
     TIDAL_ASSIGN_OR_RETURN(Checkpoint m, env.As<Checkpoint>());
     absl::Status s = train_->SaveCheckpoint(m.dir);
+    // The checkpoint's HF view (weights + tokenizer files): usable by `tidal generate` and
+    // transformers without resuming the run. Collective, like the save.
+    if (s.ok()) s = train_->ExportHf(m.dir + "/hf");
     Send(CheckpointDone{m.step, m.dir, s.ok() ? "" : std::string(s.message())});
   } else if (env.Is<ExportModel>()) {
     TIDAL_ASSIGN_OR_RETURN(ExportModel m, env.As<ExportModel>());

@@ -159,6 +159,21 @@ TEST_F(RunE2eTest, ShortRunCompletesWithEveryPromptAccounted) {
   EXPECT_TRUE(fs::exists(run.dir() / "checkpoints" / "step-2" / "controller_state.json"));
   EXPECT_TRUE(fs::exists(run.dir() / "final" / "config.json"));
   EXPECT_TRUE(fs::exists(run.dir() / "final" / "model.safetensors"));
+  // Self-contained HF views: the final model and every checkpoint carry the tokenizer files, so
+  // `tidal generate` (and transformers) load them alone.
+  for (const fs::path& hf : {run.dir() / "final", run.dir() / "checkpoints" / "step-2" / "hf"}) {
+    for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                          "generation_config.json"}) {
+      EXPECT_TRUE(fs::exists(hf / f)) << hf / f;
+    }
+  }
+  FILE* gen = ::popen((std::string(TIDAL_BIN) + " generate " + (run.dir() / "final").string() +
+                       " 'count l in hello:' --temperature 0 --max-new-tokens 4 2>&1").c_str(), "r");
+  ASSERT_NE(gen, nullptr);
+  std::string gen_out;
+  for (int c; (c = std::fgetc(gen)) != EOF;) gen_out.push_back(static_cast<char>(c));
+  EXPECT_EQ(::pclose(gen), 0) << gen_out;
+  EXPECT_TRUE(json::parse(gen_out, nullptr, false).contains("text")) << gen_out;
   // Every device's time is accounted as busy or idle under some tag.
   for (const auto& d : s["devices"]) {
     double t = d["busy_rollout_s"].get<double>() + d["busy_train_s"].get<double>() +
