@@ -59,6 +59,9 @@ absl::Status Controller::PrepareRunDir() {
 
 absl::Status Controller::StartWorkers() {
   TIDAL_ASSIGN_OR_RETURN(policy_, ParseTagPolicy(EnumName(recipe_.pool.policy)));
+  TIDAL_ASSIGN_OR_RETURN(weight_sync::TransportKind transport,
+                         weight_sync::SelectTransport(recipe_.weight_sync.backend, recipe_.pool.device_set.kind));
+  TIDAL_LOG(INFO) << "weight sync: " << weight_sync::TransportName(transport) << " transport";
   RouterOptions ro;
   ro.endpoint = "tcp://127.0.0.1:0";
   ro.heartbeat.interval = absl::Milliseconds(recipe_.control.heartbeat_ms);

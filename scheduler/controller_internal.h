@@ -45,6 +45,7 @@
 #include "scheduler/train_step.h"
 #include "scheduler/trajectory_store.h"
 #include "weight_sync/fault_injection.h"
+#include "weight_sync/transport_factory.h"
 #include "weight_sync/weight_bucket.h"
 #include "weight_sync/weight_relay.h"
 
