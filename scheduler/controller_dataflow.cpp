@@ -5,7 +5,7 @@ namespace tidal::scheduler::detail {
 void Controller::UpdateBusy() {
   double now = Now();
   for (int d = 0; d < pool_.size(); ++d) {
-    const Worker& w = workers_[d];
+    const WorkerSlot& w = workers_[d];
     bool busy = pool_.device(d).tag == Tag::kRollout
                     ? !(w.rl.empty() && w.eval.empty()) || w.agent_calls > 0
                     : w.train_ops > 0;
