@@ -174,7 +174,7 @@ class Binder {
     if (Ok({"weight_sync.backend"}) &&
         (r.weight_sync.backend == WeightSyncBackend::kNccl || r.weight_sync.backend == WeightSyncBackend::kIpc)) {
       Issue(LocOf("weight_sync.backend"), "weight_sync.backend",
-            absl::StrCat("`", EnumName(r.weight_sync.backend), "` is not available",
+            absl::StrCat("`", std::string(EnumName(r.weight_sync.backend)), "` is not available",
                          devices.ok() && devices->kind == DeviceSet::Kind::kCpu ? " on a CPU pool" : " yet",
                          "; use `cpu` (ZeroMQ through the controller) or `auto`"));
     }

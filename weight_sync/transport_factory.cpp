@@ -1,5 +1,7 @@
 #include "weight_sync/transport_factory.h"
 
+#include <string>
+
 #include "absl/strings/str_cat.h"
 
 namespace tidal::weight_sync {
@@ -22,7 +24,7 @@ absl::StatusOr<TransportKind> SelectTransport(WeightSyncBackend backend, DeviceS
       break;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "weight_sync.backend: `", EnumName(backend), "` is not available",
+      "weight_sync.backend: `", std::string(EnumName(backend)), "` is not available",
       pool == DeviceSet::Kind::kCpu ? " on a CPU pool" : " yet",
       "; use `cpu` (ZeroMQ through the controller) or `auto`"));
 }
