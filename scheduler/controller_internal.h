@@ -32,6 +32,7 @@
 #include "core/messaging.h"
 #include "envs/environment.h"
 #include "scheduler/agent_groups.h"
+#include "scheduler/controller.h"
 #include "scheduler/checkpoint_book.h"
 #include "scheduler/device_pool.h"
 #include "scheduler/dispatch.h"
