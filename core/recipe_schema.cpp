@@ -458,6 +458,8 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(env.isolate, false, "Run environment plugins in separate env-worker processes (a crash does not take the worker down)."),
       KEY(env.timeout_s, 10.0, "Seconds one environment call may take before it counts as failed.", Above(0)),
       KEY(env.eval_prompts, 200, "Prompts of each evaluation pass.", Min(0)),
+      KEY(env.multi_turn, false, "Play each sample as an episode: the plugin's step() judges every model turn and its observation (loss-masked) is appended before the next turn; the sample's reward is the sum of step() rewards. false: one turn, scored by score()."),
+      KEY(env.max_turns, 4, "Model turns per episode at most (env.multi_turn); each turn gets up to rollout.max_new_tokens.", Above(0)),
 
       KEY(algo.name, AlgoName::kGrpo, "Policy-gradient algorithm."),
       KEY(algo.clip, {0.2, 0.28}, "[low, high]: the importance ratio is clipped to [1 - low, 1 + high] (DAPO clip-higher).", Range(0, 10)),

@@ -84,6 +84,8 @@ absl::StatusOr<RolloutSettings> RolloutSettingsFromRecipe(const Recipe& r, const
   s.top_k = r.rollout.top_k;
   s.min_p = r.rollout.min_p;
   s.max_new_tokens = r.rollout.max_new_tokens;
+  s.multi_turn = r.env.multi_turn;
+  s.max_turns = r.env.max_turns;
   s.block_size = r.rollout.block_size;
   s.kv_blocks = r.rollout.kv_blocks;
   s.max_batch_tokens = r.rollout.max_batch_tokens;

@@ -295,4 +295,63 @@ TEST_F(RunE2eTest, BadRecipeFailsBeforeStartingWorkers) {
   EXPECT_NE(run.Output().find("pool.policy"), std::string::npos) << run.Output();
 }
 
+// `tidal run` without --resume / --overwrite never reuses a run directory that holds a run.
+TEST_F(RunE2eTest, ExistingRunDirIsRefusedUnlessResumingOrOverwriting) {
+  {
+    TidalRun first(recipe_, root_ / "run", {"train.steps=1", "env.eval_prompts=4", "warmup.sft.steps=1"});
+    ASSERT_EQ(first.Wait(90), 0) << first.Output();
+  }
+  const std::string base = std::string(TIDAL_BIN) + " run " + recipe_.string() + " run_dir=" +
+                           (root_ / "run").string() + " train.steps=1 env.eval_prompts=4 warmup.sft.steps=1 --quiet";
+  const std::string out = (root_ / "second.out").string();
+  int rc = std::system((base + " > " + out + " 2>&1").c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 2) << ReadFile(out);
+  EXPECT_NE(ReadFile(out).find("already holds a run"), std::string::npos) << ReadFile(out);
+  EXPECT_TRUE(fs::exists(root_ / "run" / "final" / "model.safetensors"));  // untouched
+  rc = std::system((base + " --overwrite > " + out + " 2>&1").c_str());
+  EXPECT_EQ(rc, 0) << ReadFile(out);
+  EXPECT_EQ(json::parse(ReadFile(root_ / "run" / "summary.json"))["steps"], 1);
+}
+
+// SIGINT mid-run: the last trained step is checkpointed and exported; `tidal run --resume` then
+// continues from it with the run's own recipe, without repeating the warm-up or its eval.
+TEST_F(RunE2eTest, StoppedRunKeepsItsPolicyAndResumes) {
+  TidalRun run(recipe_, root_ / "run", {"train.steps=200", "checkpoint.every=0", "eval.every=0"});
+  auto deadline = Clock::now() + std::chrono::seconds(90);
+  while (Clock::now() < deadline && run.Events("step").size() < 2) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GE(run.Events("step").size(), 2u) << run.Output();
+  ASSERT_EQ(kill(run.pid(), SIGINT), 0);
+  const int rc = run.Wait(90);
+  EXPECT_NE(rc, 0) << run.Output();  // stopped, not finished
+  json s = run.Summary();
+  ASSERT_TRUE(s.is_object()) << run.Output();
+  const int64_t stopped_at = s["steps"].get<int64_t>();
+  ASSERT_GE(stopped_at, 2);
+  ASSERT_LT(stopped_at, 200);
+  EXPECT_TRUE(fs::exists(run.dir() / "checkpoints" / ("step-" + std::to_string(stopped_at)) / "controller_state.json"))
+      << run.Output();
+  EXPECT_TRUE(fs::exists(run.dir() / "final" / "model.safetensors")) << run.Output();
+  EXPECT_TRUE(fs::exists(run.dir() / "final" / "tokenizer.json"));
+
+  // Resume from another working directory, with a new step target.
+  const std::string out = (root_ / "resume.out").string();
+  const int resumed = std::system(("cd / && timeout 120 " + std::string(TIDAL_BIN) + " run --resume " +
+                                   run.dir().string() + " train.steps=" + std::to_string(stopped_at + 2) +
+                                   " --quiet > " + out + " 2>&1").c_str());
+  ASSERT_EQ(resumed, 0) << ReadFile(out);
+  EXPECT_EQ(json::parse(ReadFile(run.dir() / "summary.json"))["steps"], stopped_at + 2) << ReadFile(out);
+  EXPECT_NE(ReadFile(run.dir() / "logs" / "controller.log").find("resuming from"), std::string::npos);
+  int after_warmup = 0, finals = 0, warmups = 0;
+  for (const auto& e : run.Events()) {
+    if (e.value("event", "") == "eval" && e.value("name", "") == "after_warmup") ++after_warmup;
+    if (e.value("event", "") == "eval" && e.value("name", "") == "final") ++finals;
+    if (e.value("event", "") == "warmup") ++warmups;
+  }
+  EXPECT_EQ(after_warmup, 1);  // not repeated by the resumed run
+  EXPECT_EQ(finals, 1);        // the stopped run skipped its final eval; the resumed one ran it
+  EXPECT_EQ(warmups, 4);        // kTinyRecipe's 4 warm-up steps, once
+}
+
 }  // namespace

@@ -54,4 +54,50 @@ TEST(RunPythonEnvTest, ShortRunTrainsOnAPythonReward) {
             std::string::npos) << resolved;
 }
 
+// env.multi_turn: the run plays episodes through step(). This environment's score() would give
+// -5 and its step() gives a reward only on the second turn, after an observation: rewards in
+// [0, 1] show that step() drove every sample, over two turns.
+TEST(RunPythonEnvTest, MultiTurnRunCallsStep) {
+  const fs::path dir = fs::path(TIDAL_BINARY_DIR) / "e2e" / "python_multi_turn";
+  (void)tidal::RemoveTree(dir.string());
+  fs::create_directories(dir);
+  std::ofstream(dir / "two_turns.py") << R"PY(
+import zlib
+def reset(seed, split, args):
+    return {"prompt": "say two things:", "hidden": {"seed": seed}, "reference": " a"}
+def score(hidden, response, args):
+    return -5.0
+def step(task, turn, args):
+    task["turns"] = task.get("turns", 0) + 1
+    if task["turns"] == 1:
+        return {"observation": " then?", "reward": 0.0, "done": False, "observation_role": "user"}
+    ok = zlib.crc32(turn.encode()) % 2 == 0
+    return {"reward": 1.0 if ok else 0.0, "done": True, "info": {"correct": ok}}
+)PY";
+  std::ofstream(dir / "recipe.yaml") << R"(name: multi-turn
+model: {arch: qwen2, size: {hidden: 32, layers: 1, heads: 2, kv_heads: 1}, tokenizer: byte}
+pool: {devices: "cpu:2", tags: {rollout: 1, train: 1}, policy: elastic}
+rollout: {group_size: 4, max_new_tokens: 6, temperature: 1.0, max_staleness: 1, max_seqs: 32}
+env: {plugin: "python:two_turns.py", multi_turn: true, max_turns: 3, eval_prompts: 4}
+train: {lr: 1.0e-3, steps: 3, prompts_per_step: 4}
+checkpoint: {every: 0}
+metrics: {port: 0}
+)";
+  const std::string cmd = "timeout 300 " + std::string(TIDAL_BIN) + " run " + (dir / "recipe.yaml").string() +
+                          " run_dir=" + (dir / "run").string() + " --quiet > " + (dir / "run.out").string() + " 2>&1";
+  const int rc = std::system(cmd.c_str());
+  const std::string out = ReadFile(dir / "run.out");
+  ASSERT_EQ(rc, 0) << out;
+  int steps = 0;
+  std::ifstream events(dir / "run" / "metrics.jsonl");
+  for (std::string line; std::getline(events, line);) {
+    json e = json::parse(line, nullptr, false);
+    if (e.value("event", "") != "step") continue;
+    ++steps;
+    EXPECT_GE(e.value("reward", -1.0), 0.0) << line;
+    EXPECT_LE(e.value("reward", -1.0), 1.0) << line;
+  }
+  EXPECT_EQ(steps, 3) << out;
+}
+
 }  // namespace
