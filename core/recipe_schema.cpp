@@ -674,7 +674,8 @@ std::string ExplainRecipeSchema(ExplainFormat format) {
                   "including file; maps merge key by key and the including file wins. Includes may nest; cycles "
                   "are errors.\n"
                   "- Overrides `key.path=value` on the command line are parsed as YAML (`algo.clip=[0.1,0.3]`, "
-                  "`env.args.min_len=4`) and checked like the file; `key.path=` resets a key to its default.\n"
+                  "`env.args.min_len=4`) and checked like the file; an override replaces the key's whole value, "
+                  "a map too (`env.args={}` drops every argument); `key.path=` resets a key to its default.\n"
                   "- Errors name `file:line:col` and the key path; every error of a recipe is reported at once.\n\n");
   std::string current = "\x01";
   std::set<std::string> headed;
