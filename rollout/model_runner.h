@@ -130,10 +130,12 @@ class ModelRunner {
   at::Tensor inv_freq_;  // RoPE [D/2] fp32 (RopeInvFreq), for the fused path
   at::Tensor kv_len_, token_seq_, block_tables32_;
   at::Tensor host_i64_, host_i32_;  // pinned; [token_ids | positions | slots | logits_rows], [kv_len | token_seq | tables]
+  // Defined in model_runner_cuda.cpp (CUDA headers); shared_ptr so that this header and
+  // model_runner.cpp need not see the complete types.
   struct CudaState;
-  std::unique_ptr<CudaState> cuda_;
+  std::shared_ptr<CudaState> cuda_;
   struct Graph;
-  std::map<int64_t, std::unique_ptr<Graph>> graphs_;
+  std::map<int64_t, std::shared_ptr<Graph>> graphs_;
 };
 
 }  // namespace tidal::rollout

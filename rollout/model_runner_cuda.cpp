@@ -61,7 +61,7 @@ void ModelRunner::InitCuda() {
   fused_ = cfg_.fused_layers && !layers_.empty() && !layers_[0].q_norm.defined() &&
            !layers_[0].k_norm.defined();
   inv_freq_ = RopeInvFreq(model_, cfg_.device).to(at::kFloat).contiguous();
-  cuda_ = std::make_unique<CudaState>();
+  cuda_ = std::make_shared<CudaState>();
   cuda_->pool = at::cuda::graph_pool_handle();
   auto i32 = at::TensorOptions().dtype(at::kInt).device(cfg_.device);
   kv_len_ = at::zeros({cfg_.max_batch_tokens}, i32);
@@ -261,7 +261,7 @@ void ModelRunner::CaptureGraph(int64_t padded) {
   // Inputs must be valid while capturing and warming up: the caller loaded a plan, or
   // CaptureGraphs loaded an all-padding one.
   ForwardCuda(padded, -1);  // warm-up outside capture (cuBLAS handles, allocator blocks)
-  auto g = std::make_unique<Graph>();
+  auto g = std::make_shared<Graph>();
   at::cuda::CUDAStream capture = at::cuda::getStreamFromPool(/*isHighPriority=*/false, cfg_.device.index());
   at::cuda::CUDAStream current = at::cuda::getCurrentCUDAStream();
   at::cuda::CUDAEvent ready;
