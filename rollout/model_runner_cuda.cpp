@@ -62,7 +62,6 @@ void ModelRunner::InitCuda() {
            !layers_[0].k_norm.defined();
   inv_freq_ = RopeInvFreq(model_, cfg_.device).to(at::kFloat).contiguous();
   cuda_ = std::make_shared<CudaState>();
-  cuda_->pool = at::cuda::graph_pool_handle();
   auto i32 = at::TensorOptions().dtype(at::kInt).device(cfg_.device);
   kv_len_ = at::zeros({cfg_.max_batch_tokens}, i32);
   token_seq_ = at::zeros({cfg_.max_batch_tokens}, i32);
@@ -261,6 +260,8 @@ void ModelRunner::CaptureGraph(int64_t padded) {
   // Inputs must be valid while capturing and warming up: the caller loaded a plan, or
   // CaptureGraphs loaded an all-padding one.
   ForwardCuda(padded, -1);  // warm-up outside capture (cuBLAS handles, allocator blocks)
+  // A pool whose graphs were all destroyed is released by the allocator: start a new one.
+  if (graphs_.empty()) cuda_->pool = at::cuda::graph_pool_handle();
   auto g = std::make_shared<Graph>();
   at::cuda::CUDAStream capture = at::cuda::getStreamFromPool(/*isHighPriority=*/false, cfg_.device.index());
   at::cuda::CUDAStream current = at::cuda::getCurrentCUDAStream();

@@ -5,8 +5,10 @@
 //   1. each thread loads one key row (16-byte vector loads) and scores it against the G
 //      queries held in shared memory;
 //   2. one warp per query head takes the tile's max, exponentiates in place and rescales;
-//   3. threads own (head, dim pair) outputs and accumulate p * v over the tile, reading value
-//      rows coalesced.
+//      the same thread also copies the key's value row into shared memory (when a tile of
+//      values fits in 32 KB), so the tile's global loads are all in flight at once;
+//   3. threads own (head, dim pair) outputs and accumulate p * v over the tile from shared
+//      memory (or, for fp32 with head_dim 128, from global memory, rows coalesced).
 // The output is divided by the softmax sum at the end; accumulation order is fixed by the
 // tile walk, so a row's result does not depend on which other rows share the launch.
 #include <cmath>
@@ -37,9 +39,11 @@ __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAtte
   const int hq = static_cast<int>(a.q_heads), hkv = static_cast<int>(a.kv_heads), group = hq / hkv;
   const int bs = static_cast<int>(a.block_size);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  __shared__ float qs[kMaxGroup * D];
+  constexpr bool kVShared = kTile * D * sizeof(T) <= 32768;
+  __shared__ __align__(16) float qs[kMaxGroup * D];
   __shared__ float s[kMaxGroup * kTile];
   __shared__ int64_t row[kTile];
+  __shared__ __align__(16) T vt[kVShared ? kTile * D : 8];
   __shared__ float m_run[kMaxGroup], l_run[kMaxGroup], alpha[kMaxGroup];
 
   const int64_t q_off = (static_cast<int64_t>(t) * hq + static_cast<int64_t>(h) * group) * D;
@@ -70,14 +74,24 @@ __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAtte
       const uint4* kp = reinterpret_cast<const uint4*>(kc + off);
 #pragma unroll
       for (int c = 0; c < kChunks; ++c) raw[c] = kp[c];
+      if constexpr (kVShared) {
+        const uint4* vp = reinterpret_cast<const uint4*>(vc + off);
+        uint4* vd = reinterpret_cast<uint4*>(vt + threadIdx.x * D);
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c) vd[c] = vp[c];
+      }
       for (int g = 0; g < group; ++g) {
-        const float* qg = qs + g * D;
+        const float4* q4 = reinterpret_cast<const float4*>(qs + g * D);
         float dot = 0.f;
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
           const T* e = reinterpret_cast<const T*>(&raw[c]);
 #pragma unroll
-          for (int i = 0; i < kVec; ++i) dot += qg[c * kVec + i] * ToFloat(e[i]);
+          for (int i = 0; i < kVec / 4; ++i) {
+            const float4 qq = q4[c * (kVec / 4) + i];
+            dot += qq.x * ToFloat(e[4 * i]) + qq.y * ToFloat(e[4 * i + 1]) +
+                   qq.z * ToFloat(e[4 * i + 2]) + qq.w * ToFloat(e[4 * i + 3]);
+          }
         }
         s[g * kTile + threadIdx.x] = dot;
       }
@@ -115,7 +129,7 @@ __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAtte
         const float* sg = s + g * kTile;
 #pragma unroll 8
         for (int j = 0; j < n; ++j) {
-          const float2 vv = LoadPair(vc + row[j] + d);
+          const float2 vv = kVShared ? LoadPair(vt + j * D + d) : LoadPair(vc + row[j] + d);
           a0 += sg[j] * vv.x;
           a1 += sg[j] * vv.y;
         }

@@ -6,7 +6,7 @@
 //     order-preserving 32-bit key of the float (32 counting / summing passes each, only for
 //     rows that set them); min_p is the test (l - m) / T >= log(min_p);
 //   draw: argmax over the kept tokens of (l - m) / T + Gumbel noise, the noise a hash of
-//     (seed, token index, vocabulary id): an exact draw from the kept, renormalised
+//     (seed, token index, vocabulary id), bounded (|g| < 17): an exact draw from the kept, renormalised
 //     distribution that depends only on the request's seed and position, never on the batch.
 #include <climits>
 #include <cmath>
@@ -27,10 +27,12 @@ __device__ __forceinline__ uint64_t Mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-// Uniform in (0, 1), 24 bits, for vocabulary id i of the row whose stream is `base`.
+// Uniform in (0, 1), 23 bits, for vocabulary id i of the row whose stream is `base`. 23 bits
+// keep (k + 0.5) * 2^-23 exactly representable below 1: with 24 bits the top value rounds to
+// 1.0f, whose Gumbel noise -log(-log(1)) is +inf and would win the draw for any token.
 __device__ __forceinline__ float Uniform(uint64_t base, int64_t i) {
   const uint64_t b = Mix(base ^ Mix(static_cast<uint64_t>(i) * 0xd1b54a32d192ed03ULL));
-  return (static_cast<float>(b >> 40) + 0.5f) * (1.0f / 16777216.0f);
+  return (static_cast<float>(b >> 41) + 0.5f) * (1.0f / 8388608.0f);
 }
 
 // Order-preserving map of a float onto uint32 (larger float -> larger key).

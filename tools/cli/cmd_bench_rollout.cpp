@@ -337,8 +337,12 @@ absl::Status Run(const Args& a) {
                 {"output_tok_per_cpu_s", naive_out / naive_cpu},
                 {"prefix_cache_hit_rate", 0.0},
                 {"outputs_match_engine", matches}};
-  j["speedup_output_tok_per_cpu_s"] = (out_tokens / engine_cpu) / (naive_out / naive_cpu);
-  j["speedup_output_tok_per_s_wall"] = (out_tokens / engine_wall) / (naive_out / naive_wall);
+  if (naive_n > 0) {
+    j["speedup_output_tok_per_cpu_s"] = (out_tokens / engine_cpu) / (naive_out / naive_cpu);
+    j["speedup_output_tok_per_s_wall"] = (out_tokens / engine_wall) / (naive_out / naive_wall);
+  } else {
+    j["naive"] = nullptr;  // --naive-requests 0
+  }
   if (!a.hf_python.empty()) {
     TIDAL_ASSIGN_OR_RETURN(Json hf, RunHfBaseline(a, reqs, dtype));
     j["hf"] = hf;
@@ -383,7 +387,7 @@ std::function<absl::Status()> Setup(CLI::App& sub) {
   sub.add_option("--max-batch-tokens", a->max_batch_tokens, "Tokens per engine step");
   sub.add_option("--max-seqs", a->max_seqs, "Sequences per engine step");
   sub.add_option("--kv-cache-mb", a->kv_cache_mb, "KV cache size (MiB)");
-  sub.add_option("--naive-requests", a->naive_requests, "Requests the naive loop runs");
+  sub.add_option("--naive-requests", a->naive_requests, "Requests the naive loop runs (0: none)");
   sub.add_option("--seed", a->seed, "Seed for weights, prompts and sampling");
   return [a] { return Run(*a); };
 }
