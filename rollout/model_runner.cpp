@@ -221,6 +221,7 @@ void ModelRunner::DropGraphs() { graphs_.clear(); }
 void ModelRunner::CaptureGraphs() {}
 at::Tensor ModelRunner::RunCuda(const StepPlan&) {
   TORCH_CHECK(false, "ModelRunner: built without CUDA kernels");
+  return at::Tensor();
 }
 int64_t ModelRunner::FreeDeviceBytes(at::Device) { return 0; }
 #endif
