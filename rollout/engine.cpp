@@ -171,6 +171,10 @@ class Engine::Impl {
       sched->PreemptAll();
       blocks->ResetPrefixCache();
       return TIDAL_INTERNAL_ERROR("engine step failed: %s", e.what_without_backtrace());
+    } catch (const std::exception& e) {  // a CUDA kernel launch (rollout/cuda/kernels.h)
+      sched->PreemptAll();
+      blocks->ResetPrefixCache();
+      return TIDAL_INTERNAL_ERROR("engine step failed: %s", e.what());
     }
     sched->Commit(batch);
     const Clock::time_point now = Clock::now();
@@ -320,6 +324,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& config
     return absl::ResourceExhaustedError(absl::StrCat("engine: cannot allocate the KV cache (",
                                                      ec.num_blocks, " blocks): ",
                                                      e.what_without_backtrace()));
+  } catch (const std::exception& e) {  // CUDA graph capture (kernel launches)
+    return absl::InternalError(absl::StrCat("engine: runner setup failed: ", e.what()));
   }
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
@@ -444,6 +450,8 @@ absl::Status Engine::ReacquireMemory() {
     m.runner->AllocateKvCache();
   } catch (const c10::Error& e) {
     return absl::ResourceExhaustedError(absl::StrCat("reacquire_memory: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("reacquire_memory: ", e.what()));
   }
   m.kv_released = false;
   return absl::OkStatus();
