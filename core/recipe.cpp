@@ -179,7 +179,7 @@ class Binder {
       Issue(LocOf("env.plugin"), "env.plugin",
             absl::StrCat(r.env.IsPython() ? "Python file `" : "plugin library `",
                          r.env.plugin.substr(r.env.IsPython() ? 7 : 0),
-                         "` does not exist (a relative path is relative to the recipe file)"));
+                         "` does not exist (a relative path resolves from the recipe file that sets it; on the command line, from the working directory)"));
     }
     if (Ok({"openai.serve", "openai.sessions_only"}) && r.openai.sessions_only && !r.openai.serve) {
       Issue(LocOf("openai.sessions_only"), "openai.sessions_only",
