@@ -58,8 +58,10 @@ class GenerateCliTest : public ::testing::Test {
     ASSERT_TRUE(model_.SaveHf(dir_.path()).ok());
     ASSERT_TRUE(WriteHfTokenizerFiles(dir_.path(), {.tokenizer_spec = "byte"}, tok_).ok());
   }
-  Result Generate(const std::string& args) {
-    return Shell(std::string(TIDAL_BIN) + " generate " + dir_.path() + " " + args + " 2>&1");
+  // stdout only (JSONL); `with_stderr` adds the log and error lines.
+  Result Generate(const std::string& args, bool with_stderr = false) {
+    return Shell(std::string(TIDAL_BIN) + " generate " + dir_.path() + " " + args +
+                 (with_stderr ? " 2>&1" : " 2>/dev/null"));
   }
   // Greedy continuation by full forward passes, stopping after an end token like the engine.
   std::vector<int32_t> Greedy(const std::string& prompt, int max_new) {
@@ -120,7 +122,7 @@ TEST_F(GenerateCliTest, FileAndStdinPromptsWithChatAndSampling) {
   // stdin, --chat with a system message, output to a file.
   const std::string out = dir_.path() + "/out.jsonl";
   r = Shell("printf 'first\\nsecond\\n' | " + std::string(TIDAL_BIN) + " generate " + dir_.path() +
-            " --chat --system 'be brief' --temperature 0 --max-new-tokens 4 --out " + out + " 2>&1");
+            " --chat --system 'be brief' --temperature 0 --max-new-tokens 4 --out " + out + " 2>/dev/null");
   ASSERT_EQ(r.rc, 0) << r.out;
   std::ifstream in(out);
   std::stringstream ss;
@@ -153,10 +155,10 @@ TEST_F(GenerateCliTest, StopStringEndsTheCompletion) {
 }
 
 TEST_F(GenerateCliTest, ErrorsNameTheProblem) {
-  Result r = Generate("abc --temperature -1");
+  Result r = Generate("abc --temperature -1", /*with_stderr=*/true);
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.out.find("temperature"), std::string::npos) << r.out;
-  r = Generate("--file /nonexistent/prompts.txt");
+  r = Generate("--file /nonexistent/prompts.txt", /*with_stderr=*/true);
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.out.find("/nonexistent/prompts.txt"), std::string::npos) << r.out;
   testing_util::TempDir bare;
