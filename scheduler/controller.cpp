@@ -25,6 +25,7 @@
 #include "scheduler/device_pool.h"
 #include "scheduler/launcher.h"
 #include "scheduler/metrics_sink.h"
+#include "scheduler/run_telemetry.h"
 #include "scheduler/prompt_ledger.h"
 #include "scheduler/protocol.h"
 #include "scheduler/tag_policy.h"
@@ -180,7 +181,8 @@ class Controller {
   std::unique_ptr<Router> router_;
   std::unique_ptr<LocalLauncher> launcher_;
   std::unique_ptr<envs::Environment> env_;
-  std::unique_ptr<MetricsSink> metrics_;
+  std::unique_ptr<RunTelemetry> telemetry_;
+  MetricsSink* metrics_ = nullptr;  // telemetry_'s
   std::unique_ptr<MetricsLog> jsonl_;
 
   TagPolicy policy_;
@@ -222,6 +224,7 @@ class Controller {
   // Weight relay: the newest complete version, and the one streaming in.
   std::vector<std::pair<weight_sync::WeightBucket, Payload>> weights_, incoming_;
   int64_t incoming_version_ = -1;
+  double incoming_started_ = 0;
   int64_t weight_bytes_relayed_ = 0, weight_rejected_ = 0, weight_versions_ = 0;
   int64_t corrupt_version_ = -1;  // fault injection (TIDAL_FAULT_CORRUPT_BUCKET)
 
@@ -513,6 +516,10 @@ void Controller::Handle(const Envelope& env) {
     --w.train_ops;
     --export_replies_;
     if (!r->error.empty()) export_error_ = r->error;
+  } else if (env.Is<WorkerMetrics>()) {
+    auto r = env.As<WorkerMetrics>();
+    if (!r.ok()) return bad(r.status());
+    telemetry_->OnWorkerMetrics(pool_.device(d).slot.Name(), TagName(pool_.device(d).home), r->families, Now());
   } else if (env.Is<WorkerError>()) {
     auto r = env.As<WorkerError>();
     if (!r.ok()) return bad(r.status());
@@ -610,6 +617,15 @@ void Controller::UpdateBusy() {
                     : w.train_ops > 0;
     if (w.state != Worker::State::kReady) busy = false;
     pool_.SetBusy(d, busy, now);
+    // The timeline's state: work of the other tag still draining (paused groups, a checkpoint)
+    // while the new tag holds is a switch in progress.
+    const bool train_tag = pool_.device(d).tag == Tag::kTrain;
+    const bool other_work = train_tag ? !(w.rl.empty() && w.eval.empty()) || w.agent_calls > 0 : w.train_ops > 0;
+    const char* state = w.state != Worker::State::kReady ? "down"
+                        : other_work                     ? "switching"
+                        : busy                           ? (train_tag ? "train" : "rollout")
+                                                         : "idle";
+    if (telemetry_) telemetry_->DeviceState(pool_.device(d).slot.Name(), state, now);
   }
 }
 
@@ -641,6 +657,7 @@ void Controller::ApplyPolicy() {
     if (want[d] == Tag::kRollout && !workers_[d].hosts_engine) continue;
     pool_.SetTag(d, want[d], now);
     SendTo(d, SetTag{TagName(want[d])});
+    if (metrics_) metrics_->Add("tidal_tag_moves_total", {{"device", pool_.device(d).slot.Name()}, {"to", TagName(want[d])}}, 1);
     TIDAL_LOG(DEBUG) << "device " << d << " -> " << TagName(want[d]);
   }
   if (metrics_) {
@@ -816,7 +833,7 @@ void Controller::OnAgentSessions(int d, AgentSessions m) {
     for (TrajectoryGroup& g : *done) StoreGroup(std::move(g));
   }
   if (metrics_) {
-    metrics_->Set("tidal_agent_sessions_total", {}, static_cast<double>(agent_groups_.sessions()));
+    metrics_->SetTotal("tidal_agent_sessions_total", {}, static_cast<double>(agent_groups_.sessions()));
     metrics_->Set("tidal_agent_open_groups", {}, agent_groups_.open_groups());
   }
 }
@@ -940,15 +957,15 @@ void Controller::OnTrainStepDone(int d, const TrainStepDone& r) {
              {"stats", train_stats_}};
   WriteEvent(ev);
   if (metrics_) {
-    metrics_->Set("tidal_step", {}, static_cast<double>(step));
+    metrics_->SetTotal("tidal_steps_total", {}, static_cast<double>(step));
     metrics_->Set("tidal_policy_version", {}, static_cast<double>(version_));
     metrics_->Set("tidal_reward_mean", {}, last_reward_);
     metrics_->Set("tidal_train_accuracy", {}, last_accuracy_);
     metrics_->Set("tidal_staleness_mean", {}, last_staleness_);
     metrics_->Add("tidal_train_tokens_total", {}, static_cast<double>(r.tokens));
-    for (auto it = train_stats_.begin(); it != train_stats_.end(); ++it) {
-      if (it.value().is_number()) metrics_->Set("tidal_train_" + it.key(), {}, it.value().get<double>());
-    }
+    metrics_->Observe("tidal_train_step_wall_seconds", {}, secs);
+    // The trainer's statistics (loss parts, grad norm, mismatch KL) are summaries in the train
+    // workers' metrics (scheduler/worker_metrics.h), labelled by device.
   }
   if (recipe_.checkpoint.every > 0 && step % recipe_.checkpoint.every == 0 &&
       steps_done_ < recipe_.train.steps) {
@@ -975,6 +992,7 @@ void Controller::OnWeightBucket(int d, const Envelope& env) {
   if (b->version != incoming_version_) {
     incoming_.clear();
     incoming_version_ = b->version;
+    incoming_started_ = Now();
   }
   incoming_.emplace_back(*b, env.frames[0]);
   // Stream each bucket on as it arrives (the receiver verifies every one before it swaps).
@@ -1001,6 +1019,7 @@ void Controller::OnWeightBucket(int d, const Envelope& env) {
     ++weight_versions_;
     if (metrics_) {
       metrics_->Add("tidal_weight_sync_versions_total", {}, 1);
+      metrics_->Observe("tidal_weight_sync_relay_seconds", {}, Now() - incoming_started_);
       metrics_->Set("tidal_weight_sync_version_bytes", {}, static_cast<double>(b->total_bytes));
     }
   }
@@ -1199,6 +1218,7 @@ void Controller::Shutdown() {
 // Reporting
 
 void Controller::WriteEvent(json event) {
+  if (telemetry_) telemetry_->OnEvent(event);
   if (!jsonl_) return;
   absl::Status s = jsonl_->Write(std::move(event));
   if (!s.ok()) TIDAL_LOG(WARN) << s;
@@ -1266,8 +1286,8 @@ void Controller::ExportMetrics() {
     std::string name = dev.slot.Name();
     for (Tag t : {Tag::kRollout, Tag::kTrain}) {
       int k = static_cast<int>(t);
-      metrics_->Set("tidal_device_seconds", {{"device", name}, {"tag", TagName(t)}, {"state", "busy"}}, dev.time.busy[k]);
-      metrics_->Set("tidal_device_seconds", {{"device", name}, {"tag", TagName(t)}, {"state", "idle"}}, dev.time.idle[k]);
+      metrics_->SetTotal("tidal_device_seconds_total", {{"device", name}, {"tag", TagName(t)}, {"state", "busy"}}, dev.time.busy[k]);
+      metrics_->SetTotal("tidal_device_seconds_total", {{"device", name}, {"tag", TagName(t)}, {"state", "idle"}}, dev.time.idle[k]);
     }
     metrics_->Set("tidal_device_tag_is_train", {{"device", name}}, dev.tag == Tag::kTrain ? 1 : 0);
     metrics_->Set("tidal_device_idle_fraction", {{"device", name}}, dev.time.IdleFraction());
@@ -1279,15 +1299,25 @@ void Controller::ExportMetrics() {
   metrics_->Set("tidal_prompts", {{"state", "queued"}}, static_cast<double>(s.queued));
   metrics_->Set("tidal_prompts", {{"state", "in_flight"}}, static_cast<double>(s.in_flight));
   metrics_->Set("tidal_prompts", {{"state", "stored"}}, static_cast<double>(s.stored));
-  metrics_->Set("tidal_prompts", {{"state", "trained"}}, static_cast<double>(s.trained));
-  metrics_->Set("tidal_prompts", {{"state", "dropped"}}, static_cast<double>(s.dropped));
-  metrics_->Set("tidal_prompts_requeued", {}, static_cast<double>(s.requeued));
+  metrics_->SetTotal("tidal_prompts_created_total", {}, static_cast<double>(s.created));
+  metrics_->SetTotal("tidal_prompts_trained_total", {}, static_cast<double>(s.trained));
+  metrics_->SetTotal("tidal_prompts_requeued_total", {}, static_cast<double>(s.requeued));
   metrics_->Set("tidal_store_groups", {}, store_.size());
-  metrics_->Set("tidal_weight_sync_bytes_relayed", {}, static_cast<double>(weight_bytes_relayed_));
-  metrics_->Set("tidal_weight_sync_rejected", {}, static_cast<double>(weight_rejected_));
-  int64_t restarts = 0;
-  for (const auto& w : workers_) restarts += w.restarts;
-  metrics_->Set("tidal_worker_restarts", {}, static_cast<double>(restarts));
+  metrics_->SetTotal("tidal_weight_sync_relayed_bytes_total", {}, static_cast<double>(weight_bytes_relayed_));
+  metrics_->SetTotal("tidal_weight_sync_rejected_total", {}, static_cast<double>(weight_rejected_));
+  json workers = json::array();
+  for (int d = 0; d < pool_.size(); ++d) {
+    const Worker& w = workers_[d];
+    const auto& dev = pool_.device(d);
+    static const char* kState[] = {"none", "starting", "ready", "dead", "exited"};
+    metrics_->SetTotal("tidal_worker_restarts_total", {{"device", dev.slot.Name()}}, w.restarts);
+    metrics_->Set("tidal_worker_up", {{"device", dev.slot.Name()}}, w.state == Worker::State::kReady ? 1 : 0);
+    workers.push_back({{"device", dev.slot.Name()}, {"home", TagName(dev.home)}, {"tag", TagName(dev.tag)},
+                       {"state", kState[static_cast<int>(w.state)]}, {"restarts", w.restarts},
+                       {"tag_moves", dev.tag_moves}, {"idle_fraction", dev.time.IdleFraction()},
+                       {"in_flight", static_cast<int64_t>(w.rl.size() + w.eval.size()) + w.agent_calls}});
+  }
+  telemetry_->SetLive({{"step", steps_done_}, {"steps", recipe_.train.steps}, {"workers", workers}}, Now());
 }
 
 RunSummary Controller::Summarize() const {
@@ -1357,11 +1387,17 @@ absl::StatusOr<RunSummary> Controller::Run() {
     TIDAL_ASSIGN_OR_RETURN(envs::Task t, env_->Reset(static_cast<uint64_t>(i), envs::Split::kEval));
     eval_tasks_.push_back(std::move(t));
   }
-  if (recipe_.metrics.port > 0) {
-    TIDAL_ASSIGN_OR_RETURN(metrics_, MetricsSink::Serve(recipe_.metrics.bind, static_cast<int>(recipe_.metrics.port)));
-    TIDAL_LOG(INFO) << "metrics on " << metrics_->url();
-  } else {
-    metrics_ = MetricsSink::Local();
+  TelemetryOptions to;
+  to.run = recipe_.name;
+  to.run_dir = run_dir_;
+  to.bind = recipe_.metrics.bind;
+  to.port = static_cast<int>(recipe_.metrics.port);
+  to.tensorboard = recipe_.metrics.tensorboard;
+  to.append = recipe_.checkpoint.resume;
+  TIDAL_ASSIGN_OR_RETURN(telemetry_, RunTelemetry::Start(to));
+  metrics_ = &telemetry_->metrics();
+  if (options_.progress && !telemetry_->url().empty()) {
+    std::fprintf(stderr, "dashboard: %s | metrics: %s\n", telemetry_->dashboard_url().c_str(), telemetry_->url().c_str());
   }
 
   absl::Status status = StartWorkers();

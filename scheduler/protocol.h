@@ -17,6 +17,9 @@
 //   -> PublishWeights{version} / <- WeightBucket x N, WeightsPublished   (rank 0)
 //   -> WeightBucket x N (relayed by the controller, frame = bytes) / <- WeightApplied{version, ok}
 //   -> Checkpoint / <- CheckpointDone;  -> ExportModel / <- ExportDone   (train ranks)
+//   <- WorkerMetrics{families}                                   about once a second, and after
+//                                                                every train step: the worker's
+//                                                                metrics (core/metrics.h)
 //   -> Shutdown                                                  worker exits 0
 //
 // Ordering: the messaging layer keeps per-connection order, and the protocol relies on it: the
@@ -225,6 +228,14 @@ struct Shutdown {
   std::string reason;
 };
 TIDAL_MESSAGE(Shutdown, reason)
+
+// A snapshot of the worker's ProcessRegistry() (core/metrics.h FamiliesToJson): cumulative
+// counters, histograms and summaries plus current gauges, so a lost or late snapshot loses no
+// events. The controller serves the newest one per device on /metrics.
+struct WorkerMetrics {
+  nlohmann::json families = nlohmann::json::array();
+};
+TIDAL_MESSAGE(WorkerMetrics, families)
 
 // A worker-side failure the controller should know about (the worker keeps running).
 struct WorkerError {

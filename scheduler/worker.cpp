@@ -14,6 +14,8 @@
 #include "scheduler/protocol.h"
 #include "scheduler/rollout_role.h"
 #include "scheduler/train_role.h"
+#include "scheduler/worker_metrics.h"
+#include "core/metrics.h"
 #include "weight_sync/weight_packer.h"
 
 namespace tidal::scheduler {
@@ -114,6 +116,8 @@ class Worker {
   absl::StatusOr<double> Publish(int64_t version);
   // Sends the agent sessions that finished, and the agent load when it changed.
   void ReportAgentSessions();
+  // Sends WorkerMetrics when `force` or a second has passed since the last snapshot.
+  void ReportMetrics(bool force);
   template <class T>
   void Send(const T& msg, std::vector<Payload> frames = {}) {
     absl::Status s = dealer_->Send(msg, std::move(frames));
@@ -129,6 +133,7 @@ class Worker {
   std::shared_ptr<const Tokenizer> tokenizer_;
   bool shutdown_ = false;
   int64_t reported_agent_calls_ = 0;
+  SteadyClock::time_point last_metrics_{};
 };
 
 absl::Status Worker::Setup() {
@@ -148,6 +153,7 @@ absl::Status Worker::Setup() {
   reg.info = {{"device", options_.device}};
   TIDAL_ASSIGN_OR_RETURN(setup_, dealer_->Call<WorkerSetup>(reg, absl::Seconds(60)));
   TIDAL_ASSIGN_OR_RETURN(recipe_, LoadRecipe(setup_.recipe_path));
+  RecordBuildInfo(ProcessRegistry());
 
   TIDAL_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, LoadTokenizer(recipe_.model.tokenizer));
   std::shared_ptr<const Tokenizer> tokenizer(std::move(tok));
@@ -174,11 +180,17 @@ absl::StatusOr<double> Worker::Publish(int64_t version) {
   auto t0 = SteadyClock::now();
   // Collective: uniform across train ranks (all of them host engines, or none does).
   TIDAL_ASSIGN_OR_RETURN(NamedTensors full, train_->FullWeights(/*all_ranks=*/rollout_ != nullptr));
+  RecordWeightSync("gather", Since(t0));
   if (train_->rank() == 0) {
+    auto t_send = SteadyClock::now();
     int64_t bucket_bytes = std::max<int64_t>(1, recipe_.weight_sync.bucket_mb) << 20;
+    double sent = 0;
     for (auto& b : weight_sync::PackWeights(full, version, bucket_bytes)) {
+      sent += static_cast<double>(b.bytes.size());
       Send(b.header, {b.bytes});
     }
+    RecordWeightSync("send", Since(t_send));
+    RecordWeightBytes("sent", sent);
   }
   if (rollout_) Send(rollout_->Install(full, version));
   return Since(t0);
@@ -209,6 +221,12 @@ void Worker::ReportAgentSessions() {
     msg.sessions.push_back(std::move(a));
   }
   Send(msg);
+}
+
+void Worker::ReportMetrics(bool force) {
+  if (!force && Since(last_metrics_) < 1.0) return;
+  last_metrics_ = SteadyClock::now();
+  Send(WorkerMetrics{WorkerMetricsSnapshot()});
 }
 
 absl::Status Worker::Handle(const Envelope& env) {
@@ -245,12 +263,17 @@ absl::Status Worker::Handle(const Envelope& env) {
   } else if (env.Is<SftStep>()) {
     TIDAL_ASSIGN_OR_RETURN(SftStep m, env.As<SftStep>());
     TIDAL_ASSIGN_OR_RETURN(SftStepDone done, train_->Sft(m));
+    RecordTrainPhase("sft", done.seconds);
     Send(done);
   } else if (env.Is<TrainStep>()) {
     TIDAL_ASSIGN_OR_RETURN(TrainStep m, env.As<TrainStep>());
     TIDAL_ASSIGN_OR_RETURN(TrainStepDone done, train_->Train(m));
     TIDAL_ASSIGN_OR_RETURN(done.publish_seconds, Publish(done.version));
+    RecordTrainPhase("compute", done.seconds);
+    RecordTrainPhase("publish", done.publish_seconds);
+    RecordTrainStep(done.tokens, done.stats, /*report_stats=*/train_->rank() == 0);
     Send(done);
+    ReportMetrics(/*force=*/true);  // every step's numbers reach /metrics, however fast steps are
   } else if (env.Is<PublishWeights>()) {
     TIDAL_RETURN_IF_ERROR(env.As<PublishWeights>().status());
     auto t0 = SteadyClock::now();
@@ -311,7 +334,9 @@ absl::Status Worker::Run() {
       for (auto& r : done) Send(r);
     }
     ReportAgentSessions();
+    ReportMetrics(/*force=*/false);
   }
+  ReportMetrics(/*force=*/true);
   TIDAL_LOG(INFO) << "shutting down";
   return absl::OkStatus();
 }
