@@ -3,9 +3,13 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <limits>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 
@@ -268,7 +272,9 @@ void UpdateProcessMetrics() {
   static auto& start = GaugeFamily(r, "process_start_time_seconds",
                                    "Start time of the process since the Unix epoch in seconds").Add({});
   static auto& cpu = CounterFamily(r, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds").Add({});
+  static std::mutex mu;
   static double cpu_seen = 0;
+  std::lock_guard<std::mutex> lock(mu);
   const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
   const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
   std::ifstream statm("/proc/self/statm");

@@ -85,7 +85,7 @@ absl::StatusOr<std::vector<prometheus::MetricFamily>> FamiliesFromJson(const nlo
 void RecordBuildInfo(prometheus::Registry& r);
 // process_resident_memory_bytes, process_virtual_memory_bytes, process_cpu_seconds_total,
 // process_open_fds, process_start_time_seconds of this process (from /proc/self) in
-// ProcessRegistry(). Call before collecting it; not thread-safe against itself.
+// ProcessRegistry(). Call before collecting it; thread-safe.
 void UpdateProcessMetrics();
 
 }  // namespace tidal

@@ -312,6 +312,7 @@ absl::Status Controller::StartWorkers() {
   ro.endpoint = "tcp://127.0.0.1:0";
   ro.heartbeat.interval = absl::Milliseconds(recipe_.control.heartbeat_ms);
   ro.heartbeat.miss = static_cast<int>(recipe_.control.heartbeat_miss);
+  ro.metrics = &ProcessRegistry();  // control-plane traffic on /metrics
   TIDAL_ASSIGN_OR_RETURN(router_, Router::Bind(ro));
   TIDAL_LOG(INFO) << "control plane on " << router_->endpoint();
 

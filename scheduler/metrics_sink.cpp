@@ -1,6 +1,6 @@
 #include "scheduler/metrics_sink.h"
 
-#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "core/logging.h"
 
 namespace tidal::scheduler {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "core/logging.h"
 
 namespace tidal::scheduler {
@@ -38,9 +39,14 @@ absl::StatusOr<std::unique_ptr<RunTelemetry>> RunTelemetry::Start(const Telemetr
     const std::string host = options.bind == "0.0.0.0" || options.bind.empty() ? "127.0.0.1" : options.bind;
     WriteJsonFile(dir / "metrics_endpoint.json",
                   {{"metrics", t->sink_->url()}, {"dashboard", t->sink_->base_url()}, {"port", t->sink_->port()}});
-    WriteJsonFile(dir / "prometheus_targets.json",
-                  json::array({{{"targets", {absl::StrCat(host, ":", t->sink_->port())}},
-                                {"labels", {{"tidal_run_dir", fs::absolute(dir).string()}}}}}));
+    json target = json::object();
+    target["targets"] = json::array();
+    target["targets"].push_back(absl::StrCat(host, ":", t->sink_->port()));
+    target["labels"] = json::object();
+    target["labels"]["tidal_run_dir"] = fs::absolute(dir).string();
+    json targets = json::array();
+    targets.push_back(std::move(target));
+    WriteJsonFile(dir / "prometheus_targets.json", targets);
     TIDAL_LOG(INFO) << "metrics on " << t->sink_->url() << ", dashboard on " << t->sink_->base_url();
   } else {
     t->sink_ = MetricsSink::Local(options.run);

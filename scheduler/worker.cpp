@@ -145,6 +145,7 @@ absl::Status Worker::Setup() {
   d.name = absl::StrFormat("worker-%d-%d", options_.rank, getpid());
   d.heartbeat.interval = absl::Milliseconds(options_.heartbeat_ms);
   d.heartbeat.miss = options_.heartbeat_miss;
+  d.metrics = &ProcessRegistry();  // control-plane traffic, shipped with the worker's metrics
   TIDAL_ASSIGN_OR_RETURN(dealer_, Dealer::Connect(d));
   Register reg;
   reg.role = "worker";

@@ -26,7 +26,7 @@ struct EngineMetrics {
   EngineStepSample base;  // cumulative values already counted
 };
 
-EngineMetrics& Engine() {
+EngineMetrics& EngineM() {
   static auto* m = new EngineMetrics();
   return *m;
 }
@@ -39,7 +39,7 @@ void AddDelta(prometheus::Counter& c, int64_t now, int64_t* seen) {
 }  // namespace
 
 void RecordEngineStep(const EngineStepSample& s) {
-  EngineMetrics& m = Engine();
+  EngineMetrics& m = EngineM();
   m.running.Set(static_cast<double>(s.running));
   m.waiting.Set(static_cast<double>(s.waiting));
   m.batch.Observe(static_cast<double>(s.prefill_tokens + s.decode_tokens));
@@ -54,7 +54,7 @@ void RecordEngineStep(const EngineStepSample& s) {
   (s.prefill_tokens > 0 ? prefill : decode).Observe(s.seconds);
 }
 
-void ResetEngineBaseline() { Engine().base = EngineStepSample{}; }
+void ResetEngineBaseline() { EngineM().base = EngineStepSample{}; }
 
 void RecordEnvCall(const std::string& call, double seconds, bool ok) {
   static auto& latency = HistogramFamily(R(), "tidal_env_call_seconds", "Environment call latency by call");

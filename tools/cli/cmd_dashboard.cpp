@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
 #include "core/metrics_server.h"
 #include "scheduler/dashboard.h"
 #include "tools/cli/command.h"
