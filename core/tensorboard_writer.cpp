@@ -2,28 +2,15 @@
 
 #include <unistd.h>
 
-#include <array>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "core/hash.h"
 
 namespace tidal {
 namespace {
-
-const std::array<uint32_t, 256>& CrcTable() {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;  // reflected Castagnoli
-      t[i] = c;
-    }
-    return t;
-  }();
-  return table;
-}
 
 // ---- protobuf wire format (only what Event needs)
 void Varint(std::string* out, uint64_t v) {
@@ -61,15 +48,8 @@ std::string EventHeader(double wall_time, int64_t step) {
 
 }  // namespace
 
-uint32_t Crc32c(std::string_view data) {
-  const auto& t = CrcTable();
-  uint32_t c = 0xFFFFFFFFu;
-  for (unsigned char b : data) c = t[(c ^ b) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
-
 uint32_t MaskedCrc32c(std::string_view data) {
-  uint32_t c = Crc32c(data);
+  uint32_t c = Crc32c(data.data(), data.size());
   return ((c >> 15) | (c << 17)) + 0xA282EAD8u;
 }
 

@@ -50,8 +50,7 @@ class TensorBoardWriter {
   std::mutex mu_;
 };
 
-// Exposed for tests: CRC-32C (Castagnoli) and TensorFlow's masking of it.
-uint32_t Crc32c(std::string_view data);
+// TensorFlow's masked CRC-32C of `data` (core/hash.h computes the CRC); exposed for tests.
 uint32_t MaskedCrc32c(std::string_view data);
 
 }  // namespace tidal

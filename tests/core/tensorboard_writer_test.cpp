@@ -18,10 +18,10 @@ namespace {
 
 using testing_util::TempDir;
 
-TEST(TensorBoardWriterTest, Crc32cMatchesKnownVectors) {
-  EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);  // the standard check value
-  EXPECT_EQ(Crc32c(""), 0u);
-  EXPECT_EQ(Crc32c(std::string(32, '\0')), 0x8A9136AAu);  // RFC 3720 B.4
+TEST(TensorBoardWriterTest, MaskedCrcFollowsTensorFlow) {
+  // mask(crc) = rotate right 15 + 0xa282ead8; crc("123456789") = 0xE3069283 (the check value).
+  const uint32_t crc = 0xE3069283u;
+  EXPECT_EQ(MaskedCrc32c("123456789"), ((crc >> 15) | (crc << 17)) + 0xA282EAD8u);
   EXPECT_EQ(MaskedCrc32c(""), 0xA282EAD8u);
 }
 
