@@ -15,6 +15,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -207,16 +208,17 @@ TEST_F(ObservabilityTest, ExpositionCarriesEveryProcessAndPassesPromtool) {
   EXPECT_TRUE(has("# TYPE tidal_worker_restarts_total counter")) << text;
   EXPECT_TRUE(has("# TYPE tidal_prompts_requeued_total counter")) << text;
   EXPECT_TRUE(has("# TYPE tidal_weight_sync_relayed_bytes_total counter")) << text;
-  // From the workers, labelled with their device and role (home tag).
-  std::regex engine(R"re(tidal_engine_step_seconds_count\{device="cpu:0",kind="(decode|prefill)",role="rollout",run="obs-e2e"\} [1-9])re");
+  // From the workers, labelled with their device and role (home tag): cpu:0 is the train rank
+  // (it also hosts an engine under the elastic policy), cpu:1 the rollout worker.
+  std::regex engine(R"re(tidal_engine_step_seconds_count\{device="cpu:1",kind="(decode|prefill)",role="rollout",run="obs-e2e"\} [1-9])re");
   EXPECT_TRUE(std::regex_search(text, engine)) << text;
-  std::regex trainer(R"re(tidal_train_step_seconds_count\{device="cpu:1",phase="compute",role="train",run="obs-e2e"\} [1-9])re");
+  std::regex trainer(R"re(tidal_train_step_seconds_count\{device="cpu:0",phase="compute",role="train",run="obs-e2e"\} [1-9])re");
   EXPECT_TRUE(std::regex_search(text, trainer)) << text;
-  EXPECT_TRUE(has("tidal_train_mismatch_kl_count{device=\"cpu:1\"")) << text;
-  EXPECT_TRUE(has("tidal_engine_kv_blocks{device=\"cpu:0\"")) << text;
-  EXPECT_TRUE(has("tidal_env_call_seconds_bucket{call=\"score\",device=\"cpu:0\"")) << text;
-  EXPECT_TRUE(has("tidal_weight_sync_seconds_bucket{device=\"cpu:0\",phase=\"apply\"")) << text;
-  EXPECT_TRUE(has("process_resident_memory_bytes{device=\"cpu:1\",role=\"train\"")) << text;
+  EXPECT_TRUE(has("tidal_train_mismatch_kl_count{device=\"cpu:0\"")) << text;
+  EXPECT_TRUE(has("tidal_engine_kv_blocks{device=\"cpu:1\"")) << text;
+  EXPECT_TRUE(has("tidal_env_call_seconds_bucket{call=\"score\",device=\"cpu:1\"")) << text;
+  EXPECT_TRUE(has("tidal_weight_sync_seconds_bucket{device=\"cpu:1\",phase=\"apply\"")) << text;
+  EXPECT_TRUE(has("process_resident_memory_bytes{device=\"cpu:0\",role=\"train\"")) << text;
   EXPECT_TRUE(has("process_resident_memory_bytes{role=\"controller\"")) << text;
 }
 
@@ -310,7 +312,7 @@ TEST_F(ObservabilityTest, ChromiumRendersTheLiveDashboardWithData) {
   for (const char* id : {"c_reward", "c_eval", "c_tps", "c_stale", "c_kl", "c_sync", "c_timeline"}) {
     EXPECT_GT(points[id], 0) << id << "\n" << dom;
   }
-  EXPECT_NE(dom.find("<td>cpu:0</td><td>rollout</td><td class=\"ok\">ready</td>"), std::string::npos) << dom;
+  EXPECT_NE(dom.find("<td>cpu:1</td><td>rollout</td><td class=\"ok\">ready</td>"), std::string::npos) << dom;
   EXPECT_GT(fs::file_size(root_ / "dashboard.png"), 10000u);
 }
 
