@@ -4,7 +4,6 @@
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -16,11 +15,13 @@
 #include <sstream>
 
 #include "core/metrics.h"
+#include "tests/core/http_get.h"
 #include "tests/core/temp_dir.h"
 
 namespace tidal {
 namespace {
 
+using testing_util::HttpGet;
 using testing_util::TempDir;
 
 struct CommandResult {
@@ -69,26 +70,23 @@ TEST(MetricsServerTest, ServesPrometheusTextThatPromtoolAccepts) {
   EXPECT_GT((*server)->port(), 0);
   EXPECT_EQ((*server)->url(), "http://127.0.0.1:" + std::to_string((*server)->port()) + "/metrics");
 
-  httplib::Client client("127.0.0.1", (*server)->port());
-  client.set_connection_timeout(5);
-  client.set_read_timeout(5);
-  auto res = client.Get("/metrics");
-  ASSERT_TRUE(res) << httplib::to_string(res.error());
-  EXPECT_EQ(res->status, 200);
-  EXPECT_EQ(res->get_header_value("Content-Type"), kPrometheusContentType);
-  EXPECT_NE(res->body.find("tidal_step_duration_seconds_bucket{phase=\"forward\",run=\"test\",le=\"+Inf\"} 5"),
+  auto res = HttpGet((*server)->port(), "/metrics");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res.status, 200);
+  EXPECT_EQ(res.headers["content-type"], kPrometheusContentType);
+  EXPECT_NE(res.body.find("tidal_step_duration_seconds_bucket{phase=\"forward\",run=\"test\",le=\"+Inf\"} 5"),
             std::string::npos)
-      << res->body;
+      << res.body;
 
-  CommandResult check = PromtoolCheck(res->body);
-  EXPECT_EQ(check.exit_code, 0) << check.output << "\n--- scraped:\n" << res->body;
+  CommandResult check = PromtoolCheck(res.body);
+  EXPECT_EQ(check.exit_code, 0) << check.output << "\n--- scraped:\n" << res.body;
   EXPECT_EQ(check.output, "");  // no lint warnings either
 
   CounterFamily(registry, "tidal_train_steps_total", "Optimizer steps taken").Add({}).Increment();
-  auto again = client.Get("/metrics");
+  auto again = HttpGet((*server)->port(), "/metrics");
   ASSERT_TRUE(again);
-  EXPECT_NE(again->body.find("tidal_train_steps_total{run=\"test\"} 13\n"), std::string::npos) << again->body;
-  EXPECT_EQ(client.Get("/nope")->status, 404);
+  EXPECT_NE(again.body.find("tidal_train_steps_total{run=\"test\"} 13\n"), std::string::npos) << again.body;
+  EXPECT_EQ(HttpGet((*server)->port(), "/nope").status, 404);
 }
 
 TEST(MetricsServerTest, PromtoolRejectsBrokenText) {
@@ -103,12 +101,11 @@ TEST(MetricsServerTest, ExtraRoutesAreServed) {
   o.routes.push_back({"/api/x.json", [] { return HttpReply{503, "application/json", "{}"}; }});
   auto server = MetricsServer::Start([] { return std::string(); }, o);
   ASSERT_TRUE(server.ok()) << server.status();
-  httplib::Client client("127.0.0.1", (*server)->port());
-  auto index = client.Get("/");
+  auto index = HttpGet((*server)->port(), "/");
   ASSERT_TRUE(index);
-  EXPECT_EQ(index->body, "<html>hi</html>");
-  EXPECT_EQ(index->get_header_value("Content-Type"), "text/html");
-  EXPECT_EQ(client.Get("/api/x.json")->status, 503);
+  EXPECT_EQ(index.body, "<html>hi</html>");
+  EXPECT_EQ(index.headers["content-type"], "text/html");
+  EXPECT_EQ(HttpGet((*server)->port(), "/api/x.json").status, 503);
 }
 
 // Connections that send nothing (or half a request) must not keep a scrape from being answered:
@@ -131,11 +128,9 @@ TEST(MetricsServerTest, SlowClientsDoNotBlockScrapes) {
     ASSERT_GT(write(fd, partial, strlen(partial)), 0);
     slow.push_back(fd);
   }
-  httplib::Client client("127.0.0.1", (*server)->port());
-  client.set_read_timeout(20);
-  auto res = client.Get("/metrics");
-  ASSERT_TRUE(res) << httplib::to_string(res.error());
-  EXPECT_EQ(res->body, "tidal_up 1\n");
+  auto res = HttpGet((*server)->port(), "/metrics");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res.body, "tidal_up 1\n");
   for (int fd : slow) close(fd);
 }
 

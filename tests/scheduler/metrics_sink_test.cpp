@@ -3,7 +3,7 @@
 #include "scheduler/metrics_sink.h"
 
 #include <gtest/gtest.h>
-#include <httplib.h>
+#include "tests/core/http_get.h"
 
 #include "core/metrics.h"
 
@@ -65,10 +65,9 @@ TEST(MetricsSinkTest, PortZeroServesEachRunOnItsOwnPort) {
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_NE((*a)->port(), (*b)->port());
   (*a)->Set("tidal_policy_version", {}, 1);
-  httplib::Client c("127.0.0.1", (*a)->port());
-  auto res = c.Get("/metrics");
+  auto res = testing_util::HttpGet((*a)->port(), "/metrics");
   ASSERT_TRUE(res);
-  EXPECT_TRUE(Has(res->body, "tidal_policy_version{role=\"controller\",run=\"a\"} 1\n")) << res->body;
+  EXPECT_TRUE(Has(res.body, "tidal_policy_version{role=\"controller\",run=\"a\"} 1\n")) << res.body;
   // A taken fixed port is a clear error naming the key.
   auto clash = MetricsSink::Serve("c", "127.0.0.1", (*a)->port());
   ASSERT_FALSE(clash.ok());

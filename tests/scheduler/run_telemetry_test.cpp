@@ -3,12 +3,12 @@
 #include "scheduler/run_telemetry.h"
 
 #include <gtest/gtest.h>
-#include <httplib.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "tests/core/http_get.h"
 #include "tests/core/temp_dir.h"
 
 namespace tidal::scheduler {
@@ -66,24 +66,24 @@ TEST(RunTelemetryTest, WritesEndpointFilesTimelineAndTensorBoard) {
                                          "metrics":[{"labels":{},"value":1048576}]}])"),
                         1.0);
   (*t)->SetLive({{"workers", {{{"device", "cpu:0"}, {"state", "ready"}}}}}, 3.0);
-  httplib::Client c("127.0.0.1", ep["port"].get<int>());
-  auto res = c.Get("/api/run.json");
+  const int port = ep["port"].get<int>();
+  auto res = testing_util::HttpGet(port, "/api/run.json");
   ASSERT_TRUE(res);
-  json data = json::parse(res->body);
+  json data = json::parse(res.body);
   EXPECT_EQ(data["run"], "t1");
   ASSERT_EQ(data["events"].size(), 1u) << data.dump();  // the summary and the torn line left out
   EXPECT_EQ(data["timeline"].size(), 3u);
   EXPECT_EQ(data["live"]["workers"][0]["rss_bytes"], 1048576);
   EXPECT_DOUBLE_EQ(data["live"]["workers"][0]["report_age_s"].get<double>(), 2.0);
-  auto page = c.Get("/");
+  auto page = testing_util::HttpGet(port, "/");
   ASSERT_TRUE(page);
-  EXPECT_NE(page->body.find("<canvas id=\"c_timeline\""), std::string::npos);
-  EXPECT_EQ(page->body.find("https://"), std::string::npos);  // nothing from a CDN
-  auto metrics = c.Get("/metrics");
+  EXPECT_NE(page.body.find("<canvas id=\"c_timeline\""), std::string::npos);
+  EXPECT_EQ(page.body.find("https://"), std::string::npos);  // nothing from a CDN
+  auto metrics = testing_util::HttpGet(port, "/metrics");
   ASSERT_TRUE(metrics);
-  EXPECT_NE(metrics->body.find("process_resident_memory_bytes{device=\"cpu:0\",role=\"rollout\",run=\"t1\"} 1048576"),
+  EXPECT_NE(metrics.body.find("process_resident_memory_bytes{device=\"cpu:0\",role=\"rollout\",run=\"t1\"} 1048576"),
             std::string::npos)
-      << metrics->body;
+      << metrics.body;
 }
 
 TEST(DashboardTest, ChartJsComesFromTheLocalPackageOrSaysWhatToInstall) {

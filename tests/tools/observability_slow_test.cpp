@@ -24,16 +24,18 @@
 #include <vector>
 
 #include <gtest/gtest.h>
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include "core/remove_tree.h"
+#include "tests/core/http_get.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
+using tidal::testing_util::HttpGet;
+using tidal::testing_util::UrlEncode;
 
 // The e2e tiny recipe with room for many steps: the test stops it (SIGINT) once it has checked
 // the live endpoints.
@@ -111,13 +113,6 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-httplib::Result HttpGet(int port, const std::string& path, const httplib::Params& params = {}) {
-  httplib::Client c("127.0.0.1", port);
-  c.set_connection_timeout(5);
-  c.set_read_timeout(20);
-  return c.Get(path.c_str(), params, httplib::Headers{});
-}
-
 bool HaveProgram(const std::string& name) { return Sh("command -v " + name + " > /dev/null 2>&1") == 0; }
 
 // headless Chromium: the DOM after scripts ran (and a screenshot when `png` is given).
@@ -188,7 +183,7 @@ class ObservabilityTest : public ::testing::Test {
 TEST_F(ObservabilityTest, ExpositionCarriesEveryProcessAndPassesPromtool) {
   auto res = HttpGet(port_, "/metrics");
   ASSERT_TRUE(res);
-  const std::string& text = res->body;
+  const std::string& text = res.body;
   std::ofstream(root_ / "metrics.txt") << text;
   EXPECT_EQ(Sh("promtool check metrics < " + (root_ / "metrics.txt").string() + " > " +
                (root_ / "promtool.out").string() + " 2>&1"),
@@ -237,9 +232,9 @@ TEST_F(ObservabilityTest, PrometheusScrapesTheRunAndAnswersEveryGrafanaQuery) {
                       "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
                      root_ / "prometheus.out");
   auto query = [&](const std::string& q) -> json {
-    auto r = HttpGet(prom_port, "/api/v1/query", {{"query", q}});
+    auto r = HttpGet(prom_port, "/api/v1/query?query=" + UrlEncode(q));
     if (!r) return json();
-    return json::parse(r->body, nullptr, false);
+    return json::parse(r.body, nullptr, false);
   };
   // Scraped a few times (rates need two samples in their window).
   json up;
@@ -261,7 +256,7 @@ TEST_F(ObservabilityTest, PrometheusScrapesTheRunAndAnswersEveryGrafanaQuery) {
   // Every Grafana query parses and runs; those whose metrics the run exposes return data.
   auto scraped = HttpGet(port_, "/metrics");
   ASSERT_TRUE(scraped);
-  const std::string exposition = scraped->body;
+  const std::string exposition = scraped.body;
   json dash = json::parse(ReadFile(fs::path(TIDAL_SOURCE_DIR) / "tools/grafana/tidal.json"));
   int checked = 0;
   std::set<std::string> absent;
