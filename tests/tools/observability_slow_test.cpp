@@ -280,6 +280,7 @@ TEST_F(ObservabilityTest, PrometheusScrapesTheRunAndAnswersEveryGrafanaQuery) {
         if (r.is_object() && r["status"] == "success" && (!exposed || !r["data"]["result"].empty())) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
       }
+      ASSERT_TRUE(r.is_object()) << panel["title"] << ": " << expr << ": no answer from Prometheus";
       EXPECT_EQ(r.value("status", ""), "success") << panel["title"] << ": " << expr << "\n" << r.dump();
       if (exposed) EXPECT_FALSE(r["data"]["result"].empty()) << panel["title"] << ": " << expr;
       ++checked;
