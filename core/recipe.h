@@ -165,6 +165,7 @@ struct Recipe {
     std::array<double, 2> betas{};
     bool activation_checkpointing = false;
     Precision reduce_dtype{};
+    bool offload = false;  // AdamW moments to pinned host memory while the device rolls out
   };
   struct WeightSync {
     WeightSyncBackend backend{};

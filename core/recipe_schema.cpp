@@ -482,6 +482,8 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(train.betas, {0.9, 0.999}, "AdamW betas.", Range(0, 1)),
       KEY(train.activation_checkpointing, false, "Recompute activations in the backward pass to save memory."),
       KEY(train.reduce_dtype, Precision::kFp32, "dtype of gradient reduce-scatter."),
+      KEY(train.offload, false,
+          "CUDA, colocated: move the AdamW moments to pinned host memory while the device rolls out (and back before the next step), leaving the engine 8 bytes per parameter more."),
 
       KEY(weight_sync.backend, WeightSyncBackend::kAuto,
           "auto: ipc when trainer and engine share a GPU, nccl across GPUs, cpu on CPU pools."),

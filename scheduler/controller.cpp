@@ -16,6 +16,8 @@
 #include <optional>
 #include <set>
 
+#include "core/communicator_nccl.h"
+#include "core/cuda_devices.h"
 #include "core/logging.h"
 #include "core/remove_tree.h"
 #include "core/metrics_log.h"
@@ -194,6 +196,11 @@ class Controller {
   std::vector<int> train_group_;
   std::vector<int> dispatch_order_;  // DispatchRl's device order
   std::string comm_group_;
+  std::string nccl_id_hex_;  // the train group's NCCL unique id (CUDA pools, > 1 rank)
+  bool WeightsInProcess() const {
+    return std::holds_alternative<ColocatedPolicy>(policy_) &&
+           recipe_.pool.device_set.kind == DeviceSet::Kind::kCuda;
+  }
   std::map<int64_t, envs::Task> tasks_;  // RL prompts not yet terminal
   std::vector<envs::Task> eval_tasks_;
   std::optional<EvalRound> eval_;
@@ -327,6 +334,12 @@ absl::Status Controller::StartWorkers() {
   }
   comm_group_ = absl::StrFormat("tidal-%d-%d", getpid(),
                                 std::chrono::system_clock::now().time_since_epoch().count() % 1000000);
+  // CUDA train ranks meet through NCCL; its bootstrap root lives here (a train rank's death ends
+  // the run, so one id serves the whole run). One rank makes its own id.
+  if (recipe_.pool.device_set.kind == DeviceSet::Kind::kCuda && train_group_.size() > 1) {
+    TIDAL_ASSIGN_OR_RETURN(std::string id, NewNcclUniqueId());
+    nccl_id_hex_ = NcclIdToHex(id);
+  }
 
   if (const char* c = std::getenv("TIDAL_FAULT_CORRUPT_BUCKET")) corrupt_version_ = std::atoll(c);
 
@@ -412,6 +425,7 @@ void Controller::HandleRegister(const Envelope& env) {
   setup.train_rank = w.train_rank;
   setup.hosts_engine = w.hosts_engine;
   setup.comm_group = comm_group_;
+  setup.nccl_id = nccl_id_hex_;
   setup.tag = TagName(pool_.device(d).tag);
   setup.release_engine_memory = std::holds_alternative<ColocatedPolicy>(policy_);
   setup.resume_dir = resume_dir_;
@@ -1069,6 +1083,9 @@ absl::Status Controller::PublishInitialWeights() {
         for (int d : train_group_) {
           if (workers_[d].train_ops > 0) return false;
         }
+        // Colocated on CUDA every engine takes the version in-process from its own trainer
+        // (scheduler/worker.cpp); nothing is relayed, so there is nothing to wait for here.
+        if (WeightsInProcess()) return published_;
         return published_ && !weights_.empty() && weights_.front().first.version == published_version_;
       },
       "the initial weights"));
@@ -1460,6 +1477,12 @@ std::string RunSummary::Format() const {
 }
 
 absl::StatusOr<RunSummary> RunController(const Recipe& recipe, const RunOptions& options) {
+  // A CUDA pool on a machine without (enough) GPUs fails here, before the run dir or any worker.
+  const DeviceSet& ds = recipe.pool.device_set;
+  if (ds.kind == DeviceSet::Kind::kCuda && !ds.indices.empty()) {
+    TIDAL_RETURN_IF_ERROR(CheckCudaDevices(*std::max_element(ds.indices.begin(), ds.indices.end()),
+                                           absl::StrCat("pool.devices '", recipe.pool.devices, "'")));
+  }
   Controller c(recipe, options);
   return c.Run();
 }

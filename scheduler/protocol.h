@@ -53,9 +53,10 @@ struct WorkerSetup {
   std::string tag;                // initial tag: "rollout" | "train"
   bool release_engine_memory = false;  // colocated: free the KV cache while tagged train
   std::string resume_dir;          // checkpoint to resume the trainer from ("" = fresh)
+  std::string nccl_id;             // hex ncclUniqueId of the train group (CUDA, > 1 rank; "" otherwise)
 };
 TIDAL_MESSAGE(WorkerSetup, run_dir, recipe_path, device, device_name, train_group, train_rank,
-              hosts_engine, comm_group, tag, release_engine_memory, resume_dir)
+              hosts_engine, comm_group, tag, release_engine_memory, resume_dir, nccl_id)
 
 struct WorkerReady {
   bool engine = false;
