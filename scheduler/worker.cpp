@@ -16,6 +16,7 @@
 #include "scheduler/protocol.h"
 #include "scheduler/rollout_role.h"
 #include "scheduler/train_role.h"
+#include "weight_sync/inprocess_transport.h"
 #include "weight_sync/weight_packer.h"
 
 namespace tidal::scheduler {
@@ -150,8 +151,7 @@ class Worker {
   MemoryPhases phases_;
   // Colocated on one device: the engine takes each version from the trainer in this process,
   // device to device in its own dtype; the controller relays nothing.
-  bool in_process_weights_ = false;
-  at::ScalarType engine_dtype_ = at::kFloat;
+  std::unique_ptr<weight_sync::InProcessTransport> in_process_;
   bool shutdown_ = false;
   int64_t reported_agent_calls_ = 0;
 };
@@ -189,11 +189,19 @@ absl::Status Worker::Setup() {
   }
   if (setup_.hosts_engine) {
     TIDAL_ASSIGN_OR_RETURN(RolloutSettings rs, RolloutSettingsFromRecipe(recipe_, setup_, device));
-    engine_dtype_ = rs.dtype;
+    if (train_ && setup_.release_engine_memory && slot.kind == DeviceKind::kCuda) {
+      in_process_ = std::make_unique<weight_sync::InProcessTransport>(
+          rs.dtype, at::kCUDA,
+          [this](at::ScalarType dtype) { return train_->DeviceWeights(dtype); },
+          [this](const NamedTensors& w, int64_t version) -> absl::Status {
+            WeightApplied applied = rollout_->Install(w, version);
+            Send(applied);
+            return applied.ok ? absl::OkStatus() : absl::InternalError(applied.error);
+          });
+    }
     TIDAL_ASSIGN_OR_RETURN(rollout_, RolloutRole::Create(rs, config, tokenizer));
     rollout_->SetActive(setup_.tag == "rollout");
   }
-  in_process_weights_ = train_ && rollout_ && setup_.release_engine_memory && slot.kind == DeviceKind::kCuda;
   phases_.in_train = setup_.tag != "rollout";
   if (phases_.device >= 0) ResetPeakDeviceMemory(phases_.device);
   TIDAL_LOG(INFO) << "device " << setup_.device_name << ": train rank " << setup_.train_rank
@@ -205,13 +213,10 @@ absl::Status Worker::Setup() {
 
 absl::StatusOr<double> Worker::Publish(int64_t version) {
   auto t0 = SteadyClock::now();
-  if (in_process_weights_) {
+  if (in_process_) {
     // Collective over the train group (every colocated rank hosts an engine): each rank gathers
-    // the policy on its own device in the engine's dtype and the engine copies it in place.
-    TIDAL_ASSIGN_OR_RETURN(NamedTensors w, train_->DeviceWeights(engine_dtype_));
-    WeightApplied applied = rollout_->Install(w, version);
-    if (!applied.ok) return absl::InternalError(absl::StrCat("in-process weight update: ", applied.error));
-    Send(applied);
+    // the policy on its own device in the engine's dtype and its engine copies it in place.
+    TIDAL_RETURN_IF_ERROR(in_process_->Publish(version).status());
     return Since(t0);
   }
   // Collective: uniform across train ranks (all of them host engines, or none does).

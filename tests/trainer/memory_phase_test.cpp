@@ -23,7 +23,7 @@ TrainerOptions Options() {
 }
 
 // Three steps, optionally entering the rollout phase (and back) between them.
-absl::StatusOr<NamedTensors> Run(int world, bool phases, std::vector<ShardedModel::PhaseSwitch>* switches) {
+absl::StatusOr<NamedTensors> RunSteps(int world, bool phases, std::vector<ShardedModel::PhaseSwitch>* switches) {
   const ModelConfig c = TinyConfig(/*tied=*/false);
   const NamedTensors init = Model::RandomInit(c, 7, at::kFloat).weights();
   NamedTensors out;
@@ -56,8 +56,8 @@ absl::StatusOr<NamedTensors> Run(int world, bool phases, std::vector<ShardedMode
 TEST(MemoryPhase, ReleaseAndReacquireLeaveTrainingUnchanged) {
   for (int world : {1, 2}) {
     std::vector<ShardedModel::PhaseSwitch> switches;
-    auto plain = Run(world, false, nullptr);
-    auto phased = Run(world, true, &switches);
+    auto plain = RunSteps(world, false, nullptr);
+    auto phased = RunSteps(world, true, &switches);
     ASSERT_TRUE(plain.ok()) << plain.status();
     ASSERT_TRUE(phased.ok()) << phased.status();
     EXPECT_EQ(MaxAbsDiff(*plain, *phased), 0.0) << "world " << world;
