@@ -1,6 +1,7 @@
 // A CUDA pool asked for where the GPUs are missing (none at all in CI; cuda:63 anywhere) fails at
 // once with a message naming the key and what was found, before any worker process starts.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
