@@ -17,6 +17,7 @@
 #include "scheduler/rollout_role.h"
 #include "scheduler/train_role.h"
 #include "weight_sync/inprocess_transport.h"
+#include "weight_sync/transport_factory.h"
 #include "weight_sync/weight_packer.h"
 
 namespace tidal::scheduler {
@@ -189,9 +190,10 @@ absl::Status Worker::Setup() {
   }
   if (setup_.hosts_engine) {
     TIDAL_ASSIGN_OR_RETURN(RolloutSettings rs, RolloutSettingsFromRecipe(recipe_, setup_, device));
-    if (train_ && setup_.release_engine_memory && slot.kind == DeviceKind::kCuda) {
+    if (setup_.weight_transport == weight_sync::TransportName(weight_sync::TransportKind::kInProcess)) {
+      if (!train_) return absl::FailedPreconditionError("in-process weight transport on a worker without a train rank");
       in_process_ = std::make_unique<weight_sync::InProcessTransport>(
-          rs.dtype, at::kCUDA,
+          rs.dtype, slot.kind == DeviceKind::kCuda ? at::kCUDA : at::kCPU,
           [this](at::ScalarType dtype) { return train_->DeviceWeights(dtype); },
           [this](const NamedTensors& w, int64_t version) -> absl::Status {
             WeightApplied applied = rollout_->Install(w, version);
