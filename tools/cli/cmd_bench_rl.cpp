@@ -16,7 +16,7 @@
 // alone, with the run's shapes (prompts_per_step x group_size requests from the recipe's
 // environment, each generating the run's mean response length with ignore_eos): engine
 // generation, one trainer step on those samples, one in-process weight update (trainer ->
-// engine, the engine's dtype, device to device). N timed repetitions after one warm-up;
+// engine, the engine's dtype, device to device, through weight_sync::InProcessTransport). N timed repetitions after one warm-up;
 // sum_of_parts_s is their sum, to set against the colocated step_s.
 #include <ATen/ATen.h>
 #include <unistd.h>
@@ -39,6 +39,7 @@
 #include "scheduler/model_setup.h"
 #include "tools/cli/command.h"
 #include "trainer/trainer.h"
+#include "weight_sync/inprocess_transport.h"
 
 namespace {
 
@@ -157,6 +158,11 @@ absl::StatusOr<Json> MeasureParts(const Recipe& r, int reps, double response_tok
     TIDAL_ASSIGN_OR_RETURN(engine, rollout::Engine::Create(config, w, ec));
   }
 
+  // The weight update the colocated run uses (checks included).
+  weight_sync::InProcessTransport transport(
+      edtype, cuda >= 0 ? at::kCUDA : at::kCPU, [&](at::ScalarType d) { return trainer->DeviceWeights(d); },
+      [&](const NamedTensors& w, int64_t version) { return engine->UpdateWeights(w, version); });
+
   envs::EnvSpec es;
   es.plugin = r.env.plugin;
   es.args = r.env.args.is_null() ? Json::object() : r.env.args;
@@ -210,10 +216,7 @@ absl::StatusOr<Json> MeasureParts(const Recipe& r, int reps, double response_tok
     const double t_s = Seconds(t0);
 
     t0 = Clock::now();
-    {
-      TIDAL_ASSIGN_OR_RETURN(NamedTensors w, trainer->DeviceWeights(edtype));
-      TIDAL_RETURN_IF_ERROR(engine->UpdateWeights(w, trainer->step()));
-    }
+    TIDAL_RETURN_IF_ERROR(transport.Publish(trainer->step()).status());
     sync();
     const double u_s = Seconds(t0);
     if (rep == 0) continue;  // warm-up
