@@ -144,7 +144,8 @@ absl::StatusOr<Json> MeasureParts(const Recipe& r, int reps, double response_tok
   o.sharding.activation_checkpointing = r.train.activation_checkpointing;
   Model init = Model::RandomInit(config, static_cast<uint64_t>(r.seed), at::kFloat);
   TIDAL_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer, Trainer::Create(config, init.weights(), o, comm.get()));
-  const at::ScalarType edtype = r.model.dtype == ModelDtype::kBFloat16 ? at::kBFloat16 : at::kFloat;
+  // The worker's rule (scheduler/worker.cpp): bf16 on CUDA, model.dtype on CPU.
+  const at::ScalarType edtype = r.model.dtype == ModelDtype::kBFloat16 || cuda >= 0 ? at::kBFloat16 : at::kFloat;
 
   rollout::EngineConfig ec;
   ec.block_size = r.rollout.block_size;
@@ -152,6 +153,7 @@ absl::StatusOr<Json> MeasureParts(const Recipe& r, int reps, double response_tok
   ec.max_batch_tokens = r.rollout.max_batch_tokens;
   ec.max_seqs = r.rollout.max_seqs;
   ec.device = device;
+  ec.dtype = edtype;
   std::unique_ptr<rollout::Engine> engine;
   {
     TIDAL_ASSIGN_OR_RETURN(NamedTensors w, trainer->DeviceWeights(edtype));
