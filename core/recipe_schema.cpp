@@ -487,10 +487,12 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(train.betas, {0.9, 0.999}, "AdamW betas.", Range(0, 1)),
       KEY(train.activation_checkpointing, false, "Recompute activations in the backward pass to save memory."),
       KEY(train.reduce_dtype, Precision::kFp32, "dtype of gradient reduce-scatter."),
+      KEY(train.offload, false,
+          "CUDA, colocated: move the AdamW moments to pinned host memory while the device rolls out (and back before the next step), leaving the engine 8 bytes per parameter more."),
 
       KEY(weight_sync.backend, WeightSyncBackend::kAuto,
-          "cpu: ZeroMQ frames through the controller's relay (the one transport so far); auto: cpu. "
-          "nccl and ipc are reserved for the GPU transports and refused until they land."),
+          "cpu: ZeroMQ frames through the controller's relay; inprocess: each colocated worker copies the policy from its trainer into its engine (device to device, the engine's dtype; needs pool.policy colocated); "
+          "auto: inprocess on colocated CUDA pools, else cpu. nccl and ipc are reserved for the GPU transports and refused until they land."),
       KEY(weight_sync.bucket_mb, 512, "Size of one weight-transfer bucket in MiB.", Above(0)),
 
       KEY(checkpoint.dir, "<run_dir>/checkpoints", "Checkpoint directory; `<run_dir>` is replaced by `run_dir`."),
@@ -498,9 +500,13 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(checkpoint.resume, false, "Resume from the newest checkpoint in `checkpoint.dir` if there is one."),
       KEY(checkpoint.keep, 2, "Newest checkpoints kept on disk.", Above(0)),
 
-      KEY(metrics.port, 9400, "Port of the Prometheus /metrics endpoint; 0 = off.", Range(0, 65535)),
+      KEY(metrics.port, 0,
+          "Port of the controller's HTTP endpoint (Prometheus /metrics and the web dashboard at /); "
+          "0 = any free port (written to <run_dir>/metrics_endpoint.json), -1 = off.",
+          Range(-1, 65535)),
       KEY(metrics.bind, "127.0.0.1", "Address the metrics endpoint listens on."),
-      KEY(metrics.jsonl, true, "Also append every step's metrics to <run_dir>/metrics.jsonl."),
+      KEY(metrics.jsonl, true, "Also append every step's metrics to <run_dir>/metrics.jsonl (the dashboard reads it)."),
+      KEY(metrics.tensorboard, true, "Also write TensorBoard event files to <run_dir>/tensorboard."),
 
       KEY(eval.every, 0, "Steps between evaluations; 0 = only at the start and the end.", Min(0)),
       KEY(eval.greedy, true, "Evaluate with greedy decoding (else with the rollout sampling settings)."),
@@ -546,7 +552,7 @@ const std::vector<RecipeSection>& RecipeSections() {
       {"train", "Optimizer and trainer."},
       {"weight_sync", "Pushing new policy versions from trainers to rollout engines."},
       {"checkpoint", "Saving and resuming."},
-      {"metrics", "Prometheus endpoint and metric logs."},
+      {"metrics", "Prometheus endpoint, web dashboard and metric logs (docs/observability.md)."},
       {"eval", "Periodic evaluation."},
       {"openai", "The OpenAI-compatible agent endpoint on the rollout workers; agent sessions grouped by their reported `group` (else in arrival order) into groups of `rollout.group_size`."},
       {"control", "Control plane between the controller and the workers."},

@@ -27,6 +27,8 @@
 #include <optional>
 #include <set>
 
+#include "core/communicator_nccl.h"
+#include "core/cuda_devices.h"
 #include "core/logging.h"
 #include "core/metrics_log.h"
 #include "core/messaging.h"
@@ -42,6 +44,7 @@
 #include "scheduler/prompt_ledger.h"
 #include "scheduler/protocol.h"
 #include "scheduler/run_report.h"
+#include "scheduler/run_telemetry.h"
 #include "scheduler/tag_policy.h"
 #include "scheduler/train_step.h"
 #include "scheduler/trajectory_store.h"
@@ -154,7 +157,9 @@ class Controller {
   std::unique_ptr<Router> router_;
   std::unique_ptr<LocalLauncher> launcher_;
   std::unique_ptr<envs::Environment> env_;
-  std::unique_ptr<MetricsSink> metrics_;
+  std::unique_ptr<RunTelemetry> telemetry_;  // endpoint + dashboard, TensorBoard, timeline
+  MetricsSink* metrics_ = nullptr;           // telemetry_'s
+  double relay_started_ = 0;                 // first bucket of the version streaming in
   std::unique_ptr<MetricsLog> jsonl_;
 
   TagPolicy policy_;
@@ -168,6 +173,7 @@ class Controller {
   std::vector<int> train_group_;
   std::vector<int> dispatch_order_;  // DispatchRl's device order
   std::string comm_group_;
+  std::string nccl_id_hex_;  // the train group's NCCL unique id (CUDA pools, > 1 rank; "" otherwise)
   std::map<int64_t, envs::Task> tasks_;  // RL prompts not yet terminal
   std::vector<envs::Task> eval_tasks_;
   std::optional<EvalRound> eval_;
@@ -192,6 +198,7 @@ class Controller {
   std::string resume_dir_;
 
   weight_sync::WeightRelay relay_;
+  weight_sync::TransportKind transport_ = weight_sync::TransportKind::kZmq;  // from weight_sync.backend
   int64_t weight_rejected_ = 0;
 
   // Totals, rates and progress.
