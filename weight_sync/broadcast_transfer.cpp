@@ -1,0 +1,167 @@
+#include "weight_sync/broadcast_transfer.h"
+
+#include <optional>
+
+#include "weight_sync/bucket_ops.h"
+
+#ifdef TIDAL_WITH_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace tidal::weight_sync {
+namespace {
+
+// Commit word: {version, non-finite count, ok}.
+constexpr int64_t kCommitWords = 3;
+
+}  // namespace
+
+// Side streams that let consecutive buckets overlap (CUDA); nothing on CPU.
+struct LaneSet {
+  at::Device device;
+#ifdef TIDAL_WITH_CUDA
+  std::vector<c10::cuda::CUDAStream> streams;
+#endif
+  LaneSet(at::Device d, int n) : device(d) {
+#ifdef TIDAL_WITH_CUDA
+    if (d.is_cuda()) {
+      for (int i = 0; i < n; ++i) streams.push_back(c10::cuda::getStreamFromPool(false, d.index()));
+    }
+#endif
+  }
+  // Lanes start after the work already queued on the caller's stream.
+  void Start() {
+#ifdef TIDAL_WITH_CUDA
+    if (streams.empty()) return;
+    at::cuda::CUDAEvent ready;
+    ready.record(c10::cuda::getCurrentCUDAStream(device.index()));
+    for (auto& s : streams) ready.block(s);
+#endif
+  }
+  // The caller's stream continues after every lane.
+  void Join() {
+#ifdef TIDAL_WITH_CUDA
+    auto cur = c10::cuda::getCurrentCUDAStream(device.index());
+    for (auto& s : streams) {
+      at::cuda::CUDAEvent done;
+      done.record(s);
+      done.block(cur);
+    }
+#endif
+  }
+  // Runs fn with lane k as the current stream.
+  template <typename Fn>
+  auto On(int64_t k, Fn&& fn) {
+#ifdef TIDAL_WITH_CUDA
+    std::optional<c10::cuda::CUDAStreamGuard> guard;
+    if (!streams.empty()) guard.emplace(streams[k % streams.size()]);
+#endif
+    return fn();
+  }
+};
+
+struct BroadcastSender::Lanes : LaneSet {
+  using LaneSet::LaneSet;
+};
+struct BroadcastReceiver::Lanes : LaneSet {
+  using LaneSet::LaneSet;
+};
+
+BroadcastSender::BroadcastSender(BucketLayout layout, at::Device device, int ring_depth)
+    : layout_(std::move(layout)), device_(device), lanes_(std::make_unique<Lanes>(device, ring_depth)) {
+  TORCH_CHECK(ring_depth >= 1, "weight sync: ring depth must be at least 1");
+  for (int i = 0; i < ring_depth; ++i) {
+    ring_.push_back(at::empty({layout_.max_wire_bytes}, at::TensorOptions().dtype(at::kByte).device(device)));
+  }
+}
+BroadcastSender::~BroadcastSender() = default;
+
+absl::Status BroadcastSender::Send(Communicator& comm, std::span<const at::Tensor> sources, int64_t version) {
+  if (comm.rank() != 0) return absl::FailedPreconditionError("weight sync: the publisher must be rank 0");
+  at::Tensor nonfinite = at::zeros({1}, at::TensorOptions().dtype(at::kInt).device(device_));
+  lanes_->Start();
+  absl::Status status;
+  for (int32_t b = 0; b < layout_.count() && status.ok(); ++b) {
+    status = lanes_->On(b, [&]() -> absl::Status {
+      at::Tensor slot = ring_[b % ring_.size()].narrow(0, 0, layout_.buckets[b].WireBytes(layout_.element_bytes));
+      try {
+        PackBucket(layout_, b, sources, slot, version, nonfinite);
+      } catch (const c10::Error& e) {
+        return absl::InvalidArgumentError(e.what_without_backtrace());
+      }
+      return comm.Broadcast(slot, 0);
+    });
+  }
+  lanes_->Join();
+  if (!status.ok()) return status;
+  const int64_t bad = NonFinite(nonfinite);
+  at::Tensor commit = at::tensor({version, bad, static_cast<int64_t>(bad == 0)}, at::kLong).to(device_);
+  TIDAL_RETURN_IF_ERROR(comm.Broadcast(commit, 0));
+  if (bad != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "weight version %d has %d non-finite values; receivers keep their weights", version, bad));
+  }
+  return absl::OkStatus();
+}
+
+BroadcastReceiver::BroadcastReceiver(BucketLayout layout, at::Device device, int lanes)
+    : layout_(std::move(layout)), device_(device), lanes_(std::make_unique<Lanes>(device, lanes)) {
+  staging_ = at::empty({layout_.staging_bytes}, at::TensorOptions().dtype(at::kByte).device(device));
+  checksums_ = at::zeros({layout_.count()}, at::TensorOptions().dtype(at::kLong).device(device));
+}
+BroadcastReceiver::~BroadcastReceiver() = default;
+
+absl::Status BroadcastReceiver::Receive(Communicator& comm, int64_t version) {
+  ready_version_ = -1;  // the staging buffer is about to change
+  if (comm.rank() == 0) return absl::FailedPreconditionError("weight sync: rank 0 is the publisher");
+  lanes_->Start();
+  absl::Status status;
+  for (int32_t b = 0; b < layout_.count() && status.ok(); ++b) {
+    status = lanes_->On(b, [&]() -> absl::Status {
+      TIDAL_RETURN_IF_ERROR(comm.Broadcast(BucketView(layout_, staging_, b), 0));
+      ChecksumBuckets(layout_, staging_, b, b + 1, checksums_);
+      return absl::OkStatus();
+    });
+  }
+  lanes_->Join();
+  TIDAL_RETURN_IF_ERROR(status);
+  at::Tensor commit = at::zeros({kCommitWords}, at::TensorOptions().dtype(at::kLong).device(device_));
+  TIDAL_RETURN_IF_ERROR(comm.Broadcast(commit, 0));
+  TIDAL_RETURN_IF_ERROR(VerifyBuckets(layout_, staging_, 0, layout_.count(), checksums_, version));
+  at::Tensor c = commit.cpu();
+  const int64_t* w = c.data_ptr<int64_t>();
+  if (w[0] != version) {
+    return absl::DataLossError(absl::StrFormat("weight version %d: the publisher committed version %d", version, w[0]));
+  }
+  if (w[2] != 1) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "weight version %d: the publisher found %d non-finite values; keeping the current weights", version, w[1]));
+  }
+  ready_version_ = version;
+  return absl::OkStatus();
+}
+
+absl::Status BroadcastReceiver::Apply(std::span<const at::Tensor> targets) {
+  if (ready_version_ < 0) return absl::FailedPreconditionError("weight sync: no verified version to apply");
+  try {
+    ApplyBuckets(layout_, staging_, 0, layout_.count(), targets);
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(e.what_without_backtrace());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BroadcastReceiver::ApplyFlat(const FlatApply& apply) {
+  if (ready_version_ < 0) return absl::FailedPreconditionError("weight sync: no verified version to apply");
+  for (int32_t b = 0; b < layout_.count(); ++b) {
+    const BucketPlan& plan = layout_.buckets[b];
+    at::Tensor flat = staging_.narrow(0, plan.byte_offset, plan.numel * layout_.element_bytes).view(at::kBFloat16);
+    std::vector<ParamSpec> params = layout_.BucketParams(b);
+    TIDAL_RETURN_IF_ERROR(apply(flat, params));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tidal::weight_sync
