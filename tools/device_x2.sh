@@ -19,7 +19,7 @@ gpus="$(nvidia-smi -L 2>/dev/null | wc -l)"
 } >"$out/machine.txt" 2>&1
 echo "gpus: $gpus; sections: $sections" | tee -a "$out/machine.txt"
 
-"$root/tools/device_build.sh" tidal tidal_weight_sync_gpu_tests >"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
+"$root/tools/device_build.sh" tidal tidal_weight_sync_gpu_tests tidal_tools_gpu_tests >"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
 export LD_LIBRARY_PATH="/tmp/debroot/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 tidal="$build/bin/tidal"
 has() { [[ " $sections " == *" $1 "* ]]; }
@@ -34,7 +34,8 @@ run() {  # name, command...: logs the command, its output and its exit code
 }
 
 if has tests; then
-  run gpu_tests ctest --test-dir "$build" -L gpu --output-on-failure
+  run gpu_tests ctest --test-dir "$build" -L gpu --output-on-failure \
+    -R "${TIDAL_GPU_TESTS:-BucketKernelsGpu|BroadcastTransferGpu|BenchWeightSyncGpu}"
 fi
 if has wsync; then
   paths="inproc,ipc"
@@ -44,13 +45,13 @@ if has wsync; then
 fi
 if has train && [ "$gpus" -ge 2 ]; then
   if "$tidal" bench train --help >/dev/null 2>&1; then
-    run train_1.5b "$tidal" bench train --shape 1.5b --world 2 --seqs 8 --seq-len 2048 --iters 5 --warmup 2
+    run train_1.5b "$tidal" bench train --shape 1.5b --world 2 --seqs 8 --seq-len 2048 --iters 5 --warmup 2 --checkpointing false
   else
     echo "== train: no \`tidal bench train\` in this build" | tee -a "$out/commands.txt"
   fi
   if [ -f "$root/tools/bench/fsdp2_train.py" ]; then
     run fsdp2_1.5b torchrun --standalone --nproc_per_node 2 "$root/tools/bench/fsdp2_train.py" \
-      --shape 1.5b --seqs 8 --seq-len 2048 --iters 5 --warmup 2
+      --shape 1.5b --seqs 8 --seq-len 2048 --iters 5 --warmup 2 --checkpointing false
   fi
 fi
 if has rl && [ "$gpus" -ge 2 ]; then

@@ -18,15 +18,17 @@
 // - Atomicity: Receive writes only the staging buffer. Apply is the only call that touches the
 //   engine's tensors, and only after a Receive returned OK for that version; a failed, partial
 //   or corrupt transfer leaves them (and the engine's version) as they were.
-// - Host waits: Send waits once at the end (the non-finite counter); Receive waits for the
-//   trailers and the commit word; Apply queues and returns (CUDA) — the caller's stream orders
-//   the engine's next step after it.
+// - Host waits: Send waits once at the end (the non-finite counter). Begin queues and returns;
+//   Poll never blocks; Receive = Begin + wait. Apply queues on the caller's stream and returns.
+// - Overlap: the rollout loop calls Begin, keeps stepping with the old weights, calls Poll at
+//   each step boundary, and Apply once Poll says OK: the engine stops only for that copy.
 // - One thread drives an instance.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <functional>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -57,11 +59,20 @@ class BroadcastReceiver {
  public:
   BroadcastReceiver(BucketLayout layout, at::Device device, int lanes = 2);
   ~BroadcastReceiver();
-  // Receives `version` into staging and verifies it. DataLoss for a corrupt or mis-stamped
-  // bucket, FailedPrecondition when the publisher committed it as not ok.
+  // Queues the whole version: each bucket's broadcast into staging and its checksum, the commit
+  // word, and the copy of trailers, checksums and commit word to pinned host memory. On CUDA it
+  // returns without waiting and runs on the receiver's own streams (after the work already on
+  // the caller's stream, e.g. the previous Apply), so the engine keeps stepping meanwhile.
+  // CPU: runs to completion.
+  absl::Status Begin(Communicator& comm, int64_t version);
+  // nullopt while the version is arriving; then its outcome, once: OK, DataLoss for a corrupt
+  // or mis-stamped bucket, FailedPrecondition when the publisher committed it as not ok.
+  std::optional<absl::Status> Poll();
+  // Begin, then wait for the outcome.
   absl::Status Receive(Communicator& comm, int64_t version);
-  // targets (the engine's bf16 tensors, indexed like layout.params) <- the received version.
-  // FailedPrecondition unless the last Receive succeeded.
+  // targets (the engine's bf16 tensors, indexed like layout.params) <- the received version, on
+  // the caller's stream (the step boundary: this copy is the engine's pause).
+  // FailedPrecondition unless the last version's outcome was OK.
   absl::Status Apply(std::span<const at::Tensor> targets);
   // Same through a per-bucket callback (e.g. Engine::UpdateWeightsFlat): a bf16 view of the
   // bucket's data and the bucket's parameters. Stops at the first error.
@@ -69,15 +80,21 @@ class BroadcastReceiver {
   absl::Status ApplyFlat(const FlatApply& apply);
 
   int64_t received_version() const { return ready_version_; }
+  bool in_flight() const { return in_flight_ >= 0; }
   const at::Tensor& staging() const { return staging_; }
   const BucketLayout& layout() const { return layout_; }
 
  private:
   struct Lanes;
+  absl::Status Finish();
+
   BucketLayout layout_;
   at::Device device_;
   at::Tensor staging_, checksums_;
+  at::Tensor host_trailers_, host_checksums_, host_commit_;  // pinned on CUDA
   int64_t ready_version_ = -1;
+  int64_t in_flight_ = -1;
+  absl::Status begin_error_;
   std::unique_ptr<Lanes> lanes_;
 };
 

@@ -70,8 +70,9 @@ __global__ void __launch_bounds__(kThreads) SegmentCopyKernel(const CopySegment*
         *reinterpret_cast<uint2*>(s.dst + i) = w;
       }
       if (s.checksum) {
+        uint32_t key = (pos0 + static_cast<uint32_t>(i)) * kChecksumStep;
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) sum += ChecksumTerm(pos0 + static_cast<uint32_t>(i + k), o[k]);
+        for (int k = 0; k < kVec; ++k, key += kChecksumStep) sum += ChecksumTermKeyed(key, o[k]);
       }
     }
     for (int64_t k = i; k < end && k < i + kVec; ++k) scalar(k);

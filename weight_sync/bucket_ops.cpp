@@ -1,5 +1,6 @@
 #include "weight_sync/bucket_ops.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -208,43 +209,52 @@ void ChecksumBuckets(const BucketLayout& layout, const at::Tensor& staging, int3
   Run(batch, d, nullptr);
 }
 
+at::Tensor GatherTrailers(const BucketLayout& layout, const at::Tensor& staging, int32_t first, int32_t last) {
+  const at::Device d = staging.device();
+  CheckBuffer(layout, staging, layout.staging_bytes, "staging buffer");
+  const int64_t n = std::max(0, last - first);
+  at::Tensor out = at::empty({n * static_cast<int64_t>(sizeof(BucketTrailer))}, at::TensorOptions().dtype(at::kByte).device(d));
+  if (n == 0) return out;
+  std::vector<const BucketTrailer*> src;
+  for (int32_t b = first; b < last; ++b) {
+    const BucketPlan& plan = layout.buckets[b];
+    src.push_back(reinterpret_cast<const BucketTrailer*>(Base(staging) + plan.byte_offset +
+                                                         plan.TrailerOffset(layout.element_bytes)));
+  }
+  if (d.is_cpu()) {
+    for (int64_t i = 0; i < n; ++i) std::memcpy(Base(out) + i * sizeof(BucketTrailer), src[i], sizeof(BucketTrailer));
+    return out;
+  }
+#ifdef TIDAL_WITH_CUDA
+  at::Tensor table = Upload(src.data(), src.size() * sizeof(void*), d);
+  CheckLaunch(LaunchGatherTrailers(reinterpret_cast<const BucketTrailer* const*>(table.data_ptr()),
+                                   reinterpret_cast<BucketTrailer*>(out.data_ptr()), static_cast<int32_t>(n), Stream(d)),
+              "GatherTrailers");
+#endif
+  return out;
+}
+
+absl::Status CheckTrailers(const BucketLayout& layout, const at::Tensor& trailers, const at::Tensor& checksums,
+                           int32_t first, int32_t last, int64_t version) {
+  TORCH_CHECK(trailers.is_cpu() && checksums.is_cpu() && checksums.scalar_type() == at::kLong,
+              "weight sync: CheckTrailers takes host tensors");
+  TORCH_CHECK(trailers.numel() >= (last - first) * static_cast<int64_t>(sizeof(BucketTrailer)) &&
+                  checksums.numel() >= last - first,
+              "weight sync: too few trailers or checksums");
+  const auto* sums = static_cast<const uint64_t*>(checksums.data_ptr());
+  for (int32_t b = first; b < last; ++b) {
+    BucketTrailer t;
+    std::memcpy(&t, Base(trailers) + (b - first) * sizeof(BucketTrailer), sizeof(t));
+    TIDAL_RETURN_IF_ERROR(CheckTrailer(t, sums[b - first], version, layout.buckets[b], layout.count()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status VerifyBuckets(const BucketLayout& layout, const at::Tensor& staging, int32_t first, int32_t last,
                            const at::Tensor& checksums, int64_t version) {
   if (first >= last) return absl::OkStatus();
-  const at::Device d = staging.device();
-  std::vector<BucketTrailer> trailers(last - first);
-  if (d.is_cpu()) {
-    for (int32_t b = first; b < last; ++b) {
-      const BucketPlan& plan = layout.buckets[b];
-      std::memcpy(&trailers[b - first], Base(staging) + plan.byte_offset + plan.TrailerOffset(layout.element_bytes),
-                  sizeof(BucketTrailer));
-    }
-  } else {
-#ifdef TIDAL_WITH_CUDA
-    std::vector<const BucketTrailer*> src;
-    for (int32_t b = first; b < last; ++b) {
-      const BucketPlan& plan = layout.buckets[b];
-      src.push_back(reinterpret_cast<const BucketTrailer*>(Base(staging) + plan.byte_offset +
-                                                           plan.TrailerOffset(layout.element_bytes)));
-    }
-    at::Tensor table = Upload(src.data(), src.size() * sizeof(void*), d);
-    at::Tensor out = at::empty({static_cast<int64_t>(src.size() * sizeof(BucketTrailer))},
-                               at::TensorOptions().dtype(at::kByte).device(d));
-    CheckLaunch(LaunchGatherTrailers(reinterpret_cast<const BucketTrailer* const*>(table.data_ptr()),
-                                     reinterpret_cast<BucketTrailer*>(out.data_ptr()),
-                                     static_cast<int32_t>(src.size()), Stream(d)),
-                "GatherTrailers");
-    at::Tensor host = out.cpu();  // waits for the stream
-    std::memcpy(trailers.data(), host.data_ptr(), host.numel());
-#endif
-  }
-  at::Tensor sums = checksums.narrow(0, first, last - first).cpu();
-  const auto* computed = static_cast<const uint64_t*>(sums.data_ptr());
-  for (int32_t b = first; b < last; ++b) {
-    TIDAL_RETURN_IF_ERROR(CheckTrailer(trailers[b - first], computed[b - first], version, layout.buckets[b],
-                                       layout.count()));
-  }
-  return absl::OkStatus();
+  at::Tensor trailers = GatherTrailers(layout, staging, first, last).cpu();  // waits for the stream
+  return CheckTrailers(layout, trailers, checksums.narrow(0, first, last - first).cpu(), first, last, version);
 }
 
 void ApplyBuckets(const BucketLayout& layout, const at::Tensor& staging, int32_t first, int32_t last,

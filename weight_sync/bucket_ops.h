@@ -41,8 +41,14 @@ void PackAll(const BucketLayout& layout, std::span<const at::Tensor> sources,
 // in [first, last). Zeroes those entries first.
 void ChecksumBuckets(const BucketLayout& layout, const at::Tensor& staging, int32_t first,
                      int32_t last, const at::Tensor& checksums);
-// Reads the trailers of buckets [first, last) and compares them with `checksums` and the
-// expected stamp; the first mismatch as DataLoss. Waits for the device.
+// The trailers of buckets [first, last), gathered into one uint8 tensor [n * 32] on the
+// staging buffer's device (queued; nothing waits).
+at::Tensor GatherTrailers(const BucketLayout& layout, const at::Tensor& staging, int32_t first, int32_t last);
+// Host-side check of gathered trailers (CPU uint8) against host checksums (CPU int64, one per
+// bucket of [first, last)) and the expected stamp; the first mismatch as DataLoss.
+absl::Status CheckTrailers(const BucketLayout& layout, const at::Tensor& trailers, const at::Tensor& checksums,
+                           int32_t first, int32_t last, int64_t version);
+// GatherTrailers + CheckTrailers against `checksums` (indexed by bucket). Waits for the device.
 absl::Status VerifyBuckets(const BucketLayout& layout, const at::Tensor& staging, int32_t first,
                            int32_t last, const at::Tensor& checksums, int64_t version);
 

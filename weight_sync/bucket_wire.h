@@ -16,17 +16,26 @@ struct BucketTrailer {
 };
 static_assert(sizeof(BucketTrailer) == 32);
 
-// The per-element hash both the CPU reference and the CUDA kernels use (keep them identical).
+// The per-element hash both the CPU reference and the CUDA kernels use (keep them identical):
+// x = (bits | bits << 16) ^ key, then one odd multiply and one xor-shift, each a bijection of
+// 32-bit words, so the term is a bijection of `bits` for a fixed position. key = position *
+// kChecksumStep, which lets the kernel step keys by addition.
+inline constexpr uint32_t kChecksumStep = 0x9E3779B1u;
+
+#if defined(__CUDACC__)
+__host__ __device__
+#endif
+inline uint32_t ChecksumTermKeyed(uint32_t key, uint16_t bits) {
+  uint32_t x = (uint32_t{bits} | (uint32_t{bits} << 16)) ^ key;
+  x *= 0x85EBCA6Bu;
+  return x ^ (x >> 15);
+}
+
 #if defined(__CUDACC__)
 __host__ __device__
 #endif
 inline uint32_t ChecksumTerm(uint32_t position, uint16_t bits) {
-  uint32_t x = (uint32_t{bits} | (uint32_t{bits} << 16)) ^ (position * 0x9E3779B1u);
-  x *= 0x85EBCA6Bu;  // fmix32 of murmur3: a bijection of 32-bit words
-  x ^= x >> 13;
-  x *= 0xC2B2AE35u;
-  x ^= x >> 16;
-  return x;
+  return ChecksumTermKeyed(position * kChecksumStep, bits);
 }
 
 }  // namespace tidal::weight_sync

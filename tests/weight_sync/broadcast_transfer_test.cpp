@@ -210,6 +210,32 @@ TEST(BroadcastTransferTest, ANonFiniteVersionIsCommittedAsNotOkAndRefused) {
   for (const auto& t : engine) EXPECT_TRUE(at::equal(t, at::full_like(t, -7.0)));
 }
 
+TEST(BroadcastTransferTest, BeginPollApplyKeepsTheOldWeightsUntilTheStepBoundary) {
+  const BucketLayout layout = Layout();
+  auto v1 = Sources(11), v2 = Sources(12);
+  auto engine = Targets();
+  auto st = RunRanks(2, [&](int r, Communicator& c) -> absl::Status {
+    if (r == 0) {
+      BroadcastSender tx(layout, at::kCPU);
+      TIDAL_RETURN_IF_ERROR(tx.Send(c, v1, 1));
+      return tx.Send(c, v2, 2);
+    }
+    BroadcastReceiver rx(layout, at::kCPU);
+    TIDAL_RETURN_IF_ERROR(rx.Begin(c, 1));
+    // A second version cannot start while one is in flight (its outcome not yet taken).
+    if (rx.Begin(c, 2).code() != absl::StatusCode::kFailedPrecondition) return absl::InternalError("double begin");
+    if (rx.Apply(engine).ok()) return absl::InternalError("applied before the outcome was taken");
+    std::optional<absl::Status> outcome = rx.Poll();
+    if (!outcome || !outcome->ok()) return absl::InternalError("no outcome for version 1");
+    if (rx.Poll().has_value()) return absl::InternalError("outcome reported twice");
+    TIDAL_RETURN_IF_ERROR(rx.Apply(engine));
+    if (rx.received_version() != 1) return absl::InternalError("version stamp");
+    return rx.Receive(c, 2);  // staged, not applied: the engine stays on version 1
+  });
+  for (auto& s : st) ASSERT_TRUE(s.ok()) << s;
+  for (size_t p = 0; p < v1.size(); ++p) EXPECT_TRUE(at::equal(engine[p], v1[p].to(at::kBFloat16)));
+}
+
 TEST(BroadcastTransferTest, FlatApplyHandsEachBucketWithItsParameters) {
   const BucketLayout layout = Layout();
   auto sources = Sources(4);

@@ -45,7 +45,7 @@ struct Args {
   int64_t seq_len = 2048;
   int iters = 5;
   int warmup = 2;
-  bool checkpointing = true;
+  bool checkpointing = false;  // as the recipes' train.activation_checkpointing default
   int rank = -1;  // internal: set in the per-GPU child processes
   std::string id_file;
   std::string out;

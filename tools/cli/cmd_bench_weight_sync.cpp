@@ -14,9 +14,11 @@
 //   nccl    two processes, two GPUs (--device, --peer-device): the pipelined broadcast
 //           (weight_sync/broadcast_transfer.h) in its own NCCL group. Baseline: one raw
 //           ncclBroadcast of the same bytes, and the same buckets broadcast raw back to back.
-// Stages are also timed alone (gather, pack, transfer, verify, apply); `pause` is the apply,
-// the only part the engine stops for (it keeps generating while a version streams in). With
-// one train rank the masters are whole, so `gather` is 0.
+// Stages are also timed alone (gather, pack, transfer, verify, apply). nccl also runs an overlap
+// pass: the engine process keeps stepping (a decode-shaped stand-in) while each version streams
+// in, polls at step boundaries and applies once verified; `pause` is that apply. For inproc the
+// pause is the whole update (the phases alternate on one GPU), for ipc the apply. With one train
+// rank the masters are whole, so `gather` is 0.
 // Times: host wall clock around synchronised work, median (and min) over --iters after
 // --warmup. GB/s = engine bytes (bf16) / time.
 #include <ATen/ATen.h>
@@ -26,6 +28,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -244,12 +247,15 @@ struct Child {
     fputs(s.c_str(), to);
     fflush(to);
   }
+  // The next JSON line (a library may print other lines to stdout: they are skipped).
   Json Read() {
-    std::string line;
-    int ch;
-    while ((ch = fgetc(from)) != EOF && ch != '\n') line += static_cast<char>(ch);
-    if (line.empty()) throw std::runtime_error("child process ended early (see its stderr)");
-    return Json::parse(line);
+    while (true) {
+      std::string line;
+      int ch;
+      while ((ch = fgetc(from)) != EOF && ch != '\n') line += static_cast<char>(ch);
+      if (!line.empty() && line[0] == '{') return Json::parse(line);
+      if (ch == EOF) throw std::runtime_error("child process ended early (see its stderr)");
+    }
   }
   int Wait() {
     if (to) fclose(to);
@@ -374,6 +380,11 @@ Json NcclRank(const Args& a, int rank, Model* trainer) {
       Check(c.Barrier());
       Check(tx.Send(c, trainer->sources, ++version));
     });
+    // The receiver's overlap run: same number of versions, sent the same way.
+    r["overlap_sender_ms"] = TimeIt(a, [&](int) {
+      Check(c.Barrier());
+      Check(tx.Send(c, trainer->sources, ++version));
+    });
     pack_alone = TimeIt(a, [&](int) { PackAll(layout, trainer->sources, raw, 0); });
   } else {
     BroadcastReceiver rx(layout, dev);
@@ -387,6 +398,42 @@ Json NcclRank(const Args& a, int rank, Model* trainer) {
       Check(rx.Apply(engine));
     });
     r["receive_ms"] = receive;
+    // Overlap: the engine keeps stepping (a decode-shaped stand-in: 8 bf16 [64 x hidden] x
+    // [hidden x 4 hidden] products, then a host sync, as a step boundary does) while the version
+    // streams in; it polls at each boundary and applies when the version is verified.
+    const int64_t h = layout.params[0].shape.back();
+    auto bf = at::TensorOptions().dtype(at::kBFloat16).device(dev);
+    at::Tensor w = at::randn({h, 4 * h}, bf), x = at::randn({64, h}, bf);
+    auto step = [&] {
+      for (int k = 0; k < 8; ++k) at::mm(x, w);
+      Sync();
+    };
+    r["idle_step_ms"] = TimeIt(a, [&](int) { step(); });
+    std::vector<double> pause, switch_ms, steps, step_ms;
+    for (int i = 0; i < a.warmup + a.iters; ++i) {
+      Check(c.Barrier());
+      const double t0 = NowMs();
+      Check(rx.Begin(c, ++version));
+      int n = 0;
+      std::optional<absl::Status> outcome;
+      while (!(outcome = rx.Poll())) {
+        step();
+        ++n;
+      }
+      Check(*outcome);
+      const double t1 = NowMs();
+      Check(rx.Apply(engine));
+      Sync();
+      const double t2 = NowMs();
+      if (i >= a.warmup) {
+        pause.push_back(t2 - t1);
+        switch_ms.push_back(t2 - t0);
+        steps.push_back(n);
+        step_ms.push_back(n > 0 ? (t1 - t0) / n : 0.0);
+      }
+    }
+    r["overlap"] = {{"pause_ms", pause}, {"begin_to_applied_ms", switch_ms}, {"steps_while_streaming", steps},
+                    {"step_ms_while_streaming", step_ms}};
     at::Tensor sums = at::zeros({layout.count()}, at::TensorOptions().dtype(at::kLong).device(dev));
     verify_alone = TimeIt(a, [&](int) {
       ChecksumBuckets(layout, rx.staging(), 0, layout.count(), sums);
@@ -439,11 +486,16 @@ Json RunNccl(const Args& a) {
                     {"transfer", Median(r1["raw_bucketed_ms"])},
                     {"verify", Median(r1["verify_ms"])},
                     {"apply", Median(r1["apply_ms"])},
-                    {"pause", Median(r1["apply_ms"])},
                     {"receive_pipelined", Median(r1["receive_ms"])}};
   j["baseline"] = {{"what", "one raw ncclBroadcast of the same bytes (staging size)"}, {"ms", Summary(r1["raw_broadcast_ms"])},
                    {"gbps", Gbps(m.layout.staging_bytes, raw)}};
   j["raw_bucketed_broadcast_ms"] = Summary(r1["raw_bucketed_ms"]);
+  j["overlap"] = {{"pause_ms", Summary(r1["overlap"]["pause_ms"])},
+                  {"begin_to_applied_ms", Summary(r1["overlap"]["begin_to_applied_ms"])},
+                  {"steps_while_streaming", Summary(r1["overlap"]["steps_while_streaming"])},
+                  {"step_ms_while_streaming", Summary(r1["overlap"]["step_ms_while_streaming"])},
+                  {"idle_step_ms", Summary(r1["idle_step_ms"])}};
+  j["stages_ms"]["pause"] = Median(r1["overlap"]["pause_ms"]);
   j["transfer_fraction_of_raw"] = raw > 0 ? raw / Median(r1["receive_ms"]) : 0.0;
   j["note"] = "update = pipelined pack+broadcast+checksum, trailer/commit check, then apply (the pause); "
               "transfer_fraction_of_raw = raw broadcast time / pipelined receive time";
