@@ -320,6 +320,17 @@ absl::Status CompareChecksums(const at::Tensor& expected, const at::Tensor& got,
   return absl::OkStatus();
 }
 
+void CountNonFinite(const BucketLayout& layout, std::span<const at::Tensor> sources, const at::Tensor& nonfinite) {
+  TORCH_CHECK(!sources.empty(), "weight sync: no sources");
+  const at::Device d = sources[0].device();
+  CheckParams(layout, sources, d, true);
+  Batch batch;
+  for (size_t p = 0; p < sources.size(); ++p) {
+    batch.Add(sources[p].data_ptr(), sources[p].scalar_type() == at::kFloat, nullptr, nullptr, sources[p].numel(), 0);
+  }
+  Run(batch, d, Counter(nonfinite, d));
+}
+
 int64_t NonFinite(const at::Tensor& nonfinite) { return nonfinite.cpu().item<int32_t>(); }
 
 }  // namespace tidal::weight_sync

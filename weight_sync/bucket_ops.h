@@ -66,6 +66,10 @@ void ChecksumTargets(const BucketLayout& layout, std::span<const at::Tensor> tar
 // DataLoss naming the first bucket where expected != got. Waits for the device.
 absl::Status CompareChecksums(const at::Tensor& expected, const at::Tensor& got, int64_t version);
 
+// nonfinite += non-finite values among the sources (one read of them, nothing written): the
+// check that lets an in-process update refuse a version before touching the engine.
+void CountNonFinite(const BucketLayout& layout, std::span<const at::Tensor> sources, const at::Tensor& nonfinite);
+
 // Reads the non-finite counter. Waits for the device.
 int64_t NonFinite(const at::Tensor& nonfinite);
 

@@ -5,6 +5,8 @@
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -14,7 +16,7 @@ namespace {
 int Gpus() { return at::hasCUDA() ? static_cast<int>(at::detail::getCUDAHooks().getNumGPUs()) : 0; }
 
 // Runs the CLI; returns its exit code and stdout.
-std::pair<int, std::string> Run(const std::string& args) {
+std::pair<int, std::string> RunCli(const std::string& args) {
   std::string cmd = std::string(TIDAL_BIN) + " " + args;
   FILE* p = ::popen(cmd.c_str(), "r");
   std::string out;
@@ -35,7 +37,7 @@ void ExpectResult(const nlohmann::json& r, const std::string& path) {
 
 TEST(BenchWeightSyncGpuTest, InProcessAndIpcRunAndReport) {
   if (Gpus() < 1) GTEST_SKIP() << "no CUDA device";
-  auto [rc, out] = Run("bench weight-sync --shape tiny --paths inproc,ipc --bucket-mb 1 --iters 2 --warmup 1");
+  auto [rc, out] = RunCli("bench weight-sync --shape tiny --paths inproc,ipc --bucket-mb 1 --iters 2 --warmup 1");
   ASSERT_EQ(rc, 0) << out;
   auto j = nlohmann::json::parse(out);
   ASSERT_EQ(j.size(), 2u);
@@ -45,7 +47,7 @@ TEST(BenchWeightSyncGpuTest, InProcessAndIpcRunAndReport) {
 
 TEST(BenchWeightSyncGpuTest, NcclAcrossTwoGpusRunsAndReports) {
   if (Gpus() < 2) GTEST_SKIP() << "needs two CUDA devices";
-  auto [rc, out] = Run("bench weight-sync --shape tiny --paths nccl --bucket-mb 1 --iters 2 --warmup 1");
+  auto [rc, out] = RunCli("bench weight-sync --shape tiny --paths nccl --bucket-mb 1 --iters 2 --warmup 1");
   ASSERT_EQ(rc, 0) << out;
   auto j = nlohmann::json::parse(out);
   ASSERT_EQ(j.size(), 1u);
@@ -55,7 +57,7 @@ TEST(BenchWeightSyncGpuTest, NcclAcrossTwoGpusRunsAndReports) {
 
 TEST(BenchWeightSyncGpuTest, UnknownPathIsAUserError) {
   if (Gpus() < 1) GTEST_SKIP() << "no CUDA device";
-  EXPECT_EQ(Run("bench weight-sync --shape tiny --paths carrier-pigeon 2>/dev/null").first, 2);
+  EXPECT_EQ(RunCli("bench weight-sync --shape tiny --paths carrier-pigeon 2>/dev/null").first, 2);
 }
 
 }  // namespace

@@ -107,6 +107,9 @@ TEST(BucketOpsTest, NonFiniteSourcesAreCounted) {
   at::Tensor bad = at::zeros({1}, at::kInt);
   PackAll(f.layout, f.sources, f.Staging(), 1, bad);
   EXPECT_EQ(NonFinite(bad), 2);
+  at::Tensor checked = at::zeros({1}, at::kInt);
+  CountNonFinite(f.layout, f.sources, checked);
+  EXPECT_EQ(NonFinite(checked), 2);
 }
 
 TEST(BucketOpsTest, MismatchedTensorsAreRefused) {

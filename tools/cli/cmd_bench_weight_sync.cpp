@@ -4,8 +4,9 @@
 // Model: a random Qwen2.5-1.5B- or 7B-shaped parameter set (--shape). The trainer side holds
 // fp32 masters as flat per-layer-group buffers (as trainer/sharded_model.h keeps its shards on
 // one train rank) and the engine side one bf16 tensor per parameter (rollout::Engine's storage).
-//   inproc  one process, one GPU: PackDirect (fp32 -> bf16 cast + checksum, written into the
-//           engine's tensors in one pass) + a verify pass over the engine's tensors.
+//   inproc  one process, one GPU: a non-finite check of the masters (so a bad version is
+//           refused before the engine is touched), PackDirect (fp32 -> bf16 cast + checksum,
+//           written into the engine's tensors in one pass), a verify pass over them.
 //           Baseline: a raw device copy of the bf16 bytes (cudaMemcpy D2D via copy_).
 //   ipc     two processes, one GPU: the trainer packs into its exported staging buffer, the
 //           engine process (this binary, --role ipc-engine) maps it, verifies every bucket
@@ -178,21 +179,26 @@ Json RunInProcess(const Args& a) {
   at::Tensor sent = at::zeros({m.layout.count()}, opts), seen = at::zeros({m.layout.count()}, opts);
   at::Tensor bad = at::zeros({1}, opts.dtype(at::kInt));
   int64_t version = 0;
-  std::vector<double> pack, verify;
+  std::vector<double> check, pack, verify;
   auto total = TimeIt(a, [&](int i) {
+    // All or nothing: refuse a non-finite version before the engine's tensors are touched.
+    double tc = NowMs();
+    bad.zero_();
+    CountNonFinite(m.layout, m.sources, bad);
+    if (NonFinite(bad) != 0) throw std::runtime_error("non-finite values in random masters");
     double t0 = NowMs();
-    PackDirect(m.layout, m.sources, engine, sent, bad);
+    PackDirect(m.layout, m.sources, engine, sent);
     Sync();
     double t1 = NowMs();
     ChecksumTargets(m.layout, engine, seen);
     Check(CompareChecksums(sent, seen, ++version));  // waits
     double t2 = NowMs();
     if (i >= a.warmup) {
+      check.push_back(t0 - tc);
       pack.push_back(t1 - t0);
       verify.push_back(t2 - t1);
     }
   });
-  if (NonFinite(bad) != 0) throw std::runtime_error("non-finite values in random masters");
   at::Tensor src = at::empty({m.engine_bytes}, at::TensorOptions().dtype(at::kByte).device(dev));
   at::Tensor dst = at::empty_like(src);
   auto raw = TimeIt(a, [&](int) { dst.copy_(src); });
@@ -204,8 +210,8 @@ Json RunInProcess(const Args& a) {
   const double t = Median(total);
   j["update_ms"] = Summary(total);
   j["update_gbps"] = Gbps(m.engine_bytes, t);
-  j["stages_ms"] = {{"gather", 0.0}, {"pack_and_apply", Median(pack)}, {"transfer", 0.0},
-                    {"verify", Median(verify)}, {"pause", t}};
+  j["stages_ms"] = {{"gather", 0.0}, {"finite_check", Median(check)}, {"pack_and_apply", Median(pack)},
+                    {"transfer", 0.0}, {"verify", Median(verify)}, {"pause", t}};
   j["baseline"] = {{"what", "raw device copy of the same bf16 bytes (copy_)"}, {"ms", Summary(raw)},
                    {"gbps", Gbps(m.engine_bytes, Median(raw))}};
   j["torch_cast_ms"] = Summary(cast);
@@ -516,7 +522,7 @@ absl::Status Run(const Args& a) {
     if (a.role == "nccl-receiver") return RunNcclReceiver(a) == 0 ? absl::OkStatus() : absl::InternalError("nccl");
     if (!a.role.empty()) return absl::InvalidArgumentError("--role: ipc-engine | nccl-receiver");
     Json results = Json::array();
-    for (std::string_view p : absl::StrSplit(a.paths, ',')) {
+    for (const std::string& p : std::vector<std::string>(absl::StrSplit(a.paths, ','))) {
       c10::cuda::CUDAGuard guard(a.device);
       if (p == "inproc") {
         results.push_back(RunInProcess(a));
