@@ -10,6 +10,12 @@ const char* TransportName(TransportKind kind) {
   switch (kind) {
     case TransportKind::kZmq:
       return "zmq";
+    case TransportKind::kInProcess:
+      return "in-process";
+    case TransportKind::kIpc:
+      return "cuda-ipc";
+    case TransportKind::kNccl:
+      return "nccl";
   }
   return "?";
 }
@@ -27,6 +33,32 @@ absl::StatusOr<TransportKind> SelectTransport(WeightSyncBackend backend, DeviceS
       "weight_sync.backend: `", std::string(EnumName(backend)), "` is not available",
       pool == DeviceSet::Kind::kCpu ? " on a CPU pool" : " yet",
       "; use `cpu` (ZeroMQ through the controller) or `auto`"));
+}
+
+absl::StatusOr<TransportKind> ResolveTransport(WeightSyncBackend backend, const SyncPlacement& p) {
+  const bool gpu = p.pool == DeviceSet::Kind::kCuda;
+  auto refuse = [&](const char* why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weight_sync.backend: `", std::string(EnumName(backend)), "` ", why));
+  };
+  switch (backend) {
+    case WeightSyncBackend::kCpu:
+      return TransportKind::kZmq;
+    case WeightSyncBackend::kAuto:
+      if (!gpu) return TransportKind::kZmq;
+      if (p.same_process) return TransportKind::kInProcess;
+      return p.same_device ? TransportKind::kIpc : TransportKind::kNccl;
+    case WeightSyncBackend::kNccl:
+      if (!gpu) return refuse("needs a CUDA pool; use `cpu` or `auto`");
+      if (p.same_device) return refuse("needs the trainer and the engine on different GPUs (one GPU per NCCL rank); use `auto`");
+      return TransportKind::kNccl;
+    case WeightSyncBackend::kIpc:
+      if (!gpu) return refuse("needs a CUDA pool; use `cpu` or `auto`");
+      if (!p.same_device) return refuse("needs the trainer and the engine on the same GPU; use `nccl` or `auto`");
+      if (p.same_process) return refuse("needs two processes (CUDA IPC cannot map memory into its own process); use `auto`");
+      return TransportKind::kIpc;
+  }
+  return refuse("is unknown");
 }
 
 }  // namespace tidal::weight_sync

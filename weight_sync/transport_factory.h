@@ -15,8 +15,25 @@
 
 namespace tidal::weight_sync {
 
-enum class TransportKind { kZmq };
+enum class TransportKind { kZmq, kInProcess, kIpc, kNccl };
 const char* TransportName(TransportKind kind);
+
+// Where one trainer -> engine transfer runs: the pool's kind, and whether the two share a worker
+// process (colocated in-process) or a GPU (two processes on one device).
+struct SyncPlacement {
+  DeviceSet::Kind pool = DeviceSet::Kind::kCpu;
+  bool same_process = false;
+  bool same_device = false;
+};
+
+// The rule for GPU pools (issue #14): `auto` picks in-process when trainer and engine share a
+// process, CUDA IPC when they share a GPU in different processes, NCCL broadcast across GPUs,
+// ZeroMQ on CPU pools; `cpu` is ZeroMQ anywhere; `nccl` and `ipc` are checked against the
+// placement (NCCL needs a GPU per side, IPC one GPU and two processes) and refused naming the key.
+// The transports: weight_sync/broadcast_transfer.h (NCCL), weight_sync/cuda_ipc.h (IPC),
+// weight_sync/bucket_ops.h PackDirect (in-process). SelectTransport below is what `tidal run`
+// accepts today.
+absl::StatusOr<TransportKind> ResolveTransport(WeightSyncBackend backend, const SyncPlacement& placement);
 
 absl::StatusOr<TransportKind> SelectTransport(WeightSyncBackend backend, DeviceSet::Kind pool);
 
