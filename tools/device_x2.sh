@@ -19,7 +19,8 @@ gpus="$(nvidia-smi -L 2>/dev/null | wc -l)"
 } >"$out/machine.txt" 2>&1
 echo "gpus: $gpus; sections: $sections" | tee -a "$out/machine.txt"
 
-"$root/tools/device_build.sh" tidal tidal_weight_sync_gpu_tests tidal_tools_gpu_tests >"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
+# The benchmarks first (they need only the binary), the gpu tests last.
+"$root/tools/device_build.sh" tidal >"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
 export LD_LIBRARY_PATH="/tmp/debroot/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 tidal="$build/bin/tidal"
 has() { [[ " $sections " == *" $1 "* ]]; }
@@ -33,10 +34,6 @@ run() {  # name, command...: logs the command, its output and its exit code
   tail -3 "$out/$name.log"
 }
 
-if has tests; then
-  run gpu_tests ctest --test-dir "$build" -L gpu --output-on-failure \
-    -R "${TIDAL_GPU_TESTS:-BucketKernelsGpu|BroadcastTransferGpu|BenchWeightSyncGpu}"
-fi
 if has wsync; then
   paths="inproc,ipc"
   [ "$gpus" -ge 2 ] && paths="inproc,ipc,nccl"
@@ -57,7 +54,13 @@ fi
 if has rl && [ "$gpus" -ge 2 ]; then
   for r in "$root"/recipes/gpu_*x2*.yaml; do
     [ -f "$r" ] || { echo "== rl: no two-GPU recipe in recipes/" | tee -a "$out/commands.txt"; break; }
-    run "rl_$(basename "$r" .yaml)" "$tidal" run "$r" --run-dir "$out/runs/$(basename "$r" .yaml)"
+    run "rl_$(basename "$r" .yaml)" "$tidal" run "$r" "run_dir=$out/runs/$(basename "$r" .yaml)"
   done
+fi
+if has tests; then
+  "$root/tools/device_build.sh" tidal_weight_sync_gpu_tests tidal_tools_gpu_tests >>"$out/build.log" 2>&1 \
+    || { tail -50 "$out/build.log"; exit 1; }
+  run gpu_tests ctest --test-dir "$build" -L gpu --output-on-failure \
+    -R "${TIDAL_GPU_TESTS:-BucketKernelsGpu|BroadcastTransferGpu|BenchWeightSyncGpu}"
 fi
 echo "done; results in $out"
