@@ -58,8 +58,9 @@ if has rl && [ "$gpus" -ge 2 ]; then
   done
 fi
 if has tests; then
-  "$root/tools/device_build.sh" tidal_weight_sync_gpu_tests tidal_tools_gpu_tests >>"$out/build.log" 2>&1 \
-    || { tail -50 "$out/build.log"; exit 1; }
+  "$root/tools/device_build.sh" tidal_weight_sync_tests tidal_weight_sync_gpu_tests tidal_tools_gpu_tests \
+    >>"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
+  run weight_sync_tests ctest --test-dir "$build" -L weight_sync --output-on-failure
   run gpu_tests ctest --test-dir "$build" -L gpu --output-on-failure \
     -R "${TIDAL_GPU_TESTS:-BucketKernelsGpu|BroadcastTransferGpu|BenchWeightSyncGpu}"
 fi

@@ -6,7 +6,7 @@ namespace tidal::weight_sync {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kVec = 4;  // elements per thread per step
+constexpr int kVec = 8;  // elements per thread per step: one 16-byte bf16 vector
 static_assert(kTileElements % (kThreads * kVec) == 0);
 
 __device__ __forceinline__ uint16_t ToBf16(float f, uint32_t& bad) {
@@ -41,8 +41,8 @@ __global__ void __launch_bounds__(kThreads) SegmentCopyKernel(const CopySegment*
   uint64_t sum = 0;
   uint32_t bad = 0;
   const uint32_t pos0 = static_cast<uint32_t>(s.position);
-  const bool aligned = (reinterpret_cast<uintptr_t>(s.src) % (s.src_f32 ? 16 : 8) == 0) &&
-                       (reinterpret_cast<uintptr_t>(s.dst) % 8 == 0);
+  const bool aligned = (reinterpret_cast<uintptr_t>(s.src) % 16 == 0) &&
+                       (reinterpret_cast<uintptr_t>(s.dst) % 16 == 0);
   auto scalar = [&](int64_t k) {
     uint16_t o = s.src_f32 ? ToBf16(static_cast<const float*>(s.src)[k], bad)
                            : Bf16(static_cast<const uint16_t*>(s.src)[k], bad);
@@ -53,21 +53,30 @@ __global__ void __launch_bounds__(kThreads) SegmentCopyKernel(const CopySegment*
     // Tiles start at multiples of kVec, so vectors stay aligned; one thread may hold a partial
     // vector at the segment's end.
     int64_t i = begin + static_cast<int64_t>(threadIdx.x) * kVec;
+#pragma unroll 2
     for (; i + kVec <= end; i += kThreads * kVec) {
       uint16_t o[kVec];
       if (s.src_f32) {
-        float4 v = *reinterpret_cast<const float4*>(static_cast<const float*>(s.src) + i);
-        o[0] = ToBf16(v.x, bad); o[1] = ToBf16(v.y, bad); o[2] = ToBf16(v.z, bad); o[3] = ToBf16(v.w, bad);
+        const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(s.src) + i);
+        float4 v0 = p[0], v1 = p[1];
+        o[0] = ToBf16(v0.x, bad); o[1] = ToBf16(v0.y, bad); o[2] = ToBf16(v0.z, bad); o[3] = ToBf16(v0.w, bad);
+        o[4] = ToBf16(v1.x, bad); o[5] = ToBf16(v1.y, bad); o[6] = ToBf16(v1.z, bad); o[7] = ToBf16(v1.w, bad);
       } else {
-        uint2 v = *reinterpret_cast<const uint2*>(static_cast<const uint16_t*>(s.src) + i);
-        o[0] = Bf16(v.x & 0xFFFF, bad); o[1] = Bf16(v.x >> 16, bad);
-        o[2] = Bf16(v.y & 0xFFFF, bad); o[3] = Bf16(v.y >> 16, bad);
+        uint4 v = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(s.src) + i);
+        const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          o[2 * k] = Bf16(w[k] & 0xFFFF, bad);
+          o[2 * k + 1] = Bf16(w[k] >> 16, bad);
+        }
       }
       if (s.dst) {
-        uint2 w;
+        uint4 w;
         w.x = uint32_t{o[0]} | (uint32_t{o[1]} << 16);
         w.y = uint32_t{o[2]} | (uint32_t{o[3]} << 16);
-        *reinterpret_cast<uint2*>(s.dst + i) = w;
+        w.z = uint32_t{o[4]} | (uint32_t{o[5]} << 16);
+        w.w = uint32_t{o[6]} | (uint32_t{o[7]} << 16);
+        *reinterpret_cast<uint4*>(s.dst + i) = w;
       }
       if (s.checksum) {
         uint32_t key = (pos0 + static_cast<uint32_t>(i)) * kChecksumStep;
