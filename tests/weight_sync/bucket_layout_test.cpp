@@ -14,8 +14,8 @@ std::vector<ParamSpec> Params() {
 TEST(BucketLayoutTest, WholeTensorsBackToBackWithinTheSize) {
   auto layout = PlanBuckets(Params(), /*bucket_bytes=*/4096);
   ASSERT_TRUE(layout.ok()) << layout.status();
-  // 1600 elements alone (3200 B); a+b = 272 (next would not fit with embed); big alone; c.
-  ASSERT_EQ(layout->count(), 4);
+  // 2048 elements per bucket: embed + a + b (1872), big alone (10000 > 2048), c.
+  ASSERT_EQ(layout->count(), 3);
   int64_t total = 0;
   int next_param = 0;
   int64_t off = 0;
@@ -37,9 +37,10 @@ TEST(BucketLayoutTest, WholeTensorsBackToBackWithinTheSize) {
   EXPECT_EQ(next_param, 5);
   EXPECT_EQ(total, layout->total_elements);
   EXPECT_EQ(off, layout->staging_bytes);
-  EXPECT_EQ(layout->buckets[3].slots.size(), 1u);
-  EXPECT_EQ(layout->BucketParams(1).size(), 2u);
-  EXPECT_EQ(layout->BucketParams(1)[1].name, "b");
+  EXPECT_EQ(layout->buckets[1].slots.size(), 1u);
+  EXPECT_EQ(layout->buckets[1].numel, 10000);
+  EXPECT_EQ(layout->BucketParams(0).size(), 3u);
+  EXPECT_EQ(layout->BucketParams(0)[2].name, "b");
 }
 
 TEST(BucketLayoutTest, DeterministicAndRejectsBadInput) {
