@@ -88,7 +88,10 @@ absl::StatusOr<RolloutSettings> RolloutSettingsFromRecipe(const Recipe& r, const
   s.max_batch_tokens = r.rollout.max_batch_tokens;
   s.max_seqs = r.rollout.max_seqs;
   s.device = device;
-  s.dtype = r.model.dtype == ModelDtype::kBFloat16 ? at::kBFloat16 : at::kFloat;
+  // The engine serves bf16 on CUDA (its kernels and KV cache are made for it) and whatever
+  // model.dtype says on CPU; the trainer's fp32 updates are rounded on copy.
+  s.dtype = r.model.dtype == ModelDtype::kBFloat16 || device.rfind("cuda", 0) == 0 ? at::kBFloat16
+                                                                                   : at::kFloat;
   s.release_memory_when_idle = setup.release_engine_memory;
   s.openai.serve = r.openai.serve;
   s.openai.bind = r.openai.bind;
