@@ -47,6 +47,7 @@ struct LaneSet {
   // The current stream continues after every lane.
   void Join() {
 #ifdef TIDAL_WITH_CUDA
+    if (streams.empty()) return;  // CPU: nothing to join (and no CUDA to touch)
     auto cur = c10::cuda::getCurrentCUDAStream(device.index());
     for (auto& s : streams) {
       at::cuda::CUDAEvent e;
