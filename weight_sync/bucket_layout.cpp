@@ -57,7 +57,8 @@ absl::StatusOr<BucketLayout> PlanBuckets(std::vector<ParamSpec> params, int64_t 
   int64_t off = 0;
   for (auto& b : layout.buckets) {
     b.byte_offset = off;
-    off += b.WireBytes(element_bytes);
+    // Each bucket of a staging buffer starts 256-byte aligned (vector loads, trailer alignment).
+    off += (b.WireBytes(element_bytes) + kBucketAlignBytes - 1) / kBucketAlignBytes * kBucketAlignBytes;
     layout.max_wire_bytes = std::max(layout.max_wire_bytes, b.WireBytes(element_bytes));
   }
   layout.staging_bytes = off;

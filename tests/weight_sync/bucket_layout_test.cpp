@@ -32,7 +32,7 @@ TEST(BucketLayoutTest, WholeTensorsBackToBackWithinTheSize) {
     // Only a tensor larger than the bucket may exceed it, and then it travels alone.
     if (b.numel * 2 > 4096) EXPECT_EQ(b.slots.size(), 1u);
     total += b.numel;
-    off += b.WireBytes(2);
+    off += (b.WireBytes(2) + kBucketAlignBytes - 1) / kBucketAlignBytes * kBucketAlignBytes;
   }
   EXPECT_EQ(next_param, 5);
   EXPECT_EQ(total, layout->total_elements);
