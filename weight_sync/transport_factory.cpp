@@ -11,7 +11,7 @@ const char* TransportName(TransportKind kind) {
     case TransportKind::kZmq:
       return "zmq";
     case TransportKind::kInProcess:
-      return "in-process";
+      return "inprocess";
     case TransportKind::kIpc:
       return "cuda-ipc";
     case TransportKind::kNccl:
@@ -20,11 +20,20 @@ const char* TransportName(TransportKind kind) {
   return "?";
 }
 
-absl::StatusOr<TransportKind> SelectTransport(WeightSyncBackend backend, DeviceSet::Kind pool) {
+absl::StatusOr<TransportKind> SelectTransport(WeightSyncBackend backend, DeviceSet::Kind pool, PoolPolicy policy) {
+  const bool colocated = policy == PoolPolicy::kColocated;
   switch (backend) {
     case WeightSyncBackend::kAuto:
+      // On CPU pools the relay stays the default: it is what the CPU quickstart measures and the
+      // CPU copy costs the same either way.
+      return colocated && pool == DeviceSet::Kind::kCuda ? TransportKind::kInProcess : TransportKind::kZmq;
     case WeightSyncBackend::kCpu:
       return TransportKind::kZmq;
+    case WeightSyncBackend::kInprocess:
+      if (colocated) return TransportKind::kInProcess;
+      return absl::InvalidArgumentError(absl::StrCat(
+          "weight_sync.backend: `inprocess` needs every engine in a train rank's worker (pool.policy: colocated), "
+          "not `", std::string(EnumName(policy)), "`; use `auto` or `cpu`"));
     case WeightSyncBackend::kNccl:
     case WeightSyncBackend::kIpc:
       break;
@@ -52,6 +61,9 @@ absl::StatusOr<TransportKind> ResolveTransport(WeightSyncBackend backend, const 
       if (!gpu) return refuse("needs a CUDA pool; use `cpu` or `auto`");
       if (p.same_device) return refuse("needs the trainer and the engine on different GPUs (one GPU per NCCL rank); use `auto`");
       return TransportKind::kNccl;
+    case WeightSyncBackend::kInprocess:
+      if (!p.same_process) return refuse("needs the engine in the trainer's worker process; use `auto`");
+      return TransportKind::kInProcess;
     case WeightSyncBackend::kIpc:
       if (!gpu) return refuse("needs a CUDA pool; use `cpu` or `auto`");
       if (!p.same_device) return refuse("needs the trainer and the engine on the same GPU; use `nccl` or `auto`");

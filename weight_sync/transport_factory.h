@@ -1,10 +1,15 @@
 // The one place that turns `weight_sync.backend` into the weights plane's transport.
 //
-// Today there is one transport: ZeroMQ frames on the control plane, trainer rank 0 -> the
-// controller's WeightRelay -> each engine (weight_sync/weight_relay.h). `cpu` selects it and
-// `auto` resolves to it. `nccl` and `ipc` name transports that do not exist yet; they are refused
-// with an error naming the key rather than silently falling back. New transports (in-process,
-// CUDA IPC, NCCL) add a TransportKind and their rule here.
+// Two transports:
+// - zmq: ZeroMQ frames on the control plane, trainer rank 0 -> the controller's WeightRelay ->
+//   each engine (weight_sync/weight_relay.h). `cpu` selects it; `auto` on CPU pools and on pools
+//   whose engines are not all on train ranks.
+// - inprocess: every engine shares its worker process (and device) with a train rank
+//   (pool.policy colocated): each rank copies the policy into its own engine, device to device
+//   in the engine's dtype (weight_sync/inprocess_transport.h); nothing goes through the
+//   controller. `auto` on colocated CUDA pools; `inprocess` asks for it on any colocated pool.
+// `nccl` and `ipc` name transports that do not exist yet; they are refused with an error naming
+// the key rather than silently falling back, and so is `inprocess` without colocated workers.
 //
 // Contract: a pure function; the recipe loader's cross-field check (core/recipe.cpp) refuses the
 // same values with the key's file:line:col, this is the controller's defence in depth.
@@ -28,13 +33,13 @@ struct SyncPlacement {
 
 // The rule for GPU pools (issue #14): `auto` picks in-process when trainer and engine share a
 // process, CUDA IPC when they share a GPU in different processes, NCCL broadcast across GPUs,
-// ZeroMQ on CPU pools; `cpu` is ZeroMQ anywhere; `nccl` and `ipc` are checked against the
-// placement (NCCL needs a GPU per side, IPC one GPU and two processes) and refused naming the key.
+// ZeroMQ on CPU pools; `cpu` is ZeroMQ anywhere; `inprocess`, `nccl` and `ipc` are checked against
+// the placement (NCCL needs a GPU per side, IPC one GPU and two processes) and refused naming the key.
 // The transports: weight_sync/broadcast_transfer.h (NCCL), weight_sync/cuda_ipc.h (IPC),
 // weight_sync/bucket_ops.h PackDirect (in-process). SelectTransport below is what `tidal run`
 // accepts today.
 absl::StatusOr<TransportKind> ResolveTransport(WeightSyncBackend backend, const SyncPlacement& placement);
 
-absl::StatusOr<TransportKind> SelectTransport(WeightSyncBackend backend, DeviceSet::Kind pool);
+absl::StatusOr<TransportKind> SelectTransport(WeightSyncBackend backend, DeviceSet::Kind pool, PoolPolicy policy);
 
 }  // namespace tidal::weight_sync
