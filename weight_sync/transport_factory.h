@@ -8,8 +8,10 @@
 //   (pool.policy colocated): each rank copies the policy into its own engine, device to device
 //   in the engine's dtype (weight_sync/inprocess_transport.h); nothing goes through the
 //   controller. `auto` on colocated CUDA pools; `inprocess` asks for it on any colocated pool.
-// `nccl` and `ipc` name transports that do not exist yet; they are refused with an error naming
-// the key rather than silently falling back, and so is `inprocess` without colocated workers.
+// `nccl` and `ipc` name transports that exist as library code (weight_sync/broadcast_transfer.h,
+// weight_sync/cuda_ipc.h, measured by `tidal bench weight-sync`) but that `tidal run` does not
+// drive yet; SelectTransport refuses them naming the key rather than silently falling back, and
+// so `inprocess` without colocated workers. ResolveTransport is the full rule by placement.
 //
 // Contract: a pure function; the recipe loader's cross-field check (core/recipe.cpp) refuses the
 // same values with the key's file:line:col, this is the controller's defence in depth.
