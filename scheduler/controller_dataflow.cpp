@@ -35,9 +35,15 @@ void Controller::ApplyPolicy() {
     if (want[d] == pool_.device(d).tag) continue;
     // Only a device that hosts an engine can be lent to rollout.
     if (want[d] == Tag::kRollout && !workers_[d].hosts_engine) continue;
+    const Tag from = pool_.device(d).tag;
     pool_.SetTag(d, want[d], now);
     SendTo(d, SetTag{TagName(want[d])});
-    TIDAL_LOG(DEBUG) << "device " << d << " -> " << TagName(want[d]);
+    const char* reason = MoveReason(policy_, from, want[d]);
+    timeline_.Record({now, steps_done_, d, pool_.device(d).slot.Name(), from, want[d], reason, {}});
+    if (metrics_) {
+      metrics_->Add("tidal_tag_moves_total", {{"from", TagName(from)}, {"to", TagName(want[d])}, {"reason", reason}}, 1);
+    }
+    TIDAL_LOG(DEBUG) << "device " << d << " -> " << TagName(want[d]) << " (" << reason << ")";
   }
   if (metrics_) {
     metrics_->Set("tidal_policy_dispatchable_groups", {}, in.dispatchable_groups);
