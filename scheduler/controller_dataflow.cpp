@@ -38,7 +38,7 @@ void Controller::ApplyPolicy() {
     const Tag from = pool_.device(d).tag;
     pool_.SetTag(d, want[d], now);
     SendTo(d, SetTag{TagName(want[d])});
-    const char* reason = MoveReason(policy_, from, want[d]);
+    const char* reason = MoveReason(policy_, want[d]);
     timeline_.Record({now, steps_done_, d, pool_.device(d).slot.Name(), from, want[d], reason, {}});
     if (metrics_) {
       metrics_->Add("tidal_tag_moves_total", {{"from", TagName(from)}, {"to", TagName(want[d])}, {"reason", reason}}, 1);

@@ -57,9 +57,8 @@ std::vector<Tag> DecideTags(const TagPolicy& policy, const PolicyInputs& in) {
   return out;
 }
 
-const char* MoveReason(const TagPolicy& policy, Tag from, Tag to) {
+const char* MoveReason(const TagPolicy& policy, Tag to) {
   if (std::holds_alternative<ColocatedPolicy>(policy)) return "gang";
-  (void)from;
   return to == Tag::kRollout ? "lend" : "recall";
 }
 

@@ -59,9 +59,9 @@ TEST(TagPolicyTest, ColocatedGangSwitches) {
 }
 
 TEST(TagPolicyTest, MoveReasons) {
-  EXPECT_STREQ(MoveReason(ColocatedPolicy{}, Tag::kRollout, Tag::kTrain), "gang");
-  EXPECT_STREQ(MoveReason(ElasticPolicy{}, Tag::kTrain, Tag::kRollout), "lend");
-  EXPECT_STREQ(MoveReason(ElasticPolicy{}, Tag::kRollout, Tag::kTrain), "recall");
+  EXPECT_STREQ(MoveReason(ColocatedPolicy{}, Tag::kTrain), "gang");
+  EXPECT_STREQ(MoveReason(ElasticPolicy{}, Tag::kRollout), "lend");
+  EXPECT_STREQ(MoveReason(ElasticPolicy{}, Tag::kTrain), "recall");
 }
 
 TEST(TagPolicyTest, TrainGroupAndEngines) {
