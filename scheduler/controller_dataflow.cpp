@@ -11,6 +11,15 @@ void Controller::UpdateBusy() {
                     : w.train_ops > 0;
     if (w.state != WorkerSlot::State::kReady) busy = false;
     pool_.SetBusy(d, busy, now);
+    // The timeline's state: work of the other tag still draining (paused groups, a checkpoint)
+    // under the new tag is a switch in progress.
+    const bool train_tag = pool_.device(d).tag == Tag::kTrain;
+    const bool other_work = train_tag ? !(w.rl.empty() && w.eval.empty()) || w.agent_calls > 0 : w.train_ops > 0;
+    const char* state = w.state != WorkerSlot::State::kReady ? "down"
+                        : other_work                         ? "switching"
+                        : busy                               ? (train_tag ? "train" : "rollout")
+                                                             : "idle";
+    if (telemetry_) telemetry_->DeviceState(pool_.device(d).slot.Name(), state, now);
   }
 }
 
@@ -41,7 +50,10 @@ void Controller::ApplyPolicy() {
     const char* reason = MoveReason(policy_, want[d]);
     timeline_.Record({now, steps_done_, d, pool_.device(d).slot.Name(), from, want[d], reason, {}});
     if (metrics_) {
-      metrics_->Add("tidal_tag_moves_total", {{"from", TagName(from)}, {"to", TagName(want[d])}, {"reason", reason}}, 1);
+      metrics_->Add("tidal_tag_moves_total",
+                    {{"device", pool_.device(d).slot.Name()}, {"from", TagName(from)}, {"to", TagName(want[d])},
+                     {"reason", reason}},
+                    1);
     }
     TIDAL_LOG(DEBUG) << "device " << d << " -> " << TagName(want[d]) << " (" << reason << ")";
   }

@@ -1,6 +1,6 @@
 // The tag timeline: every tag move of a run, one JSON object a line in <run_dir>/tag_timeline.jsonl
 // (format in docs/controller.md, "Tag timeline"), plus a count per (from, to, reason) that the
-// controller exports as the counter tidal_tag_moves_total{from,to,reason}.
+// controller exports as the counter tidal_tag_moves_total{device,from,to,reason}.
 //
 // A line:
 //   {"t":12.503,"step":41,"device":1,"name":"cpu:1","from":"rollout","to":"train",
