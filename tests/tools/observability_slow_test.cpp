@@ -141,7 +141,8 @@ std::map<std::string, int> ChartPoints(const std::string& dom) {
 class ObservabilityTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = fs::path(TIDAL_BINARY_DIR) / "e2e" / "observability";
+    // ctest runs each test of this suite in its own process, in parallel: one run directory each.
+    root_ = fs::path(TIDAL_BINARY_DIR) / "e2e" / ("observability-" + std::to_string(::getpid()));
     (void)tidal::RemoveTree(root_.string());
     fs::create_directories(root_);
     run_dir_ = root_ / "run";

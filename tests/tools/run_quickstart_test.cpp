@@ -62,7 +62,9 @@ TEST(RunQuickstartTest, CiVariantRunsEndToEnd) {
   EXPECT_EQ(s["prompts"]["trained"], 6 * 8);
   EXPECT_GE(s["eval_accuracy_end"].get<double>(), 0.0);
   EXPECT_TRUE(fs::exists(dir / "final" / "model.safetensors"));
-  EXPECT_TRUE(fs::exists(dir / "checkpoints" / "step-3"));
+  // The last step is always checkpointed (#18); with the quickstart's keep: 1 it replaces step-3.
+  EXPECT_TRUE(fs::exists(dir / "checkpoints" / "step-6" / "controller_state.json"));
+  EXPECT_FALSE(fs::exists(dir / "checkpoints" / "step-3"));
 }
 
 }  // namespace
