@@ -121,7 +121,10 @@ absl::StatusOr<SandboxResult> RunSandboxed(const SandboxRequest& req, const Sand
   posix_spawn_file_actions_adddup2(&fa, err_theirs.fd, 2);
   posix_spawn_file_actions_adddup2(&fa, rep_theirs.fd, 3);
   posix_spawn_file_actions_adddup2(&fa, code_theirs.fd, 4);
-  const long cpu_s = static_cast<long>(std::ceil(req.timeout_s));
+  // The CPU limit sits one second above the wall limit: a single-threaded loop then always
+  // ends on the wall clock (reported as timed_out), instead of racing SIGXCPU against it; the
+  // CPU limit still stops code that burns several cores at once.
+  const long cpu_s = static_cast<long>(std::ceil(req.timeout_s)) + 1;
   std::vector<std::string> args = {helper,
                                    "--interpreter", interpreter,
                                    "--file", file,
