@@ -8,7 +8,7 @@ stamp_dir="$root/.venv-stamps"
 mkdir -p "$stamp_dir"
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache pkg-config git python3 python3-venv
-  libzmq3-dev cppzmq-dev libyaml-cpp-dev libabsl-dev libgtest-dev libgmock-dev
+  libzmq3-dev libsodium-dev cppzmq-dev libyaml-cpp-dev libabsl-dev libgtest-dev libgmock-dev
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev prometheus curl)
 apt_stamp="$stamp_dir/apt.$(echo "${APT_PACKAGES[*]}" | md5sum | cut -c1-12)"
 if [ ! -f "$apt_stamp" ]; then
