@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "core/http_auth.h"
 #include "core/logging.h"
 
 namespace tidal {
@@ -19,7 +20,8 @@ class MetricsServer::Impl {
     if (thread_.joinable()) thread_.join();
   }
 
-  absl::Status Start(int port) {
+  absl::Status Start(int port, const std::string& bearer_token) {
+    RequireBearerToken(server_, bearer_token);
     // Scrapes are rare and cheap: two workers instead of httplib's default of one per core.
     server_.new_task_queue = [] { return new httplib::ThreadPool(2); };
     // httplib's default also sets SO_REUSEPORT, which would let a second run bind the same port
@@ -76,7 +78,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Metric
         absl::StrCat("metrics server: port ", options.port, " is out of range 0-65535"));
   }
   auto impl = std::make_unique<Impl>(registry, options.host);
-  absl::Status s = impl->Start(options.port);
+  absl::Status s = impl->Start(options.port, options.bearer_token);
   if (!s.ok()) return s;
   return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(impl)));
 }

@@ -17,6 +17,7 @@ namespace tidal {
 struct MetricsServerOptions {
   std::string host = "127.0.0.1";
   int port = 0;  // 0: ephemeral, see MetricsServer::port()
+  std::string bearer_token;  // non-empty: every request needs it (core/http_auth.h)
 };
 
 class MetricsServer {

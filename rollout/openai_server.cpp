@@ -1,5 +1,7 @@
 #include "rollout/openai_server.h"
 
+#include "core/http_auth.h"
+
 #include <httplib.h>
 
 #include <chrono>
@@ -388,6 +390,7 @@ absl::Status OpenAIServer::Start() {
                         .dump(),
                     "application/json");
   });
+  RequireBearerToken(*http_, options_.bearer_token);
   if (options_.port == 0) {
     port_ = http_->bind_to_any_port(options_.bind.c_str());
   } else {

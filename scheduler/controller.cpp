@@ -23,6 +23,7 @@
 #include "envs/environment.h"
 #include "scheduler/agent_groups.h"
 #include "scheduler/device_pool.h"
+#include "scheduler/control_plane.h"
 #include "scheduler/launcher.h"
 #include "scheduler/metrics_sink.h"
 #include "scheduler/prompt_ledger.h"
@@ -178,7 +179,8 @@ class Controller {
   bool finishing_ = false;  // RL is over: no new work, in-flight work is being aborted
 
   std::unique_ptr<Router> router_;
-  std::unique_ptr<LocalLauncher> launcher_;
+  std::unique_ptr<Launcher> launcher_;
+  ControlPlaneSetup control_;
   std::unique_ptr<envs::Environment> env_;
   std::unique_ptr<MetricsSink> metrics_;
   std::unique_ptr<MetricsLog> jsonl_;
@@ -305,12 +307,13 @@ absl::Status Controller::PrepareRunDir() {
 
 absl::Status Controller::StartWorkers() {
   TIDAL_ASSIGN_OR_RETURN(policy_, ParseTagPolicy(EnumName(recipe_.pool.policy)));
-  RouterOptions ro;
-  ro.endpoint = "tcp://127.0.0.1:0";
+  RouterOptions ro = control_.router;
   ro.heartbeat.interval = absl::Milliseconds(recipe_.control.heartbeat_ms);
   ro.heartbeat.miss = static_cast<int>(recipe_.control.heartbeat_miss);
   TIDAL_ASSIGN_OR_RETURN(router_, Router::Bind(ro));
-  TIDAL_LOG(INFO) << "control plane on " << router_->endpoint();
+  TIDAL_ASSIGN_OR_RETURN(std::string dial, AdvertisedEndpoint(recipe_, router_->endpoint()));
+  TIDAL_LOG(INFO) << "control plane on " << router_->endpoint() << " (workers dial " << dial << ", CURVE "
+                  << (control_.credentials ? "on" : "off") << ")";
 
   std::vector<Tag> homes;
   for (const auto& d : pool_.devices()) homes.push_back(d.home);
@@ -330,12 +333,16 @@ absl::Status Controller::StartWorkers() {
 
   if (const char* c = std::getenv("TIDAL_FAULT_CORRUPT_BUCKET")) corrupt_version_ = std::atoll(c);
 
-  launcher_ = std::make_unique<LocalLauncher>(LaunchOptions{
-      options_.worker_binary, router_->endpoint(), (fs::path(run_dir_) / "logs").string(),
-      {"--heartbeat-ms", std::to_string(recipe_.control.heartbeat_ms), "--heartbeat-miss",
-       std::to_string(recipe_.control.heartbeat_miss)}});
+  TIDAL_ASSIGN_OR_RETURN(
+      launcher_, MakeLauncher(recipe_,
+                              LaunchOptions{options_.worker_binary, dial, (fs::path(run_dir_) / "logs").string(),
+                                            control_.worker_credentials,
+                                            {"--heartbeat-ms", std::to_string(recipe_.control.heartbeat_ms),
+                                             "--heartbeat-miss", std::to_string(recipe_.control.heartbeat_miss)}},
+                              train_group_));
+  TIDAL_RETURN_IF_ERROR(WriteControlInfo(run_dir_, dial, control_, launcher_->kind()));
   for (int d = 0; d < pool_.size(); ++d) {
-    TIDAL_ASSIGN_OR_RETURN(pid_t pid, launcher_->Spawn(d, pool_.device(d).slot));
+    TIDAL_ASSIGN_OR_RETURN(pid_t pid, launcher_->Spawn(d, pool_.device(d).slot, control_.auth->Issue(d)));
     workers_[d].state = Worker::State::kStarting;
     TIDAL_LOG(INFO) << "worker " << d << " (" << pool_.device(d).slot.Name() << ", "
                     << TagName(pool_.device(d).home) << ") pid " << pid;
@@ -401,6 +408,18 @@ void Controller::HandleRegister(const Envelope& env) {
     return;
   }
   int d = reg->rank;
+  // The one credential check (scheduler/worker_auth.h): a one-time token for this rank.
+  const std::string token = reg->info.is_object() && reg->info.contains("token") && reg->info["token"].is_string()
+                                ? reg->info["token"].get<std::string>()
+                                : "";
+  if (absl::Status s = control_.auth->Check(d, token); !s.ok()) {
+    TIDAL_LOG(WARN) << "refused registration of rank " << d << " from " << env.peer << " (host '" << reg->host
+                    << "', pid " << reg->pid << "): " << s.message();
+    WriteEvent({{"event", "registration_refused"}, {"device", d}, {"peer", env.peer}, {"host", reg->host},
+                {"reason", std::string(s.message())}});
+    (void)router_->ReplyError(env, s);
+    return;
+  }
   Worker& w = workers_[d];
   w.peer = env.peer;
   WorkerSetup setup;
@@ -573,7 +592,7 @@ void Controller::ReapWorkers() {
       continue;
     }
     ++w.restarts;
-    absl::StatusOr<pid_t> pid = launcher_->Spawn(e.device, pool_.device(e.device).slot);
+    absl::StatusOr<pid_t> pid = launcher_->Spawn(e.device, pool_.device(e.device).slot, control_.auth->Issue(e.device));
     if (!pid.ok()) {
       Fatal(pid.status());
       continue;
@@ -1357,8 +1376,11 @@ absl::StatusOr<RunSummary> Controller::Run() {
     TIDAL_ASSIGN_OR_RETURN(envs::Task t, env_->Reset(static_cast<uint64_t>(i), envs::Split::kEval));
     eval_tasks_.push_back(std::move(t));
   }
+  // control.bind / CURVE / credentials / tokens: scheduler/control_plane.h.
+  TIDAL_ASSIGN_OR_RETURN(control_, PrepareControlPlane(recipe_, run_dir_));
   if (recipe_.metrics.port > 0) {
-    TIDAL_ASSIGN_OR_RETURN(metrics_, MetricsSink::Serve(recipe_.metrics.bind, static_cast<int>(recipe_.metrics.port)));
+    TIDAL_ASSIGN_OR_RETURN(metrics_, MetricsSink::Serve(recipe_.metrics.bind, static_cast<int>(recipe_.metrics.port),
+                                                        IsLoopbackHost(recipe_.metrics.bind) ? "" : control_.http_token));
     TIDAL_LOG(INFO) << "metrics on " << metrics_->url();
   } else {
     metrics_ = MetricsSink::Local();

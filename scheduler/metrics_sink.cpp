@@ -56,11 +56,13 @@ std::pair<std::vector<std::string>, std::vector<std::string>> Split(const Metric
 MetricsSink::MetricsSink() = default;
 MetricsSink::~MetricsSink() = default;
 
-absl::StatusOr<std::unique_ptr<MetricsSink>> MetricsSink::Serve(const std::string& bind, int port) {
+absl::StatusOr<std::unique_ptr<MetricsSink>> MetricsSink::Serve(const std::string& bind, int port,
+                                                                const std::string& bearer_token) {
   std::unique_ptr<MetricsSink> sink(new MetricsSink());
   MetricsServerOptions o;
   o.host = bind.empty() ? "127.0.0.1" : bind;
   o.port = port;
+  o.bearer_token = bearer_token;
   absl::StatusOr<std::unique_ptr<MetricsServer>> server = MetricsServer::Start(sink->registry_, o);
   if (!server.ok()) {
     return absl::UnavailableError(absl::StrCat("metrics.port: ", server.status().message(),

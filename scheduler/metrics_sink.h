@@ -26,7 +26,9 @@ using MetricLabels = std::vector<std::pair<std::string, std::string>>;
 class MetricsSink {
  public:
   // Serves GET /metrics on bind:port (port 0 picks a free one; see url()).
-  static absl::StatusOr<std::unique_ptr<MetricsSink>> Serve(const std::string& bind, int port);
+  // A non-empty bearer_token is required of every request (core/http_auth.h).
+  static absl::StatusOr<std::unique_ptr<MetricsSink>> Serve(const std::string& bind, int port,
+                                                            const std::string& bearer_token = "");
   // Keeps values without serving them.
   static std::unique_ptr<MetricsSink> Local();
   ~MetricsSink();

@@ -47,7 +47,7 @@ bool IsHex(std::string_view s, size_t len) {
 }
 
 std::string Mac(std::string_view secret, int rank, std::string_view nonce) {
-  const std::string msg = absl::StrCat("tidal-register-v1|", rank, "|", nonce);
+  const std::string msg = absl::StrCat("tidal-register-v1|", rank, "|", std::string(nonce));
   unsigned char out[crypto_auth_hmacsha256_BYTES];
   crypto_auth_hmacsha256_state st;
   crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(secret.data()), secret.size());
@@ -154,7 +154,7 @@ absl::StatusOr<std::string> DeriveToken(std::string_view secret, int rank) {
   TIDAL_RETURN_IF_ERROR(InitSodium());
   if (!IsHex(secret, 64)) return absl::FailedPreconditionError("derived token: no run secret in the credentials");
   const std::string nonce = RandomHex(16);
-  return absl::StrCat("d1.", rank, ".", nonce, ".", Mac(secret, rank, nonce));
+  return absl::StrCat("d1.", rank, ".", nonce, ".", Mac(secret, rank, nonce));  // nonce: std::string
 }
 
 std::string WorkerAuth::Issue(int rank) {
@@ -187,7 +187,7 @@ absl::Status WorkerAuth::CheckOnce(int rank, std::string_view token) {
   if (auto it = spent_.find(token); it != spent_.end()) {
     return absl::PermissionDeniedError(absl::StrCat("token already used or revoked (", it->second, ")"));
   }
-  std::vector<std::string_view> parts = absl::StrSplit(token, '.');
+  std::vector<std::string> parts = absl::StrSplit(absl::string_view(token.data(), token.size()), '.');
   int token_rank = -1;
   if (parts.size() < 3 || !absl::SimpleAtoi(parts[1], &token_rank)) {
     return absl::PermissionDeniedError("malformed registration token");
