@@ -410,6 +410,9 @@ std::vector<RecipeKey> BuildKeys() {
           Check(CheckNoSpaces, "no spaces or slashes")),
       KEY(seed, 1, "Seed of every random stream (sampling, data order, init); each worker derives its own."),
       KEY(run_dir, "runs/<name>", "Where logs, metrics, the resolved recipe and checkpoints go; `<name>` is replaced by `name`."),
+      KEY(launch, LaunchKind::kLocal,
+          "How workers start: local (fork/exec here), slurm (srun job steps inside the allocation; outside one `tidal run` "
+          "submits an sbatch script), external (started by others, e.g. Kubernetes; the controller waits for them)."),
 
       KEY(model.arch, ModelArch::kQwen2, "Architecture of a model built from `model.size` (ignored when `model.path` is set)."),
       KEY(model.path, "", "Hugging Face checkpoint dir (config.json + safetensors); if set, arch and size come from its config.json."),
@@ -529,9 +532,6 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(control.credentials, "",
           "JSON credentials file (CURVE keys + run secret, as `tidal k8s render` writes); \"\" = fresh ones per run in <run_dir>/secrets/."),
 
-      KEY(launch, LaunchKind::kLocal,
-          "How workers start: local (fork/exec here), slurm (srun job steps inside the allocation; outside one `tidal run` "
-          "submits an sbatch script), external (started by others, e.g. Kubernetes; the controller waits for them)."),
       KEY(slurm.partition, "", "sbatch --partition (\"\" = the cluster's default)."),
       KEY(slurm.nodes, 0, "sbatch --nodes; 0 = let Slurm choose.", Min(0)),
       KEY(slurm.time, "", "sbatch --time limit (\"\" = the partition's default)."),

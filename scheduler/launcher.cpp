@@ -52,7 +52,7 @@ absl::StatusOr<pid_t> ProcessLauncher::Spawn(int device, const DeviceSlot& slot,
   }
   Command cmd = MakeCommand(device, slot);
   cmd.env.emplace_back("TIDAL_WORKER_TOKEN", token);
-  if (!options_.credentials.empty()) cmd.env.emplace_back("TIDAL_CREDENTIALS", options_.credentials);
+  cmd.env.emplace_back("TIDAL_CREDENTIALS", options_.credentials);  // "" = none (not the parent's)
   std::string log = absl::StrCat(options_.log_dir, "/worker-", device, ".log");
   std::vector<char*> argv;
   for (auto& a : cmd.argv) argv.push_back(a.data());

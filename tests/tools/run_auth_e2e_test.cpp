@@ -33,7 +33,7 @@ warmup: {sft: {steps: 2, lr: 3.0e-3, batch_size: 8}}
 pool: {devices: "cpu:2", tags: {rollout: 1, train: 1}, policy: static}
 rollout: {group_size: 4, max_new_tokens: 8, max_staleness: 1, max_seqs: 16}
 env: {plugin: "builtin:letter_count", args: {min_len: 3, max_len: 6}, eval_prompts: 4}
-train: {lr: 1.0e-3, steps: 30, prompts_per_step: 4}
+train: {lr: 1.0e-3, steps: 60, prompts_per_step: 4}
 metrics: {port: 0}
 control: {heartbeat_ms: 200, heartbeat_miss: 15, curve: on}
 )";
@@ -120,7 +120,7 @@ TEST(RunAuthE2eTest, SpoofedAndReplayedWorkersAreRefusedAndTheRunIsUnharmed) {
   json s = json::parse(ReadText(run_dir + "/summary.json"), nullptr, false);
   ASSERT_TRUE(s.is_object());
   EXPECT_EQ(s["prompts"]["unaccounted"], 0) << s.dump(2);
-  EXPECT_EQ(s["steps"], 30);
+  EXPECT_EQ(s["steps"], 60);
   EXPECT_EQ(s["worker_restarts"], 0) << s.dump(2);
   EXPECT_TRUE(ReadEvents(run_dir, "worker_died").empty());
 }

@@ -4,7 +4,8 @@
 // the controller binds 0.0.0.0 (CURVE on) and starts each worker with srun on whichever node has
 // room; the workers dial it over the namespaces' bridge. Mid-run the test kills one rollout
 // worker's job step (scancel --signal=KILL), and the run must requeue, restart and finish with
-// every prompt accounted.
+// every prompt accounted. Two tasks per node (one of them the controller's) make the three
+// workers spread over both nodes.
 //
 // Needs root, iproute2, slurm-wlm and munge (tools/install_deps.sh); skips with a message
 // without them.
@@ -44,6 +45,7 @@ train: {lr: 1.0e-3, steps: 16, prompts_per_step: 4}
 metrics: {port: 0}
 control: {heartbeat_ms: 250, heartbeat_miss: 20, bind: 0.0.0.0}
 launch: slurm
+slurm: {nodes: 2, sbatch_args: "--ntasks-per-node=2"}
 )";
 
 const std::string kCluster = std::string(TIDAL_SOURCE_DIR) + "/tests/tools/slurm_netns_cluster.sh";
