@@ -30,6 +30,10 @@ down() {
     [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
     rm -f "$f"
   done
+  # Daemons of this cluster whose pid file was lost (they all name DIR on their command line).
+  for p in $(pgrep -f -- "$dir/" 2>/dev/null || true); do
+    [ "$p" != "$$" ] && kill -9 "$p" 2>/dev/null || true
+  done
   for n in $(ip netns list | awk '{print $1}' | grep "^$tag-" || true); do
     # Processes still inside (job steps) go with their namespace.
     for p in $(ip netns pids "$n" 2>/dev/null || true); do kill -9 "$p" 2>/dev/null || true; done
