@@ -72,7 +72,8 @@ TEST(RunAuthE2eTest, SpoofedAndReplayedWorkersAreRefusedAndTheRunIsUnharmed) {
   ASSERT_GT(real_rollout, 0) << run.Output();
   ASSERT_TRUE(control.is_object());
   EXPECT_TRUE(control["curve"].get<bool>());
-  const std::string endpoint = control["endpoint"], creds = control["worker_credentials"];
+  const std::string endpoint = control["endpoint"].get<std::string>();
+  const std::string creds = control["worker_credentials"].get<std::string>();
   struct stat st;
   ASSERT_EQ(stat(creds.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);  // the workers' credentials are private
@@ -82,7 +83,7 @@ TEST(RunAuthE2eTest, SpoofedAndReplayedWorkersAreRefusedAndTheRunIsUnharmed) {
   // Wrong CURVE keys: a key pair of its own and the real server key.
   absl::StatusOr<scheduler::RunCredentials> intruder = scheduler::RunCredentials::Generate();
   ASSERT_TRUE(intruder.ok());
-  intruder->server.public_key = control["server_public"];
+  intruder->server.public_key = control["server_public"].get<std::string>();
   const std::string intruder_file = root + "/intruder.json";
   ASSERT_TRUE(intruder->Save(intruder_file, scheduler::RunCredentials::Scope::kWorker).ok());
 

@@ -98,7 +98,7 @@ TEST_F(SlurmE2eTest, WorkersRunAsSrunStepsOverCurveAndSurviveAKilledStep) {
   ASSERT_EQ(code, 0) << submit;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(submit, m, std::regex(R"(submitted Slurm job (\d+))"))) << submit;
-  const std::string job = m[1];
+  const std::string job = m[1].str();
   EXPECT_TRUE(std::filesystem::exists(run_dir + "/slurm/tidal.sbatch"));
 
   // Once RL runs, find the job steps and kill a rollout worker's step, on a node other than the
@@ -117,11 +117,11 @@ TEST_F(SlurmE2eTest, WorkersRunAsSrunStepsOverCurveAndSurviveAKilledStep) {
     batch_node = batch_node.substr(0, batch_node.find('\n'));
     std::regex line(R"((\d+\.\d+)\|tidal-worker-(\d+)\|(\S+))");
     for (auto it = std::sregex_iterator(steps.begin(), steps.end(), line); it != std::sregex_iterator(); ++it) {
-      worker_nodes.insert((*it)[3]);
+      worker_nodes.insert((*it)[3].str());
       if ((*it)[2] == "0") continue;  // device 0 is the train rank
       if (victim_step.empty() || (*it)[3] != batch_node) {
-        victim_step = (*it)[1];
-        victim_node = (*it)[3];
+        victim_step = (*it)[1].str();
+        victim_node = (*it)[3].str();
       }
     }
   }
@@ -130,7 +130,7 @@ TEST_F(SlurmE2eTest, WorkersRunAsSrunStepsOverCurveAndSurviveAKilledStep) {
                                     << ReadText(run_dir + "/logs/slurm-" + job + ".out");
   EXPECT_EQ(worker_nodes.size(), 2u) << "the workers should spread over both nodes: " << steps;
   std::string cancel = Slurm("scancel --signal=KILL " + victim_step, &code);
-  ASSERT_EQ(code, 0) << cancel;
+  ASSERT_EQ(code, 0) << "scancel " << victim_step << " (on " << victim_node << "): " << cancel;
 
   // The job ends by itself when the run is over.
   while (Clock::now() < deadline && !Slurm("squeue -h -j " + job + " -o %T").empty()) {
