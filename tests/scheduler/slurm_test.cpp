@@ -86,6 +86,7 @@ name: big
 model: {tokenizer: byte}
 pool: {devices: "cuda:0-7", tags: {rollout: 6, train: 2}}
 env: {plugin: "builtin:letter_count"}
+train: {steps: 10}
 slurm: {nodes: 2, partition: gpu, time: "02:00:00", sbatch_args: "--account=rl --qos=high"}
 )",
                                                   "big.yaml", {"run_dir=" + dir.path() + "/run"});
