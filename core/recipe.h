@@ -37,7 +37,7 @@ enum class AlgoName { kGrpo, kDapo, kGspo, kCispo, kRloo, kReinforcePP };
 enum class LossAgg { kTokenMean, kSeqMean, kSeqSumNorm };
 enum class IsCorrectionType { kNone, kTis, kMis };
 enum class Precision { kFp32, kBf16 };
-enum class WeightSyncBackend { kAuto, kCpu, kNccl, kIpc };
+enum class WeightSyncBackend { kAuto, kCpu, kNccl, kIpc, kInprocess };
 enum class LaunchKind { kLocal, kSlurm, kExternal };
 enum class CurveMode { kAuto, kOn };
 
@@ -58,7 +58,7 @@ TIDAL_RECIPE_ENUM_NAMES_(LossAgg, "token_mean", "seq_mean", "seq_sum_norm")
 TIDAL_RECIPE_ENUM_NAMES_(KlEstimator, "k1", "k2", "k3")
 TIDAL_RECIPE_ENUM_NAMES_(IsCorrectionType, "none", "tis", "mis")
 TIDAL_RECIPE_ENUM_NAMES_(Precision, "fp32", "bf16")
-TIDAL_RECIPE_ENUM_NAMES_(WeightSyncBackend, "auto", "cpu", "nccl", "ipc")
+TIDAL_RECIPE_ENUM_NAMES_(WeightSyncBackend, "auto", "cpu", "nccl", "ipc", "inprocess")
 TIDAL_RECIPE_ENUM_NAMES_(LaunchKind, "local", "slurm", "external")
 TIDAL_RECIPE_ENUM_NAMES_(CurveMode, "auto", "on")
 #undef TIDAL_RECIPE_ENUM_NAMES_
@@ -169,6 +169,7 @@ struct Recipe {
     std::array<double, 2> betas{};
     bool activation_checkpointing = false;
     Precision reduce_dtype{};
+    bool offload = false;  // AdamW moments to pinned host memory while the device rolls out
   };
   struct WeightSync {
     WeightSyncBackend backend{};

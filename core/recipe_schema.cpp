@@ -485,10 +485,12 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(train.betas, {0.9, 0.999}, "AdamW betas.", Range(0, 1)),
       KEY(train.activation_checkpointing, false, "Recompute activations in the backward pass to save memory."),
       KEY(train.reduce_dtype, Precision::kFp32, "dtype of gradient reduce-scatter."),
+      KEY(train.offload, false,
+          "CUDA, colocated: move the AdamW moments to pinned host memory while the device rolls out (and back before the next step), leaving the engine 8 bytes per parameter more."),
 
       KEY(weight_sync.backend, WeightSyncBackend::kAuto,
-          "cpu: ZeroMQ frames through the controller's relay (the one transport so far); auto: cpu. "
-          "nccl and ipc are reserved for the GPU transports and refused until they land."),
+          "cpu: ZeroMQ frames through the controller's relay; inprocess: each colocated worker copies the policy from its trainer into its engine (device to device, the engine's dtype; needs pool.policy colocated); "
+          "auto: inprocess on colocated CUDA pools, else cpu. nccl and ipc are reserved for the GPU transports and refused until they land."),
       KEY(weight_sync.bucket_mb, 512, "Size of one weight-transfer bucket in MiB.", Above(0)),
 
       KEY(checkpoint.dir, "<run_dir>/checkpoints", "Checkpoint directory; `<run_dir>` is replaced by `run_dir`."),

@@ -109,6 +109,10 @@ class Trainer::Impl {
   absl::StatusOr<NamedTensors> FullWeights(bool all_ranks) {
     return Guarded("FullWeights", [&]() -> absl::StatusOr<NamedTensors> { return model_->FullWeights(all_ranks); });
   }
+  absl::StatusOr<NamedTensors> DeviceWeights(at::ScalarType dtype) {
+    return Guarded("DeviceWeights", [&]() -> absl::StatusOr<NamedTensors> { return model_->DeviceWeights(dtype); });
+  }
+  ShardedModel& model() { return *model_; }
 
   absl::Status ExportHf(const std::string& dir) {
     TIDAL_ASSIGN_OR_RETURN(NamedTensors w, FullWeights(false));
@@ -529,6 +533,11 @@ absl::StatusOr<StepStats> Trainer::TrainStep(const std::vector<TrainSample>& bat
 absl::StatusOr<StepStats> Trainer::SftStep(const std::vector<SftSample>& batch) { return impl_->SftStep(batch); }
 absl::StatusOr<NamedTensors> Trainer::FullWeights(bool all_ranks) { return impl_->FullWeights(all_ranks); }
 absl::Status Trainer::ExportHf(const std::string& dir) { return impl_->ExportHf(dir); }
+absl::StatusOr<NamedTensors> Trainer::DeviceWeights(at::ScalarType dtype) { return impl_->DeviceWeights(dtype); }
+ShardedModel::PhaseSwitch Trainer::EnterRolloutPhase(bool offload_optimizer) {
+  return impl_->model().ReleaseForRollout(offload_optimizer);
+}
+ShardedModel::PhaseSwitch Trainer::EnterTrainPhase() { return impl_->model().ReacquireForTraining(); }
 absl::Status Trainer::SaveCheckpoint(const std::string& dir, const std::string& loader_state) {
   return impl_->SaveCheckpoint(dir, loader_state);
 }
