@@ -164,11 +164,13 @@ absl::StatusOr<std::unique_ptr<Launcher>> MakeLauncher(const Recipe& recipe, Lau
       SlurmOptions s;
       s.cpus_per_worker = recipe.slurm.cpus_per_worker;
       s.srun_args = SplitArgs(recipe.slurm.srun_args);
-      if (train_group.size() > 1) {
+      // CPU train ranks talk over POSIX shared memory: keep them on one node. CUDA ranks use NCCL,
+      // whose id the controller hands out over the control plane, so they may span nodes.
+      if (train_group.size() > 1 && recipe.pool.device_set.kind == DeviceSet::Kind::kCpu) {
         const char* node = std::getenv("SLURMD_NODENAME");
         if (node == nullptr || *node == '\0') {
           return absl::FailedPreconditionError(
-              "launch: slurm with several train ranks: SLURMD_NODENAME is unset, so the train ranks cannot be "
+              "launch: slurm with several CPU train ranks: SLURMD_NODENAME is unset, so the train ranks cannot be "
               "placed on the controller's node (they share memory)");
         }
         s.pin_node = node;

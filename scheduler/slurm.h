@@ -5,9 +5,10 @@
 // Inside an allocation (SLURM_JOB_ID set) the controller runs on the batch node and starts each
 // worker with its own srun: one task, `slurm.cpus_per_worker` CPUs, and for CUDA slots one GPU
 // (--gpus-per-task=1, so Slurm sets CUDA_VISIBLE_DEVICES), on whichever allocated node has room.
-// The train ranks must share one node (their CPU communicator is POSIX shared memory, and the
-// NCCL id exchange rides on it), so when there is more than one they are pinned to the
-// controller's node (--nodelist=$SLURMD_NODENAME); rollout workers go anywhere. A step that ends
+// CPU train ranks must share one node (their communicator is POSIX shared memory), so when there
+// is more than one they are pinned to the controller's node (--nodelist=$SLURMD_NODENAME); CUDA
+// train ranks use NCCL, bootstrapped by an id the controller hands out in WorkerSetup, and go
+// anywhere, as do rollout workers. A step that ends
 // — the worker exited, `scancel` of the step, a failed node — ends its srun, which the controller
 // reaps like a dead worker (requeue, restart if allowed); Kill(SIGKILL) makes srun end the step
 // (srun --quit-on-interrupt + SIGINT), so a hung worker on another node is really stopped.
