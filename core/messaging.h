@@ -101,7 +101,7 @@ struct RouterOptions {
   int send_high_water_mark = 10000;            // messages queued per peer before sends wait
   absl::Duration linger = absl::Milliseconds(200);
   int64_t max_frame_bytes = int64_t{1} << 32;  // larger incoming frames drop the connection
-  MetricsRegistry* metrics = nullptr;          // optional; must outlive the Router
+  prometheus::Registry* metrics = nullptr;     // optional; must outlive the Router
   std::optional<CurveServerKeys> curve;        // required on a non-loopback endpoint
 };
 
@@ -112,7 +112,7 @@ struct DealerOptions {
   int send_high_water_mark = 10000;
   absl::Duration linger = absl::Milliseconds(200);
   int64_t max_frame_bytes = int64_t{1} << 32;
-  MetricsRegistry* metrics = nullptr;  // optional; must outlive the Dealer
+  prometheus::Registry* metrics = nullptr;  // optional; must outlive the Dealer
   std::optional<CurveClientKeys> curve;  // required for a non-loopback Router
 };
 

@@ -182,9 +182,10 @@ struct Recipe {
     int64_t keep = 0;
   };
   struct Metrics {
-    int64_t port = 0;  // 0 = no HTTP endpoint
+    int64_t port = 0;  // 0 = any free port, -1 = no HTTP endpoint
     std::string bind;
     bool jsonl = false;
+    bool tensorboard = false;
   };
   struct Eval {
     int64_t every = 0;  // 0 = only at the start and the end

@@ -498,11 +498,15 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(checkpoint.resume, false, "Resume from the newest checkpoint in `checkpoint.dir` if there is one."),
       KEY(checkpoint.keep, 2, "Newest checkpoints kept on disk.", Above(0)),
 
-      KEY(metrics.port, 9400, "Port of the Prometheus /metrics endpoint; 0 = off.", Range(0, 65535)),
+      KEY(metrics.port, 0,
+          "Port of the controller's HTTP endpoint (Prometheus /metrics and the web dashboard at /); "
+          "0 = any free port (written to <run_dir>/metrics_endpoint.json), -1 = off.",
+          Range(-1, 65535)),
       KEY(metrics.bind, "127.0.0.1",
           "Address the metrics endpoint listens on; off loopback every request needs `Authorization: Bearer <token>` "
           "(the token is made per run in <run_dir>/secrets/http_token)."),
-      KEY(metrics.jsonl, true, "Also append every step's metrics to <run_dir>/metrics.jsonl."),
+      KEY(metrics.jsonl, true, "Also append every step's metrics to <run_dir>/metrics.jsonl (the dashboard reads it)."),
+      KEY(metrics.tensorboard, true, "Also write TensorBoard event files to <run_dir>/tensorboard."),
 
       KEY(eval.every, 0, "Steps between evaluations; 0 = only at the start and the end.", Min(0)),
       KEY(eval.greedy, true, "Evaluate with greedy decoding (else with the rollout sampling settings)."),
@@ -567,7 +571,7 @@ const std::vector<RecipeSection>& RecipeSections() {
       {"train", "Optimizer and trainer."},
       {"weight_sync", "Pushing new policy versions from trainers to rollout engines."},
       {"checkpoint", "Saving and resuming."},
-      {"metrics", "Prometheus endpoint and metric logs."},
+      {"metrics", "Prometheus endpoint, web dashboard and metric logs (docs/observability.md)."},
       {"eval", "Periodic evaluation."},
       {"openai", "The OpenAI-compatible agent endpoint on the rollout workers; agent sessions grouped by their reported `group` (else in arrival order) into groups of `rollout.group_size`."},
       {"control", "Control plane between the controller and the workers."},

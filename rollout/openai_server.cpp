@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "core/chat_template.h"
+#include "core/metrics.h"
 
 namespace tidal::rollout {
 
@@ -353,11 +354,17 @@ absl::Status OpenAIServer::Start() {
   http_ = std::make_unique<httplib::Server>();
   // Every POST handler fills a status and a JSON reply.
   using Handler = std::function<void(const httplib::Request&, int*, std::string*)>;
+  // Requests by path and status, in this worker's metrics (shipped to the controller's /metrics).
+  static auto& requests = CounterFamily(ProcessRegistry(), "tidal_openai_requests_total",
+                                        "Agent endpoint (OpenAI-compatible) requests by path and status");
   auto json_post = [this](const std::string& pattern, Handler handle) {
-    http_->Post(pattern, [handle = std::move(handle)](const httplib::Request& req, httplib::Response& res) {
+    // The reward route's pattern is a regex; its label names the session generically.
+    const std::string path = pattern.find('(') == std::string::npos ? pattern : "/v1/sessions/{id}/reward";
+    http_->Post(pattern, [handle = std::move(handle), path](const httplib::Request& req, httplib::Response& res) {
       int status = 500;
       std::string reply;
       handle(req, &status, &reply);
+      requests.Add({{"path", path}, {"status", std::to_string(status)}}).Increment();
       res.status = status;
       res.set_content(reply, "application/json");
     });

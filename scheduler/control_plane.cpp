@@ -64,7 +64,7 @@ absl::StatusOr<ControlPlaneSetup> PrepareControlPlane(const Recipe& recipe, cons
   const std::string host = bind.find(':') != std::string::npos ? absl::StrCat("[", bind, "]") : bind;
   out.router.endpoint = absl::StrCat("tcp://", host, ":", recipe.control.port);
   const bool curve = recipe.control.curve == CurveMode::kOn || !IsLoopbackEndpoint(out.router.endpoint);
-  const bool http_open = (recipe.metrics.port > 0 && !IsLoopbackHost(recipe.metrics.bind)) ||
+  const bool http_open = (recipe.metrics.port >= 0 && !IsLoopbackHost(recipe.metrics.bind)) ||
                          (recipe.openai.serve && !IsLoopbackHost(recipe.openai.bind));
   const std::string secrets = run_dir + "/secrets";
   if (curve || http_open) {

@@ -65,6 +65,7 @@ absl::Status Controller::StartWorkers() {
   RouterOptions ro = control_.router;  // control.bind + CURVE keys (scheduler/control_plane.h)
   ro.heartbeat.interval = absl::Milliseconds(recipe_.control.heartbeat_ms);
   ro.heartbeat.miss = static_cast<int>(recipe_.control.heartbeat_miss);
+  ro.metrics = &ProcessRegistry();  // control-plane traffic on /metrics
   TIDAL_ASSIGN_OR_RETURN(router_, Router::Bind(ro));
   TIDAL_ASSIGN_OR_RETURN(std::string dial, AdvertisedEndpoint(recipe_, router_->endpoint()));
   TIDAL_LOG(INFO) << "control plane on " << router_->endpoint() << " (workers dial " << dial << ", CURVE "
@@ -367,12 +368,18 @@ absl::StatusOr<RunSummary> Controller::Run() {
   }
   // control.bind / CURVE / credentials / tokens: scheduler/control_plane.h.
   TIDAL_ASSIGN_OR_RETURN(control_, PrepareControlPlane(recipe_, run_dir_));
-  if (recipe_.metrics.port > 0) {
-    TIDAL_ASSIGN_OR_RETURN(metrics_, MetricsSink::Serve(recipe_.metrics.bind, static_cast<int>(recipe_.metrics.port),
-                                                        IsLoopbackHost(recipe_.metrics.bind) ? "" : control_.http_token));
-    TIDAL_LOG(INFO) << "metrics on " << metrics_->url();
-  } else {
-    metrics_ = MetricsSink::Local();
+  TelemetryOptions to;
+  to.run = recipe_.name;
+  to.run_dir = run_dir_;
+  to.bind = recipe_.metrics.bind;
+  to.port = static_cast<int>(recipe_.metrics.port);
+  to.tensorboard = recipe_.metrics.tensorboard;
+  to.append = recipe_.checkpoint.resume;
+  to.bearer_token = IsLoopbackHost(recipe_.metrics.bind) ? "" : control_.http_token;
+  TIDAL_ASSIGN_OR_RETURN(telemetry_, RunTelemetry::Start(to));
+  metrics_ = &telemetry_->metrics();
+  if (options_.progress && !telemetry_->url().empty()) {
+    std::fprintf(stderr, "dashboard: %s | metrics: %s\n", telemetry_->dashboard_url().c_str(), telemetry_->url().c_str());
   }
 
   absl::Status status = StartWorkers();

@@ -45,6 +45,7 @@
 #include "scheduler/prompt_ledger.h"
 #include "scheduler/protocol.h"
 #include "scheduler/run_report.h"
+#include "scheduler/run_telemetry.h"
 #include "scheduler/tag_policy.h"
 #include "scheduler/train_step.h"
 #include "scheduler/trajectory_store.h"
@@ -153,7 +154,9 @@ class Controller {
   std::unique_ptr<Launcher> launcher_;
   ControlPlaneSetup control_;  // bind address, CURVE keys, registration tokens (control_plane.h)
   std::unique_ptr<envs::Environment> env_;
-  std::unique_ptr<MetricsSink> metrics_;
+  std::unique_ptr<RunTelemetry> telemetry_;  // endpoint + dashboard, TensorBoard, timeline
+  MetricsSink* metrics_ = nullptr;           // telemetry_'s
+  double relay_started_ = 0;                 // first bucket of the version streaming in
   std::unique_ptr<MetricsLog> jsonl_;
 
   TagPolicy policy_;

@@ -3,6 +3,7 @@
 namespace tidal::scheduler::detail {
 
 void Controller::WriteEvent(json event) {
+  if (telemetry_) telemetry_->OnEvent(event);
   if (!jsonl_) return;
   absl::Status s = jsonl_->Write(std::move(event));
   if (!s.ok()) TIDAL_LOG(WARN) << s;
@@ -37,6 +38,10 @@ void Controller::ExportMetrics() {
   if (!metrics_) return;
   ExportPoolMetrics(*metrics_, pool_, workers_, ledger_.Summary(), store_.size(),
                     {relay_.versions(), relay_.bytes_relayed(), weight_rejected_});
+  if (telemetry_) {
+    telemetry_->SetLive({{"step", steps_done_}, {"steps", recipe_.train.steps}, {"workers", WorkerStatus(pool_, workers_)}},
+                        Now());
+  }
 }
 
 RunSummary Controller::Summarize() const {

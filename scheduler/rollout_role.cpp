@@ -6,6 +6,7 @@
 #include "core/logging.h"
 #include "envs/environment.h"
 #include "rollout/engine.h"
+#include "scheduler/worker_metrics.h"
 #include "weight_sync/weight_assembler.h"
 
 namespace tidal::scheduler {
@@ -205,7 +206,9 @@ RolloutResult RolloutRole::Impl::Finish(Group& g) {
     t.text = tokenizer->Decode(o->tokens, /*skip_special_tokens=*/true);
     first_queue = std::min(first_queue, o->queue_s);
     last_end = std::max(last_end, o->e2e_s);
+    const auto score_t0 = SteadyClock::now();
     absl::StatusOr<envs::ScoreResult> score = env->Score(g.work.hidden, t.text);
+    RecordEnvCall("score", std::chrono::duration<double>(SteadyClock::now() - score_t0).count(), score.ok());
     if (!score.ok()) {
       r.error = std::string(score.status().message());
       r.samples.clear();
@@ -227,10 +230,27 @@ std::vector<RolloutResult> RolloutRole::Step() {
   std::vector<RolloutResult> out;
   if (!HasWork()) return out;
   if (m.openai) m.openai->Admit(*m.engine);
+  const auto step_t0 = SteadyClock::now();
   absl::StatusOr<rollout::StepOutput> step = m.engine->Step();
   if (!step.ok()) {
     if (m.openai) m.openai->FailAll(step.status(), m.engine.get());
     throw std::runtime_error(absl::StrCat("engine step: ", step.status().message()));
+  }
+  {
+    const rollout::EngineStats st = m.engine->stats();
+    EngineStepSample sample;
+    sample.seconds = std::chrono::duration<double>(SteadyClock::now() - step_t0).count();
+    sample.running = step->num_seqs;
+    sample.waiting = std::max<int64_t>(0, m.engine->NumUnfinished() - step->num_seqs);
+    sample.prefill_tokens = step->num_prefill_tokens;
+    sample.decode_tokens = step->num_decode_tokens;
+    sample.kv_blocks_total = st.num_blocks;
+    sample.kv_blocks_free = st.free_blocks;
+    sample.preemptions = st.preemptions;
+    sample.prefix_queried_tokens = st.prefix_queried_tokens;
+    sample.prefix_hit_tokens = st.prefix_hit_tokens;
+    sample.generated_tokens = st.generated_tokens;
+    RecordEngineStep(sample);
   }
   for (auto& o : step->finished) {
     if (m.openai && m.openai->Deliver(o)) continue;
@@ -254,15 +274,18 @@ std::vector<RolloutResult> RolloutRole::Step() {
 std::optional<WeightApplied> RolloutRole::OnBucket(const weight_sync::WeightBucket& bucket,
                                                    const Payload& bytes) {
   Impl& m = *impl_;
+  RecordWeightBytes("received", static_cast<double>(bytes.size()));
   if (bucket.version != m.assembler.version()) m.assembler.Begin(bucket.version);
   const bool was_ok = m.assembler.error().ok();
   absl::Status s = m.assembler.Add(bucket, bytes);
   if (!s.ok()) {
     if (!was_ok) return std::nullopt;  // report a poisoned version once
+    RecordWeightRejected();
     return WeightApplied{bucket.version, false, std::string(s.message()), 0, version()};
   }
   if (!m.assembler.Complete()) return std::nullopt;
   absl::StatusOr<NamedTensors> w = m.assembler.Take();
+  if (!w.ok()) RecordWeightRejected();
   if (!w.ok()) return WeightApplied{bucket.version, false, std::string(w.status().message()), 0, version()};
   return Install(*w, bucket.version);
 }
@@ -285,6 +308,7 @@ WeightApplied RolloutRole::Install(const NamedTensors& weights, int64_t version)
     absl::StatusOr<std::unique_ptr<rollout::Engine>> e = rollout::Engine::Create(m.config, *use, m.engine_config);
     if (e.ok()) {
       m.engine = std::move(*e);
+      ResetEngineBaseline();
       if (!m.active) m.engine->Pause(rollout::PauseMode::kKeep);
       std::vector<RolloutWork> waiting = std::move(m.waiting);
       m.waiting.clear();
@@ -303,6 +327,11 @@ WeightApplied RolloutRole::Install(const NamedTensors& weights, int64_t version)
   r.error = s.ok() ? "" : std::string(s.message());
   r.serving_version = this->version();
   r.seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+  if (r.ok) {
+    RecordWeightSync("apply", r.seconds);
+  } else {
+    RecordWeightRejected();
+  }
   return r;
 }
 

@@ -23,6 +23,8 @@
 #include "scheduler/train_role.h"
 #include "scheduler/control_plane.h"
 #include "scheduler/worker_auth.h"
+#include "scheduler/worker_metrics.h"
+#include "core/metrics.h"
 #include "weight_sync/inprocess_transport.h"
 #include "weight_sync/transport_factory.h"
 #include "weight_sync/weight_packer.h"
@@ -146,6 +148,8 @@ class Worker {
   absl::StatusOr<double> Publish(int64_t version);
   // Sends the agent sessions that finished, and the agent load when it changed.
   void ReportAgentSessions();
+  // Sends WorkerMetrics when `force` or a second has passed since the last snapshot.
+  void ReportMetrics(bool force);
   template <class T>
   void Send(const T& msg, std::vector<Payload> frames = {}) {
     absl::Status s = dealer_->Send(msg, std::move(frames));
@@ -166,6 +170,7 @@ class Worker {
   bool shutdown_ = false;
   int64_t reported_agent_calls_ = 0;
   std::string http_token_;  // the OpenAI endpoint's bearer token ("" = loopback, none)
+  SteadyClock::time_point last_metrics_{};
 };
 
 absl::Status Worker::Setup() {
@@ -187,6 +192,7 @@ absl::Status Worker::Setup() {
       TIDAL_ASSIGN_OR_RETURN(token, DeriveToken(creds.secret, options_.rank));
     }
   }
+  d.metrics = &ProcessRegistry();  // control-plane traffic, shipped with the worker's metrics
   TIDAL_ASSIGN_OR_RETURN(dealer_, Dealer::Connect(d));
   Register reg;
   reg.role = "worker";
@@ -203,6 +209,7 @@ absl::Status Worker::Setup() {
           "openai.bind ", recipe_.openai.bind, " is not loopback but ", setup_.run_dir, "/secrets/http_token is missing"));
     }
   }
+  RecordBuildInfo(ProcessRegistry());
 
   TIDAL_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, LoadTokenizer(recipe_.model.tokenizer));
   std::shared_ptr<const Tokenizer> tokenizer(std::move(tok));
@@ -249,15 +256,22 @@ absl::StatusOr<double> Worker::Publish(int64_t version) {
     // Collective over the train group (every colocated rank hosts an engine): each rank gathers
     // the policy on its own device in the engine's dtype and its engine copies it in place.
     TIDAL_RETURN_IF_ERROR(in_process_->Publish(version).status());
+    RecordWeightSync("in_process", Since(t0));
     return Since(t0);
   }
   // Collective: uniform across train ranks (all of them host engines, or none does).
   TIDAL_ASSIGN_OR_RETURN(NamedTensors full, train_->FullWeights(/*all_ranks=*/rollout_ != nullptr));
+  RecordWeightSync("gather", Since(t0));
   if (train_->rank() == 0) {
+    auto t_send = SteadyClock::now();
     int64_t bucket_bytes = std::max<int64_t>(1, recipe_.weight_sync.bucket_mb) << 20;
+    double sent = 0;
     for (auto& b : weight_sync::PackWeights(full, version, bucket_bytes)) {
+      sent += static_cast<double>(b.bytes.size());
       Send(b.header, {b.bytes});
     }
+    RecordWeightSync("send", Since(t_send));
+    RecordWeightBytes("sent", sent);
   }
   if (rollout_) Send(rollout_->Install(full, version));
   return Since(t0);
@@ -288,6 +302,12 @@ void Worker::ReportAgentSessions() {
     msg.sessions.push_back(std::move(a));
   }
   Send(msg);
+}
+
+void Worker::ReportMetrics(bool force) {
+  if (!force && Since(last_metrics_) < 1.0) return;
+  last_metrics_ = SteadyClock::now();
+  Send(WorkerMetrics{WorkerMetricsSnapshot()});
 }
 
 absl::Status Worker::Handle(const Envelope& env) {
@@ -343,6 +363,7 @@ absl::Status Worker::Handle(const Envelope& env) {
   } else if (env.Is<SftStep>()) {
     TIDAL_ASSIGN_OR_RETURN(SftStep m, env.As<SftStep>());
     TIDAL_ASSIGN_OR_RETURN(SftStepDone done, train_->Sft(m));
+    RecordTrainPhase("sft", done.seconds);
     Send(done);
   } else if (env.Is<TrainStep>()) {
     TIDAL_ASSIGN_OR_RETURN(TrainStep m, env.As<TrainStep>());
@@ -357,7 +378,11 @@ absl::Status Worker::Handle(const Envelope& env) {
       done.stats["phase_switch_seconds"] = phases_.switch_seconds;
       phases_.switch_seconds = 0;
     }
+    RecordTrainPhase("compute", done.seconds);
+    RecordTrainPhase("publish", done.publish_seconds);
+    RecordTrainStep(done.tokens, done.stats, /*report_stats=*/train_->rank() == 0);
     Send(done);
+    ReportMetrics(/*force=*/true);  // every step's numbers reach /metrics, however fast steps are
   } else if (env.Is<PublishWeights>()) {
     TIDAL_RETURN_IF_ERROR(env.As<PublishWeights>().status());
     auto t0 = SteadyClock::now();
@@ -418,7 +443,9 @@ absl::Status Worker::Run() {
       for (auto& r : done) Send(r);
     }
     ReportAgentSessions();
+    ReportMetrics(/*force=*/false);
   }
+  ReportMetrics(/*force=*/true);
   TIDAL_LOG(INFO) << "shutting down";
   return absl::OkStatus();
 }

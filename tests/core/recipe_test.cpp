@@ -85,7 +85,7 @@ TEST_F(RecipeTest, MinimalRecipeGetsEveryDefault) {
   EXPECT_EQ(r->env.BuiltinName(), "letter_count");
   EXPECT_TRUE(r->env.args.is_object());
   EXPECT_TRUE(r->env.args.empty());
-  EXPECT_EQ(r->metrics.port, 9400);
+  EXPECT_EQ(r->metrics.port, 0);
   EXPECT_EQ(r->metrics.bind, "127.0.0.1");
   EXPECT_EQ(r->control.heartbeat_ms, 500);
 }
@@ -163,7 +163,7 @@ pool: {devices: gpu:2}
   EXPECT_THAT(all, HasSubstr("`algo.clip`: expected a list of 2 numbers, got a list of 1"));
   EXPECT_THAT(all, HasSubstr("`algo.adv_std_norm`: expected true or false, got `maybe`"));
   EXPECT_THAT(all, HasSubstr("`train.lr`: must be > 0, got -1"));
-  EXPECT_THAT(all, HasSubstr("`metrics.port`: must be in [0, 65535], got 70000"));
+  EXPECT_THAT(all, HasSubstr("`metrics.port`: must be in [-1, 65535], got 70000"));
   EXPECT_THAT(all, HasSubstr(":11:17: `pool.devices`: `gpu:2`: expected cpu:N"));
   EXPECT_THAT(all, HasSubstr(absl::StrCat(path, ": `env.plugin`: required key is missing")));
   EXPECT_THAT(all, HasSubstr("`train.steps`: required key is missing"));
