@@ -3,18 +3,16 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
-#include "core/metrics.h"
 #include "core/metrics_server.h"
 
 namespace tidal {
 namespace {
 
 TEST(HttpAuthTest, MetricsServerWithATokenRefusesEveryOtherRequest) {
-  MetricsRegistry registry;
-  registry.GetCounterFamily("tidal_test_total", "x", {}).Labels(std::vector<std::string>{}).Inc();
   MetricsServerOptions o;
   o.bearer_token = "s3cret-token";
-  absl::StatusOr<std::unique_ptr<MetricsServer>> server = MetricsServer::Start(registry, o);
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server =
+      MetricsServer::Start([] { return std::string("tidal_test_total 1\n"); }, o);
   ASSERT_TRUE(server.ok()) << server.status();
   httplib::Client client("127.0.0.1", (*server)->port());
   auto none = client.Get("/metrics");
@@ -34,8 +32,8 @@ TEST(HttpAuthTest, MetricsServerWithATokenRefusesEveryOtherRequest) {
 }
 
 TEST(HttpAuthTest, NoTokenMeansOpen) {
-  MetricsRegistry registry;
-  absl::StatusOr<std::unique_ptr<MetricsServer>> server = MetricsServer::Start(registry, {});
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server =
+      MetricsServer::Start([] { return std::string("tidal_test_total 1\n"); }, {});
   ASSERT_TRUE(server.ok());
   httplib::Client client("127.0.0.1", (*server)->port());
   auto r = client.Get("/metrics");
