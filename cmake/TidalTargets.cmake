@@ -2,8 +2,8 @@
 #
 # tidal_library(NAME <target> DEPS <targets...> [INCLUDE_DIRS <dirs...>] [TORCH_PCH])
 #   Globs the calling folder's *.cpp (and *.cu when TIDAL_CUDA) recursively, skipping
-#   examples/ and files ending in _main.cpp. Public include root is the repo root, so code
-#   includes "core/status.h", "rollout/engine.h", ...
+#   examples/, plugins/ (libraries of their own) and files ending in _main.cpp. Public include
+#   root is the repo root, so code includes "core/status.h", "rollout/engine.h", ...
 # tidal_test_suite(FOLDER <name> DEPS <targets...> [NEEDS_CLI])  (see below: *_gpu_test.cpp get the gpu label)
 #   tests/<name>/*_test.cpp -> one executable tidal_<name>_tests, registered test by test.
 
@@ -21,7 +21,7 @@ function(tidal_library)
     file(GLOB_RECURSE _cu CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cu)
     list(APPEND _srcs ${_cu})
   endif()
-  list(FILTER _srcs EXCLUDE REGEX "/examples/|_main\\.cpp$")
+  list(FILTER _srcs EXCLUDE REGEX "/examples/|/plugins/|_main\\.cpp$")
   if(NOT _srcs)
     # A folder with no sources yet: still a target, so dependents link the same names.
     add_library(${ARG_NAME} INTERFACE)

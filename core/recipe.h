@@ -139,8 +139,11 @@ struct Recipe {
     bool isolate = false;
     double timeout_s = 0;
     int64_t eval_prompts = 0;
+    bool multi_turn = false;  // episodes through step() instead of one scored turn
+    int64_t max_turns = 0;
 
     bool IsBuiltin() const { return plugin.rfind("builtin:", 0) == 0; }
+    bool IsPython() const { return plugin.rfind("python:", 0) == 0; }
     std::string BuiltinName() const { return IsBuiltin() ? plugin.substr(8) : std::string(); }
   };
   struct Algo {

@@ -391,8 +391,11 @@ std::string CheckPlugin(const std::string& plugin) {
   if (plugin.rfind("builtin:", 0) == 0) {
     return plugin.size() > 8 ? "" : "`builtin:` needs an environment name, like builtin:letter_count";
   }
+  if (plugin.rfind("python:", 0) == 0) {
+    return plugin.size() > 7 ? "" : "`python:` needs the path of a Python file, like python:my_env.py";
+  }
   if (plugin.size() < 3 || plugin.substr(plugin.size() - 3) != ".so") {
-    return absl::StrCat("`", plugin, "` is neither builtin:NAME nor a path to a shared library (.so)");
+    return absl::StrCat("`", plugin, "` is neither builtin:NAME, python:FILE.py nor a path to a shared library (.so)");
   }
   return "";
 }
@@ -452,12 +455,14 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(rollout.block_size, 16, "Tokens per paged-KV block.", Above(0)),
       KEY(rollout.kv_blocks, 0, "Paged-KV blocks per engine; 0 = size from free memory.", Min(0)),
 
-      KEY(env.plugin, "", "Environment: `builtin:NAME` or a path to a plugin shared library (.so).", Required(),
-          Check(CheckPlugin, "builtin:NAME | path/to/plugin.so")),
+      KEY(env.plugin, "", "Environment: `builtin:NAME`, a path to a plugin shared library (.so), or `python:FILE.py` (an environment written in Python, run in env-worker processes). A relative path is relative to the recipe file that sets it, as `include:` is.", Required(),
+          Check(CheckPlugin, "builtin:NAME | path/to/plugin.so | python:path/to/env.py")),
       KEY(env.args, nlohmann::json::object(), "Free-form map handed to the environment as JSON."),
       KEY(env.isolate, false, "Run environment plugins in separate env-worker processes (a crash does not take the worker down)."),
       KEY(env.timeout_s, 10.0, "Seconds one environment call may take before it counts as failed.", Above(0)),
       KEY(env.eval_prompts, 200, "Prompts of each evaluation pass.", Min(0)),
+      KEY(env.multi_turn, false, "Play each sample as an episode: the plugin's step() judges every model turn and its observation (loss-masked) is appended before the next turn; the sample's reward is the sum of step() rewards. false: one turn, scored by score()."),
+      KEY(env.max_turns, 4, "Model turns per episode at most (env.multi_turn); each turn gets up to rollout.max_new_tokens.", Above(0)),
 
       KEY(algo.name, AlgoName::kGrpo, "Policy-gradient algorithm."),
       KEY(algo.clip, {0.2, 0.28}, "[low, high]: the importance ratio is clipped to [1 - low, 1 + high] (DAPO clip-higher).", Range(0, 10)),
@@ -702,7 +707,8 @@ std::string ExplainRecipeSchema(ExplainFormat format) {
                   "including file; maps merge key by key and the including file wins. Includes may nest; cycles "
                   "are errors.\n"
                   "- Overrides `key.path=value` on the command line are parsed as YAML (`algo.clip=[0.1,0.3]`, "
-                  "`env.args.min_len=4`) and checked like the file; `key.path=` resets a key to its default.\n"
+                  "`env.args.min_len=4`) and checked like the file; an override replaces the key's whole value, "
+                  "a map too (`env.args={}` drops every argument); `key.path=` resets a key to its default.\n"
                   "- Errors name `file:line:col` and the key path; every error of a recipe is reported at once.\n\n");
   std::string current = "\x01";
   std::set<std::string> headed;

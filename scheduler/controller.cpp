@@ -6,6 +6,7 @@
 
 #include <atomic>
 
+#include "core/remove_tree.h"
 #include "scheduler/controller_internal.h"
 
 namespace tidal::scheduler {
@@ -22,6 +23,16 @@ bool StopRequested() { return g_stop.load(); }
 absl::Status Controller::PrepareRunDir() {
   run_dir_ = recipe_.run_dir;
   std::error_code ec;
+  // Never mix two runs in one directory: a second `tidal run` of the same recipe would truncate
+  // the first one's metrics and interleave checkpoints.
+  if (fs::exists(fs::path(run_dir_) / "recipe.yaml", ec) && !recipe_.checkpoint.resume) {
+    if (!options_.overwrite) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "run_dir '", run_dir_, "' already holds a run; continue it with `tidal run --resume ", run_dir_,
+          "`, choose another run_dir (run_dir=... or name=...), or pass --overwrite to replace it"));
+    }
+    TIDAL_RETURN_IF_ERROR(RemoveTree(run_dir_));
+  }
   fs::create_directories(fs::path(run_dir_) / "logs", ec);
   if (ec) {
     return absl::PermissionDeniedError(
@@ -201,13 +212,13 @@ absl::Status Controller::RunWarmup() {
     if ((step + 1) % 10 == 0 || step + 1 == sft.steps) {
       WriteEvent({{"event", "warmup"}, {"step", step + 1}, {"loss", sft_loss_}, {"wall", Now()}});
       if (options_.progress) {
-        std::fprintf(stderr, "%swarm-up %lld/%lld | sft loss %.4f | %s%s", tty_ ? "\r\033[K" : "",
+        std::fprintf(stdout, "%swarm-up %lld/%lld | sft loss %.4f | %s%s", tty_ ? "\r\033[K" : "",
                      static_cast<long long>(step + 1), static_cast<long long>(sft.steps), sft_loss_,
                      FormatDuration(Now() - t).c_str(), tty_ ? "" : "\n");
       }
     }
   }
-  if (options_.progress && tty_) std::fprintf(stderr, "\n");
+  if (options_.progress && tty_) std::fprintf(stdout, "\n");
   warmup_seconds_ = Now() - t;
   return absl::OkStatus();
 }
@@ -254,7 +265,7 @@ absl::Status Controller::RunEval(const std::string& name, double* accuracy) {
               {"correct", eval_->correct}, {"total", eval_->total},
               {"seconds", Now() - eval_->started}, {"wall", Now()}});
   if (metrics_) metrics_->Set("tidal_eval_accuracy", {{"split", "eval"}}, acc);
-  std::fprintf(stderr, "%seval (%s, policy v%lld): greedy accuracy %.3f (%d/%d) in %.1f s\n",
+  std::fprintf(stdout, "%seval (%s, policy v%lld): greedy accuracy %.3f (%d/%d) in %.1f s\n",
                tty_ ? "\r\033[K" : "", name.c_str(), static_cast<long long>(eval_->version), acc,
                eval_->correct, eval_->total, Now() - eval_->started);
   eval_.reset();
@@ -315,6 +326,39 @@ absl::Status Controller::FinishRl() {
   }
   // Work on workers that never answered stays open: it shows up as unaccounted.
   return absl::OkStatus();
+}
+
+absl::Status Controller::CheckpointLast() {
+  TIDAL_RETURN_IF_ERROR(WaitUntil([&] { return !train_running_ && ckpt_replies_ == 0; }, "the last train step"));
+  if (steps_done_ <= 0 || train_group_.empty()) return absl::OkStatus();
+  const std::string dir = (fs::path(ckpt_dir_) / absl::StrCat("step-", steps_done_)).string();
+  std::error_code ec;
+  if (fs::exists(fs::path(dir) / "controller_state.json", ec)) return absl::OkStatus();
+  ckpt_replies_ = static_cast<int>(train_group_.size());
+  for (int dev : train_group_) {
+    workers_[dev].train_ops++;
+    SendTo(dev, Checkpoint{steps_done_, dir});
+  }
+  pending_ckpt_dir_ = dir;
+  TIDAL_RETURN_IF_ERROR(WaitUntil([&] { return ckpt_replies_ == 0; }, "the last checkpoint"));
+  TIDAL_LOG(INFO) << "checkpointed the last step in " << dir;
+  return absl::OkStatus();
+}
+
+bool Controller::RestoreStartEval() {
+  if (resume_dir_.empty()) return false;
+  std::ifstream in(fs::path(run_dir_) / "metrics.jsonl");
+  bool found = false;
+  for (std::string line; std::getline(in, line);) {
+    json e = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (e.is_object() && e.value("event", "") == "eval" && e.value("name", "") == "after_warmup" &&
+        e.contains("accuracy") && e["accuracy"].is_number()) {
+      eval_acc_start_ = e["accuracy"].get<double>();
+      found = true;
+    }
+  }
+  if (found) TIDAL_LOG(INFO) << "resumed: after-warm-up eval accuracy " << eval_acc_start_ << " (from metrics.jsonl)";
+  return found;
 }
 
 absl::Status Controller::ExportFinal() {
@@ -385,13 +429,20 @@ absl::StatusOr<RunSummary> Controller::Run() {
   absl::Status status = StartWorkers();
   if (status.ok()) status = RunWarmup();
   if (status.ok()) status = PublishInitialWeights();
-  if (status.ok()) status = RunEval("after_warmup", &eval_acc_start_);
+  if (status.ok() && !RestoreStartEval()) status = RunEval("after_warmup", &eval_acc_start_);
   if (status.ok()) status = RunRl();
+  // Ctrl-C / SIGTERM during the run: wind down, but keep what was trained (checkpoint + export).
+  const bool stopped = absl::IsCancelled(status) && StopRequested() && fatal_.ok();
   absl::Status finish = fatal_.ok() ? FinishRl() : absl::OkStatus();
   if (status.ok()) status = finish;
-  if (status.ok()) status = RunEval("final", &eval_acc_end_);
-  if (status.ok()) status = ExportFinal();
-  std::fprintf(stderr, "%s", tty_ ? "\n" : "");
+  if ((status.ok() || stopped) && finish.ok() && rl_started_ > 0) {
+    absl::Status kept = CheckpointLast();
+    if (kept.ok() && status.ok()) kept = RunEval("final", &eval_acc_end_);
+    if (kept.ok()) kept = ExportFinal();
+    if (status.ok()) status = kept;
+    if (!kept.ok()) TIDAL_LOG(ERROR) << "keeping the trained policy: " << kept;
+  }
+  std::fprintf(stdout, "%s", tty_ ? "\n" : "");
   Shutdown();
   pool_.Advance(Now());
 
@@ -400,7 +451,7 @@ absl::StatusOr<RunSummary> Controller::Run() {
   std::ofstream(fs::path(run_dir_) / "summary.json") << js.dump(2) << "\n";
   js["event"] = "summary";
   WriteEvent(js);
-  std::fprintf(stderr, "%s", summary.Format().c_str());
+  std::fprintf(stdout, "%s", summary.Format().c_str());
   if (!status.ok()) return status;
   return summary;
 }

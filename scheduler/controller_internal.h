@@ -116,6 +116,11 @@ class Controller {
   absl::Status RunRl();
   absl::Status FinishRl();
   absl::Status ExportFinal();
+  // Checkpoints the last trained step unless a checkpoint of it exists (waits for a train step
+  // in flight first).
+  absl::Status CheckpointLast();
+  // A resumed run does not repeat the after-warm-up eval: its accuracy comes from metrics.jsonl.
+  bool RestoreStartEval();
 
   // ---- data flow
   int Credit() const { return scheduler::Credit(recipe_.rollout.max_seqs, recipe_.rollout.group_size); }
@@ -204,7 +209,7 @@ class Controller {
   DeviceTime rl_time_start_, rl_time_end_;  // pool totals when RL started / ended
   double last_progress_ = -1, last_metrics_ = -1;
   double eval_acc_start_ = -1, eval_acc_end_ = -1, last_eval_acc_ = -1;
-  bool tty_ = isatty(STDERR_FILENO);
+  bool tty_ = isatty(STDOUT_FILENO);  // progress goes to stdout, logs to stderr
 };
 
 template <class T>

@@ -31,7 +31,7 @@ void Controller::Progress(bool force) {
   line.staleness = acct_.last_staleness;
   line.idle_fraction = pool_.Total().IdleFraction();
   line.eta_seconds = EtaSeconds(now - rl_started_, steps_done_ - resume_step_, recipe_.train.steps - steps_done_);
-  std::fprintf(stderr, tty_ ? "\r\033[K%s" : "%s\n", line.Format().c_str());
+  std::fprintf(stdout, tty_ ? "\r\033[K%s" : "%s\n", line.Format().c_str());
 }
 
 void Controller::ExportMetrics() {

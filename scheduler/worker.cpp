@@ -40,6 +40,7 @@ TrainRoleConfig TrainConfigFromRecipe(const Recipe& r, const WorkerSetup& setup,
   TrainRoleConfig c;
   c.model = model;
   c.model_path = r.model.path;
+  c.tokenizer_spec = r.model.tokenizer;
   c.seed = static_cast<uint64_t>(r.seed);
   c.rank = setup.train_rank;
   c.world = static_cast<int>(setup.train_group.size());
@@ -114,6 +115,8 @@ absl::StatusOr<RolloutSettings> RolloutSettingsFromRecipe(const Recipe& r, const
   s.top_k = r.rollout.top_k;
   s.min_p = r.rollout.min_p;
   s.max_new_tokens = r.rollout.max_new_tokens;
+  s.multi_turn = r.env.multi_turn;
+  s.max_turns = r.env.max_turns;
   s.block_size = r.rollout.block_size;
   s.kv_blocks = r.rollout.kv_blocks;
   s.max_batch_tokens = r.rollout.max_batch_tokens;
@@ -392,6 +395,9 @@ absl::Status Worker::Handle(const Envelope& env) {
   } else if (env.Is<Checkpoint>()) {
     TIDAL_ASSIGN_OR_RETURN(Checkpoint m, env.As<Checkpoint>());
     absl::Status s = train_->SaveCheckpoint(m.dir);
+    // The checkpoint's HF view (weights + tokenizer files): usable by `tidal generate` and
+    // transformers without resuming the run. Collective, like the save.
+    if (s.ok()) s = train_->ExportHf(m.dir + "/hf");
     Send(CheckpointDone{m.step, m.dir, s.ok() ? "" : std::string(s.message())});
   } else if (env.Is<ExportModel>()) {
     TIDAL_ASSIGN_OR_RETURN(ExportModel m, env.As<ExportModel>());

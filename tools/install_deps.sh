@@ -7,7 +7,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 stamp_dir="$root/.venv-stamps"
 mkdir -p "$stamp_dir"
 
-APT_PACKAGES=(build-essential cmake ninja-build ccache pkg-config git python3 python3-venv
+APT_PACKAGES=(build-essential cmake ninja-build ccache pkg-config git python3 python3-venv python3-dev
   libzmq3-dev libsodium-dev cppzmq-dev libyaml-cpp-dev libabsl-dev libgtest-dev libgmock-dev
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev prometheus curl
   prometheus-cpp-dev libjs-chart.js chromium
