@@ -141,7 +141,7 @@ absl::StatusOr<std::string> WriteSbatchScript(const Recipe& recipe, const std::s
   if (!recipe.slurm.time.empty()) absl::StrAppend(&s, "#SBATCH --time=", recipe.slurm.time, "\n");
   for (const std::string& a : SplitArgs(recipe.slurm.sbatch_args)) absl::StrAppend(&s, "#SBATCH ", a, "\n");
   absl::StrAppend(&s, "set -euo pipefail\n");
-  absl::StrAppend(&s, "exec ", ShellQuote(tidal_binary), " run --quiet --overwrite ", ShellQuote(recipe_path), " launch=slurm\n");
+  absl::StrAppend(&s, "exec ", ShellQuote(tidal_binary), " run --quiet ", ShellQuote(recipe_path), " launch=slurm\n");
   const std::string script = dir + "/tidal.sbatch";
   {
     std::ofstream out(script);

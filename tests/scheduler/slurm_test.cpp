@@ -96,7 +96,7 @@ slurm: {nodes: 2, partition: gpu, time: "02:00:00", sbatch_args: "--account=rl -
   const std::string s = Slurp(*script);
   for (const char* want : {"#SBATCH --ntasks=9\n", "#SBATCH --gpus=8\n", "#SBATCH --nodes=2\n",
                            "#SBATCH --partition=gpu\n", "#SBATCH --time=02:00:00\n", "#SBATCH --account=rl\n",
-                           "#SBATCH --qos=high\n", "exec '/opt/tidal bin/tidal' run --quiet --overwrite '"}) {
+                           "#SBATCH --qos=high\n", "exec '/opt/tidal bin/tidal' run --quiet '"}) {
     EXPECT_NE(s.find(want), std::string::npos) << want << "\n" << s;
   }
   // The recipe it runs is the resolved one, and loads back.
