@@ -25,6 +25,8 @@ if(TIDAL_CUDA)
   # CMake 3.25 knows no CUDA20 dialect for nvcc; kernels are C++17.
   set(CMAKE_CUDA_STANDARD 17)
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  # One CUDA runtime in the process: the shared one torch and NCCL use.
+  set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
   enable_language(CUDA)
   find_package(CUDAToolkit REQUIRED)
   find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include REQUIRED)

@@ -51,6 +51,8 @@ absl::Status Controller::PrepareRunDir() {
     if (!recipe_.checkpoint.resume) ::unlink(path.c_str());  // a fresh run starts a fresh log
     TIDAL_ASSIGN_OR_RETURN(jsonl_, MetricsLog::Open(path.string()));
   }
+  // Where every tag move is written (docs/controller.md, "Tag timeline"); a resumed run appends.
+  timeline_.Open((fs::path(run_dir_) / "tag_timeline.jsonl").string(), recipe_.checkpoint.resume);
   TIDAL_RETURN_IF_ERROR(InitLogging(
       {.role = "controller", .rank = -1, .file = (fs::path(run_dir_) / "logs" / "controller.log").string()}));
 

@@ -44,10 +44,18 @@ void Controller::ApplyPolicy() {
     if (want[d] == pool_.device(d).tag) continue;
     // Only a device that hosts an engine can be lent to rollout.
     if (want[d] == Tag::kRollout && !workers_[d].hosts_engine) continue;
+    const Tag from = pool_.device(d).tag;
     pool_.SetTag(d, want[d], now);
     SendTo(d, SetTag{TagName(want[d])});
-    if (metrics_) metrics_->Add("tidal_tag_moves_total", {{"device", pool_.device(d).slot.Name()}, {"to", TagName(want[d])}}, 1);
-    TIDAL_LOG(DEBUG) << "device " << d << " -> " << TagName(want[d]);
+    const char* reason = MoveReason(policy_, want[d]);
+    timeline_.Record({now, steps_done_, d, pool_.device(d).slot.Name(), from, want[d], reason, {}});
+    if (metrics_) {
+      metrics_->Add("tidal_tag_moves_total",
+                    {{"device", pool_.device(d).slot.Name()}, {"from", TagName(from)}, {"to", TagName(want[d])},
+                     {"reason", reason}},
+                    1);
+    }
+    TIDAL_LOG(DEBUG) << "device " << d << " -> " << TagName(want[d]) << " (" << reason << ")";
   }
   if (metrics_) {
     metrics_->Set("tidal_policy_dispatchable_groups", {}, in.dispatchable_groups);

@@ -47,6 +47,7 @@
 #include "scheduler/run_report.h"
 #include "scheduler/run_telemetry.h"
 #include "scheduler/tag_policy.h"
+#include "scheduler/tag_timeline.h"
 #include "scheduler/train_step.h"
 #include "scheduler/trajectory_store.h"
 #include "weight_sync/fault_injection.h"
@@ -165,6 +166,7 @@ class Controller {
   std::unique_ptr<MetricsLog> jsonl_;
 
   TagPolicy policy_;
+  TagTimeline timeline_;  // every tag move: <run_dir>/tag_timeline.jsonl + tidal_tag_moves_total
   TrajectoryStore store_;
   DevicePool pool_;
   PromptLedger ledger_;

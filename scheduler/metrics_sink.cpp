@@ -25,7 +25,7 @@ const std::string& Help(const std::string& name) {
       {"tidal_device_tag_is_train", "1 when the device is tagged train now, 0 for rollout"},
       {"tidal_device_idle_fraction", "Idle share of the device's time so far"},
       {"tidal_device_inflight_groups", "Rollout groups held by the device"},
-      {"tidal_tag_moves_total", "Tag moves per device, by the tag moved to"},
+      {"tidal_tag_moves_total", "Tag moves per device, by from/to tag and reason (docs/controller.md, Tag timeline)"},
       {"tidal_pool_idle_fraction", "Idle share of the whole pool's time so far"},
       {"tidal_prompts", "Prompts now queued, in flight or stored (current counts)"},
       {"tidal_prompts_created_total", "Prompts created"},

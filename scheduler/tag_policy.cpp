@@ -57,6 +57,11 @@ std::vector<Tag> DecideTags(const TagPolicy& policy, const PolicyInputs& in) {
   return out;
 }
 
+const char* MoveReason(const TagPolicy& policy, Tag to) {
+  if (std::holds_alternative<ColocatedPolicy>(policy)) return "gang";
+  return to == Tag::kRollout ? "lend" : "recall";
+}
+
 std::vector<int> TrainGroup(const TagPolicy& policy, const std::vector<Tag>& home_tags) {
   std::vector<int> group;
   const bool all = std::holds_alternative<ColocatedPolicy>(policy);

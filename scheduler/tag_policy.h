@@ -56,6 +56,10 @@ struct PolicyInputs {
 // Desired tag per device (same order as inputs.devices).
 std::vector<Tag> DecideTags(const TagPolicy& policy, const PolicyInputs& inputs);
 
+// The timeline reason (scheduler/tag_timeline.h) of a move DecideTags asked for: "gang" under
+// colocated; under elastic "lend" (to rollout) or "recall" (back to train).
+const char* MoveReason(const TagPolicy& policy, Tag to);
+
 // Which devices form the sharded train group under `policy` (home-train ones, or all when
 // colocated). Fixed for the whole run.
 std::vector<int> TrainGroup(const TagPolicy& policy, const std::vector<Tag>& home_tags);

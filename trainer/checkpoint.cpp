@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -236,6 +237,51 @@ absl::StatusOr<std::string> LoadShardedCheckpoint(const std::string& dir, Commun
   absl::StatusOr<std::string> meta = LoadRank(dir, comm.rank(), comm.world_size(), into);
   TIDAL_RETURN_IF_ERROR(Agree(comm, meta.status(), DeviceOf(into), "load"));
   return meta;
+}
+
+absl::StatusOr<ShardedCheckpointContents> ReadShardedCheckpoint(const std::string& dir) {
+  TIDAL_ASSIGN_OR_RETURN(std::string manifest_text, ReadAll(dir + "/manifest.json"));
+  json manifest = json::parse(manifest_text, nullptr, false);
+  if (manifest.is_discarded() || manifest.value("format", "") != kFormat || !manifest.contains("world_size")) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": manifest.json is not a ", kFormat, " manifest"));
+  }
+  const json& files = manifest["files"];
+  ShardedCheckpointContents out;
+  out.world_size = manifest["world_size"].get<int>();
+  TIDAL_ASSIGN_OR_RETURN(out.meta, ReadAll(dir + "/meta.json"));
+  TIDAL_RETURN_IF_ERROR(VerifyFile(dir, files, "meta.json", out.meta));
+  for (int r = 0; r < out.world_size; ++r) {
+    TIDAL_ASSIGN_OR_RETURN(std::string idx_text, ReadAll(dir + "/" + RankIndex(r)));
+    TIDAL_RETURN_IF_ERROR(VerifyFile(dir, files, RankIndex(r), idx_text));
+    TIDAL_ASSIGN_OR_RETURN(std::string bin, ReadAll(dir + "/" + RankBin(r)));
+    TIDAL_RETURN_IF_ERROR(VerifyFile(dir, files, RankBin(r), bin));
+    json idx = json::parse(idx_text, nullptr, false);
+    if (idx.is_discarded() || !idx.contains("tensors")) {
+      return absl::DataLossError(absl::StrCat("checkpoint ", dir, "/", RankIndex(r), " is not a rank index"));
+    }
+    NamedTensorList tensors;
+    for (const json& e : idx["tensors"]) {
+      const std::string name = e["name"].get<std::string>();
+      const std::vector<int64_t> shape = e["shape"].get<std::vector<int64_t>>();
+      const std::string dtype_name = e["dtype"].get<std::string>();
+      std::optional<at::ScalarType> dtype;
+      for (at::ScalarType c : {at::kFloat, at::kDouble, at::kBFloat16, at::kHalf, at::kLong, at::kInt, at::kByte}) {
+        if (dtype_name == c10::toString(c)) dtype = c;
+      }
+      if (!dtype) {
+        return absl::DataLossError(absl::StrCat("checkpoint tensor ", name, " has unknown dtype ", dtype_name));
+      }
+      at::Tensor t = at::empty(shape, at::TensorOptions().dtype(*dtype));
+      const uint64_t off = e["offset"].get<uint64_t>(), nbytes = e["nbytes"].get<uint64_t>();
+      if (off + nbytes > bin.size() || nbytes != t.nbytes()) {
+        return absl::DataLossError(absl::StrCat("checkpoint tensor ", name, " lies outside ", RankBin(r)));
+      }
+      std::memcpy(t.data_ptr(), bin.data() + off, nbytes);
+      tensors.emplace_back(name, std::move(t));
+    }
+    out.ranks.push_back(std::move(tensors));
+  }
+  return out;
 }
 
 }  // namespace tidal

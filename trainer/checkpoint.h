@@ -16,7 +16,8 @@
 //
 // Loading verifies every file a rank reads against the manifest (size and CRC-32C) and fails with
 // kDataLoss naming the file; tensors are copied into the caller's tensors by name, checking shape
-// and dtype. World size must match the one that saved (resharding is not supported).
+// and dtype. World size must match the one that saved; ReadShardedCheckpoint reads every rank's
+// tensors (any world size) for re-partitioning (trainer/reshard.h).
 //
 // Both calls are collective over `comm`.
 #pragma once
@@ -39,5 +40,15 @@ absl::Status SaveShardedCheckpoint(const std::string& dir, Communicator& comm, c
 // Fills `into` (in place) and returns meta.json's text.
 absl::StatusOr<std::string> LoadShardedCheckpoint(const std::string& dir, Communicator& comm,
                                                   const NamedTensorList& into);
+
+// Every rank's tensors (owned CPU copies, in each rank's saved order) and meta.json's text, each
+// file verified against the manifest. Not collective: any process may call it, e.g. a device
+// joining an elastic train group of another size.
+struct ShardedCheckpointContents {
+  int world_size = 0;
+  std::vector<NamedTensorList> ranks;
+  std::string meta;
+};
+absl::StatusOr<ShardedCheckpointContents> ReadShardedCheckpoint(const std::string& dir);
 
 }  // namespace tidal

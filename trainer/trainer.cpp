@@ -160,6 +160,20 @@ class Trainer::Impl {
   }
 
   void SetLearningRate(double lr) { options_.optimizer.lr = lr; }
+  absl::StatusOr<TrainState> ExportState(bool all_ranks) {
+    return Guarded("ExportState", [&]() -> absl::StatusOr<TrainState> {
+      TrainState s = GatherTrainState(*model_, all_ranks);
+      s.lr = options_.optimizer.lr;
+      return s;
+    });
+  }
+  absl::Status ImportState(const TrainState& s) {
+    return Guarded("ImportState", [&]() -> absl::Status {
+      TIDAL_RETURN_IF_ERROR(ScatterTrainState(s, *model_));
+      if (s.lr > 0) options_.optimizer.lr = s.lr;  // the schedule's current value moves with the state
+      return absl::OkStatus();
+    });
+  }
   int64_t step() const { return model_->optimizer_steps(); }
   void ResetOptimizer() { model_->ResetOptimizerState(); }
   void SnapshotReference() {
@@ -525,6 +539,20 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::CreateFromHf(const std::string
   TIDAL_ASSIGN_OR_RETURN(Model m, Model::LoadHf(hf_dir, at::kFloat));
   return Create(m.config(), m.weights(), options, comm);
 }
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::CreateFromState(const TrainState& state, const TrainerOptions& options,
+                                                                  Communicator* comm) {
+  if (state.empty()) return absl::InvalidArgumentError("Trainer::CreateFromState: empty state");
+  NamedTensors weights = state.weights;
+  if (weights.empty()) {
+    // A state read from a checkpoint: shapes only, ScatterTrainState then loads the masters.
+    for (const ParamSpec& spec : ParamSpecs(state.config)) weights.emplace(spec.name, at::zeros(spec.shape, at::kFloat));
+  }
+  TIDAL_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t, Create(state.config, weights, options, comm));
+  TIDAL_RETURN_IF_ERROR(t->impl_->ImportState(state));
+  return t;
+}
+absl::StatusOr<TrainState> Trainer::ExportState(bool all_ranks) { return impl_->ExportState(all_ranks); }
 
 Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Trainer::~Trainer() = default;

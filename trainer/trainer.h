@@ -29,6 +29,7 @@
 #include "core/model.h"
 #include "trainer/advantages.h"
 #include "trainer/losses.h"
+#include "trainer/reshard.h"
 #include "trainer/rollout_correction.h"
 #include "trainer/sharded_model.h"
 #include "trainer/train_batch.h"
@@ -97,6 +98,13 @@ class Trainer {
   // policy, not near the initial weights. Local to this rank's shard: call it on every rank.
   void SnapshotReference();
   int64_t step() const;
+
+  // Elastic train group (trainer/reshard.h): the full optimizer state, gathered over this
+  // trainer's communicator at a step boundary (collective; on every rank when all_ranks), and a
+  // trainer over another communicator (any world size) that continues from it.
+  absl::StatusOr<TrainState> ExportState(bool all_ranks = true);
+  static absl::StatusOr<std::unique_ptr<Trainer>> CreateFromState(const TrainState& state,
+                                                                   const TrainerOptions& options, Communicator* comm);
   const ModelConfig& config() const;
   const TrainerOptions& options() const;
 

@@ -12,6 +12,10 @@ const char* TransportName(TransportKind kind) {
       return "zmq";
     case TransportKind::kInProcess:
       return "inprocess";
+    case TransportKind::kIpc:
+      return "cuda-ipc";
+    case TransportKind::kNccl:
+      return "nccl";
   }
   return "?";
 }
@@ -38,6 +42,35 @@ absl::StatusOr<TransportKind> SelectTransport(WeightSyncBackend backend, DeviceS
       "weight_sync.backend: `", std::string(EnumName(backend)), "` is not available",
       pool == DeviceSet::Kind::kCpu ? " on a CPU pool" : " yet",
       "; use `cpu` (ZeroMQ through the controller) or `auto`"));
+}
+
+absl::StatusOr<TransportKind> ResolveTransport(WeightSyncBackend backend, const SyncPlacement& p) {
+  const bool gpu = p.pool == DeviceSet::Kind::kCuda;
+  auto refuse = [&](const char* why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weight_sync.backend: `", std::string(EnumName(backend)), "` ", why));
+  };
+  switch (backend) {
+    case WeightSyncBackend::kCpu:
+      return TransportKind::kZmq;
+    case WeightSyncBackend::kAuto:
+      if (!gpu) return TransportKind::kZmq;
+      if (p.same_process) return TransportKind::kInProcess;
+      return p.same_device ? TransportKind::kIpc : TransportKind::kNccl;
+    case WeightSyncBackend::kNccl:
+      if (!gpu) return refuse("needs a CUDA pool; use `cpu` or `auto`");
+      if (p.same_device) return refuse("needs the trainer and the engine on different GPUs (one GPU per NCCL rank); use `auto`");
+      return TransportKind::kNccl;
+    case WeightSyncBackend::kInprocess:
+      if (!p.same_process) return refuse("needs the engine in the trainer's worker process; use `auto`");
+      return TransportKind::kInProcess;
+    case WeightSyncBackend::kIpc:
+      if (!gpu) return refuse("needs a CUDA pool; use `cpu` or `auto`");
+      if (!p.same_device) return refuse("needs the trainer and the engine on the same GPU; use `nccl` or `auto`");
+      if (p.same_process) return refuse("needs two processes (CUDA IPC cannot map memory into its own process); use `auto`");
+      return TransportKind::kIpc;
+  }
+  return refuse("is unknown");
 }
 
 }  // namespace tidal::weight_sync

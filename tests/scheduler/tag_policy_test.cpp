@@ -58,6 +58,12 @@ TEST(TagPolicyTest, ColocatedGangSwitches) {
   EXPECT_EQ(DecideTags(ColocatedPolicy{}, in), (std::vector<Tag>{Tag::kTrain, Tag::kTrain}));
 }
 
+TEST(TagPolicyTest, MoveReasons) {
+  EXPECT_STREQ(MoveReason(ColocatedPolicy{}, Tag::kTrain), "gang");
+  EXPECT_STREQ(MoveReason(ElasticPolicy{}, Tag::kRollout), "lend");
+  EXPECT_STREQ(MoveReason(ElasticPolicy{}, Tag::kTrain), "recall");
+}
+
 TEST(TagPolicyTest, TrainGroupAndEngines) {
   std::vector<Tag> homes = {Tag::kTrain, Tag::kRollout, Tag::kRollout};
   EXPECT_EQ(TrainGroup(StaticPolicy{}, homes), (std::vector<int>{0}));

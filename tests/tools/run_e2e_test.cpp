@@ -273,6 +273,25 @@ TEST_F(RunE2eTest, ElasticLendsTheTrainDeviceToRolloutOnSkewedLengths) {
               st0["idle_fraction"].get<double>(), el0["idle_fraction"].get<double>());
   EXPECT_GT(b["devices"][0]["tag_moves"].get<int64_t>(), 0);
   EXPECT_EQ(a["devices"][0]["tag_moves"], 0);
+  // Every move is in the tag timeline (docs/controller.md, "Tag timeline"), one line each, with
+  // the elastic reasons; static writes an empty timeline.
+  auto timeline = [](const fs::path& dir) {
+    std::vector<json> lines;
+    std::ifstream f(dir / "tag_timeline.jsonl");
+    for (std::string line; std::getline(f, line);) lines.push_back(json::parse(line));
+    return lines;
+  };
+  EXPECT_TRUE(fs::exists(root_ / "static" / "tag_timeline.jsonl"));
+  EXPECT_TRUE(timeline(root_ / "static").empty());
+  const std::vector<json> moves = timeline(root_ / "elastic");
+  int64_t summary_moves = 0;
+  for (const auto& d : b["devices"]) summary_moves += d["tag_moves"].get<int64_t>();
+  EXPECT_EQ(static_cast<int64_t>(moves.size()), summary_moves);
+  for (const json& m : moves) {
+    EXPECT_TRUE(m["reason"] == "lend" || m["reason"] == "recall") << m.dump();
+    EXPECT_NE(m["from"], m["to"]) << m.dump();
+    EXPECT_GE(m["t"].get<double>(), 0.0);
+  }
   // The workload is skewed: the longest completion is several times the mean.
   EXPECT_GT(b["response_tokens_max"].get<double>(), 2.0 * b["response_tokens_mean"].get<double>()) << b.dump(2);
 }

@@ -45,5 +45,29 @@ TEST(TransportFactoryTest, MissingTransportsAreRefusedNamingTheKey) {
   EXPECT_NE(ipc.status().message().find("`ipc`"), std::string::npos);
 }
 
+TEST(TransportFactoryTest, AutoResolvesByPlacement) {
+  using K = DeviceSet::Kind;
+  EXPECT_EQ(*ResolveTransport(WeightSyncBackend::kAuto, {K::kCpu, true, true}), TransportKind::kZmq);
+  EXPECT_EQ(*ResolveTransport(WeightSyncBackend::kAuto, {K::kCuda, true, true}), TransportKind::kInProcess);
+  EXPECT_EQ(*ResolveTransport(WeightSyncBackend::kAuto, {K::kCuda, false, true}), TransportKind::kIpc);
+  EXPECT_EQ(*ResolveTransport(WeightSyncBackend::kAuto, {K::kCuda, false, false}), TransportKind::kNccl);
+  EXPECT_EQ(*ResolveTransport(WeightSyncBackend::kCpu, {K::kCuda, false, false}), TransportKind::kZmq);
+  EXPECT_STREQ(TransportName(TransportKind::kIpc), "cuda-ipc");
+}
+
+TEST(TransportFactoryTest, ExplicitGpuBackendsAreCheckedAgainstThePlacement) {
+  using K = DeviceSet::Kind;
+  EXPECT_EQ(*ResolveTransport(WeightSyncBackend::kNccl, {K::kCuda, false, false}), TransportKind::kNccl);
+  EXPECT_EQ(*ResolveTransport(WeightSyncBackend::kIpc, {K::kCuda, false, true}), TransportKind::kIpc);
+  auto cpu_nccl = ResolveTransport(WeightSyncBackend::kNccl, {K::kCpu, false, false});
+  ASSERT_FALSE(cpu_nccl.ok());
+  EXPECT_NE(cpu_nccl.status().message().find("weight_sync.backend: `nccl` needs a CUDA pool"), std::string::npos);
+  EXPECT_FALSE(ResolveTransport(WeightSyncBackend::kNccl, {K::kCuda, false, true}).ok());  // one GPU
+  auto ipc_apart = ResolveTransport(WeightSyncBackend::kIpc, {K::kCuda, false, false});
+  ASSERT_FALSE(ipc_apart.ok());
+  EXPECT_NE(ipc_apart.status().message().find("same GPU"), std::string::npos);
+  EXPECT_FALSE(ResolveTransport(WeightSyncBackend::kIpc, {K::kCuda, true, true}).ok());  // one process
+}
+
 }  // namespace
 }  // namespace tidal::weight_sync

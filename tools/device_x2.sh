@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The two-GPU run (issue #20), on the `nvidia-h200-x2` device machine: builds tidal, runs the gpu
+# tests, then every benchmark of the run, each with its baseline in the same run, into $OUT
+# (or /tmp/device_x2). Multicast stays off in every process (it can take the host's GPUs out).
+# Usage on the device: tools/device_x2.sh [sections...]   sections: tests wsync train rl (default: all)
+# One GPU is enough for `tests` and the inproc/ipc paths of `wsync`; nccl and train need two.
+set -uo pipefail
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="${OUT:-/tmp/device_x2}"
+mkdir -p "$out"
+build="${BUILD_DIR:-$root/build-device}"
+sections="${*:-tests wsync train rl}"
+gpus="$(nvidia-smi -L 2>/dev/null | wc -l)"
+{
+  date -u
+  nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv
+  nvidia-smi topo -m || true
+} >"$out/machine.txt" 2>&1
+echo "gpus: $gpus; sections: $sections" | tee -a "$out/machine.txt"
+
+# The benchmarks first (they need only the binary), the gpu tests last.
+"$root/tools/device_build.sh" tidal >"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
+export LD_LIBRARY_PATH="/tmp/debroot/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+tidal="$build/bin/tidal"
+has() { [[ " $sections " == *" $1 "* ]]; }
+run() {  # name, command...: logs the command, its output and its exit code
+  local name="$1"; shift
+  echo "== $name: $*" | tee -a "$out/commands.txt"
+  local t0=$SECONDS
+  "$@" >"$out/$name.json" 2>"$out/$name.log"
+  local rc=$?
+  echo "   rc=$rc $((SECONDS - t0))s" | tee -a "$out/commands.txt"
+  tail -3 "$out/$name.log"
+}
+
+if has wsync; then
+  paths="inproc,ipc"
+  [ "$gpus" -ge 2 ] && paths="inproc,ipc,nccl"
+  run wsync_1.5b "$tidal" bench weight-sync --shape 1.5b --paths "$paths" --iters 5 --warmup 2
+  run wsync_7b "$tidal" bench weight-sync --shape 7b --paths "$paths" --iters 5 --warmup 2
+fi
+if has train && [ "$gpus" -ge 2 ]; then
+  if "$tidal" bench train --help >/dev/null 2>&1; then
+    run train_1.5b "$tidal" bench train --shape 1.5b --world 2 --seqs 8 --seq-len 2048 --iters 5 --warmup 2 --checkpointing false
+  else
+    echo "== train: no \`tidal bench train\` in this build" | tee -a "$out/commands.txt"
+  fi
+  if [ -f "$root/tools/bench/fsdp2_train.py" ]; then
+    run fsdp2_1.5b torchrun --standalone --nproc_per_node 2 "$root/tools/bench/fsdp2_train.py" \
+      --shape 1.5b --seqs 8 --seq-len 2048 --iters 5 --warmup 2 --checkpointing false
+  fi
+fi
+if has rl && [ "$gpus" -ge 2 ]; then
+  for r in "$root"/recipes/gpu_*x2*.yaml; do
+    [ -f "$r" ] || { echo "== rl: no two-GPU recipe in recipes/" | tee -a "$out/commands.txt"; break; }
+    run "rl_$(basename "$r" .yaml)" "$tidal" run "$r" "run_dir=$out/runs/$(basename "$r" .yaml)"
+  done
+fi
+if has tests; then
+  "$root/tools/device_build.sh" tidal_weight_sync_tests tidal_weight_sync_gpu_tests tidal_tools_gpu_tests \
+    >>"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
+  run weight_sync_tests ctest --test-dir "$build" -L weight_sync --output-on-failure
+  run gpu_tests ctest --test-dir "$build" -L gpu --output-on-failure \
+    -R "${TIDAL_GPU_TESTS:-BucketKernelsGpu|BroadcastTransferGpu|BenchWeightSyncGpu}"
+fi
+echo "done; results in $out"
