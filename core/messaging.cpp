@@ -15,21 +15,24 @@
 #include <zmq_addon.hpp>
 
 #include "absl/container/flat_hash_map.h"
+#include "core/curve_auth.h"
 #include "core/heartbeat.h"
 #include "core/logging.h"
 #include "core/status.h"
 
 namespace tidal {
-namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// One context per process: its I/O threads serve every endpoint. Leaked on purpose: terminating
-// a context at static-destruction time blocks on sockets still lingering.
-zmq::context_t& SharedContext() {
+// One context per process: its I/O threads serve every endpoint (and the ZAP handler of
+// core/curve_auth.cpp). Leaked on purpose: terminating a context at static-destruction time blocks
+// on sockets still lingering.
+zmq::context_t& MessagingContext() {
   static auto* ctx = new zmq::context_t(1);
   return *ctx;
 }
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
 
 // Frames at least this large are handed to ZeroMQ without a copy (the Payload owner stays alive
 // until ZeroMQ has sent them); smaller ones are cheaper to copy than to reference-count.
@@ -74,6 +77,8 @@ class Endpoint {
     absl::Duration linger;
     int64_t max_frame_bytes;
     prometheus::Registry* metrics;
+    std::optional<CurveServerKeys> curve_server;  // router only
+    std::optional<CurveClientKeys> curve_client;  // dealer only
   };
 
   static absl::StatusOr<std::unique_ptr<Endpoint>> Start(Config config);
@@ -188,10 +193,24 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Start(Config config) {
                      absl::FormatDuration(config.heartbeat.interval),
                      " miss=", config.heartbeat.miss));
   }
+  if (router && !config.curve_server && !IsLoopbackEndpoint(config.endpoint)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "bind ", config.endpoint, ": a control socket on a non-loopback address needs CURVE keys"));
+  }
+  if (!router && !config.curve_client && !IsLoopbackEndpoint(config.endpoint)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "connect ", config.endpoint, ": a non-loopback controller needs CURVE credentials"));
+  }
+  std::string zap_domain;
+  if (config.curve_server) {
+    static std::atomic<int> next_domain{0};
+    zap_domain = absl::StrCat("tidal-", next_domain.fetch_add(1));
+    TIDAL_RETURN_IF_ERROR(AllowCurveClients(zap_domain, config.curve_server->client_keys));
+  }
   std::string resolved;
   zmq::socket_t socket;
   try {
-    socket = zmq::socket_t(SharedContext(), router ? zmq::socket_type::router
+    socket = zmq::socket_t(MessagingContext(), router ? zmq::socket_type::router
                                                    : zmq::socket_type::dealer);
     socket.set(zmq::sockopt::linger, static_cast<int>(absl::ToInt64Milliseconds(config.linger)));
     socket.set(zmq::sockopt::sndhwm, config.send_high_water_mark);
@@ -202,12 +221,22 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Start(Config config) {
       // worker with the same name take over its old identity.
       socket.set(zmq::sockopt::router_mandatory, 1);
       socket.set(zmq::sockopt::router_handover, 1);
+      if (config.curve_server) {
+        socket.set(zmq::sockopt::curve_server, 1);
+        socket.set(zmq::sockopt::curve_secretkey, config.curve_server->secret_key);
+        socket.set(zmq::sockopt::zap_domain, zap_domain);
+      }
       socket.bind(config.endpoint);
       resolved = socket.get(zmq::sockopt::last_endpoint);
     } else {
       socket.set(zmq::sockopt::routing_id, config.name);
       socket.set(zmq::sockopt::reconnect_ivl, 100);
       socket.set(zmq::sockopt::reconnect_ivl_max, 2000);
+      if (config.curve_client) {
+        socket.set(zmq::sockopt::curve_serverkey, config.curve_client->server_key);
+        socket.set(zmq::sockopt::curve_publickey, config.curve_client->public_key);
+        socket.set(zmq::sockopt::curve_secretkey, config.curve_client->secret_key);
+      }
       socket.connect(config.endpoint);
       resolved = config.endpoint;
     }
@@ -661,7 +690,7 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Bind(RouterOptions options) {
   TIDAL_ASSIGN_OR_RETURN(
       auto impl, Endpoint::Start({Endpoint::Kind::kRouter, options.endpoint, options.name,
                                   options.heartbeat, options.send_high_water_mark, options.linger,
-                                  options.max_frame_bytes, options.metrics}));
+                                  options.max_frame_bytes, options.metrics, options.curve, std::nullopt}));
   return std::unique_ptr<Router>(new Router(std::move(impl)));
 }
 Router::Router(std::unique_ptr<Endpoint> impl) : impl_(std::move(impl)) {}
@@ -688,7 +717,7 @@ absl::StatusOr<std::unique_ptr<Dealer>> Dealer::Connect(DealerOptions options) {
   TIDAL_ASSIGN_OR_RETURN(
       auto impl, Endpoint::Start({Endpoint::Kind::kDealer, options.endpoint, options.name,
                                   options.heartbeat, options.send_high_water_mark, options.linger,
-                                  options.max_frame_bytes, options.metrics}));
+                                  options.max_frame_bytes, options.metrics, std::nullopt, options.curve}));
   return std::unique_ptr<Dealer>(new Dealer(std::move(impl)));
 }
 Dealer::Dealer(std::unique_ptr<Endpoint> impl) : impl_(std::move(impl)) {}

@@ -41,6 +41,9 @@
 // credits (ARCHITECTURE.md), not this layer.
 //
 // Listeners bind 127.0.0.1 by default; port 0 picks a free port and endpoint() reports it.
+// Security: a Router on a non-loopback address must have `curve` (CURVE encryption; the ZAP
+// handler of core/curve_auth.h admits only `curve->client_keys`) and a Dealer dialing one must
+// have its `curve` credentials; Bind/Connect refuse otherwise. On loopback CURVE is optional.
 //
 // Metrics: with options.metrics set, the endpoint also counts into that registry, labeled
 // endpoint=<name>: tidal_messages_{sent,received}_total, tidal_message_{decode,send}_errors_total,
@@ -51,6 +54,7 @@
 #include <cstdint>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -59,6 +63,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/curve_auth.h"
 #include "core/message.h"
 #include "core/metrics.h"
 
@@ -97,6 +102,7 @@ struct RouterOptions {
   absl::Duration linger = absl::Milliseconds(200);
   int64_t max_frame_bytes = int64_t{1} << 32;  // larger incoming frames drop the connection
   prometheus::Registry* metrics = nullptr;     // optional; must outlive the Router
+  std::optional<CurveServerKeys> curve;        // required on a non-loopback endpoint
 };
 
 struct DealerOptions {
@@ -107,6 +113,7 @@ struct DealerOptions {
   absl::Duration linger = absl::Milliseconds(200);
   int64_t max_frame_bytes = int64_t{1} << 32;
   prometheus::Registry* metrics = nullptr;  // optional; must outlive the Dealer
+  std::optional<CurveClientKeys> curve;  // required for a non-loopback Router
 };
 
 namespace messaging_internal {

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "core/http_auth.h"
 #include "core/logging.h"
 #include "core/metrics.h"
 
@@ -22,6 +23,7 @@ class MetricsServer::Impl {
   }
 
   absl::Status Start() {
+    RequireBearerToken(server_, options_.bearer_token);
     const int threads = std::max(2, options_.threads);
     server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     const time_t sec = options_.io_timeout_ms / 1000;

@@ -39,6 +39,7 @@ struct MetricsServerOptions {
   int threads = 16;
   int io_timeout_ms = 2000;
   std::vector<HttpRoute> routes;  // besides /metrics; "/" defaults to a plain index
+  std::string bearer_token;  // non-empty: every request needs it (core/http_auth.h)
 };
 
 class MetricsServer {

@@ -9,6 +9,7 @@
 
 #include <sys/stat.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -184,6 +185,13 @@ class Binder {
     if (Ok({"openai.serve", "openai.sessions_only"}) && r.openai.sessions_only && !r.openai.serve) {
       Issue(LocOf("openai.sessions_only"), "openai.sessions_only",
             "training on agent sessions only needs the endpoint: set `openai.serve: true`");
+    }
+    if (Ok({"launch", "pool.devices", "pool.tags.train"}) && r.launch == LaunchKind::kExternal &&
+        absl::StartsWith(r.pool.devices, "cpu") && r.pool.tags.train > 1) {
+      Issue(LocOf("launch"), "launch",
+            absl::StrCat("`launch: external` with a CPU train group of ", r.pool.tags.train,
+                         " ranks: CPU train ranks talk over shared memory and must share one machine, which externally "
+                         "started workers (one pod each) do not; use `pool.tags.train: 1` or `launch: local`/`slurm`"));
     }
     // The selection itself is weight_sync/transport_factory.h; this gives its refusal a position.
     if (Ok({"weight_sync.backend"}) &&

@@ -38,6 +38,8 @@ enum class LossAgg { kTokenMean, kSeqMean, kSeqSumNorm };
 enum class IsCorrectionType { kNone, kTis, kMis };
 enum class Precision { kFp32, kBf16 };
 enum class WeightSyncBackend { kAuto, kCpu, kNccl, kIpc, kInprocess };
+enum class LaunchKind { kLocal, kSlurm, kExternal };
+enum class CurveMode { kAuto, kOn };
 
 template <class E>
 std::span<const std::string_view> EnumNames();
@@ -57,6 +59,8 @@ TIDAL_RECIPE_ENUM_NAMES_(KlEstimator, "k1", "k2", "k3")
 TIDAL_RECIPE_ENUM_NAMES_(IsCorrectionType, "none", "tis", "mis")
 TIDAL_RECIPE_ENUM_NAMES_(Precision, "fp32", "bf16")
 TIDAL_RECIPE_ENUM_NAMES_(WeightSyncBackend, "auto", "cpu", "nccl", "ipc", "inprocess")
+TIDAL_RECIPE_ENUM_NAMES_(LaunchKind, "local", "slurm", "external")
+TIDAL_RECIPE_ENUM_NAMES_(CurveMode, "auto", "on")
 #undef TIDAL_RECIPE_ENUM_NAMES_
 
 // Recipe spelling of an enum value: EnumName(AlgoName::kGrpo) == "grpo".
@@ -201,6 +205,19 @@ struct Recipe {
     int64_t heartbeat_ms = 0;
     int64_t heartbeat_miss = 0;
     int64_t request_timeout_ms = 0;
+    std::string bind;         // address/interface the controller's ROUTER binds
+    int64_t port = 0;         // 0 = any free port
+    std::string advertise;    // address workers dial ("" = bind, or this host's name for 0.0.0.0)
+    CurveMode curve{};        // auto: CURVE iff bind is not loopback; on: always
+    std::string credentials;  // credentials file (scheduler/worker_auth.h); "" = made per run
+  };
+  struct Slurm {
+    std::string partition;
+    int64_t nodes = 0;  // 0 = let Slurm choose
+    std::string time;
+    int64_t cpus_per_worker = 0;
+    std::string srun_args;    // extra srun arguments, whitespace-separated
+    std::string sbatch_args;  // extra sbatch arguments, whitespace-separated
   };
 
   std::string name;
@@ -219,6 +236,8 @@ struct Recipe {
   Eval eval;
   OpenAI openai;
   Control control;
+  LaunchKind launch{};
+  Slurm slurm;
 
   // Not keys: where the recipe came from.
   std::string source_path;              // the path given to LoadRecipe ("" if from a string)

@@ -413,6 +413,9 @@ std::vector<RecipeKey> BuildKeys() {
           Check(CheckNoSpaces, "no spaces or slashes")),
       KEY(seed, 1, "Seed of every random stream (sampling, data order, init); each worker derives its own."),
       KEY(run_dir, "runs/<name>", "Where logs, metrics, the resolved recipe and checkpoints go; `<name>` is replaced by `name`."),
+      KEY(launch, LaunchKind::kLocal,
+          "How workers start: local (fork/exec here), slurm (srun job steps inside the allocation; outside one `tidal run` "
+          "submits an sbatch script), external (started by others, e.g. Kubernetes; the controller waits for them)."),
 
       KEY(model.arch, ModelArch::kQwen2, "Architecture of a model built from `model.size` (ignored when `model.path` is set)."),
       KEY(model.path, "", "Hugging Face checkpoint dir (config.json + safetensors); if set, arch and size come from its config.json."),
@@ -504,7 +507,9 @@ std::vector<RecipeKey> BuildKeys() {
           "Port of the controller's HTTP endpoint (Prometheus /metrics and the web dashboard at /); "
           "0 = any free port (written to <run_dir>/metrics_endpoint.json), -1 = off.",
           Range(-1, 65535)),
-      KEY(metrics.bind, "127.0.0.1", "Address the metrics endpoint listens on."),
+      KEY(metrics.bind, "127.0.0.1",
+          "Address the metrics endpoint listens on; off loopback every request needs `Authorization: Bearer <token>` "
+          "(the token is made per run in <run_dir>/secrets/http_token)."),
       KEY(metrics.jsonl, true, "Also append every step's metrics to <run_dir>/metrics.jsonl (the dashboard reads it)."),
       KEY(metrics.tensorboard, true, "Also write TensorBoard event files to <run_dir>/tensorboard."),
 
@@ -514,7 +519,9 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(openai.serve, false,
           "Rollout workers serve the OpenAI-compatible API (/v1/chat/completions, /v1/completions) so that external agents drive the policy; "
           "sessions that report a reward become training trajectories (docs/plugins.md)."),
-      KEY(openai.bind, "127.0.0.1", "Address the agent endpoints listen on."),
+      KEY(openai.bind, "127.0.0.1",
+          "Address the agent endpoints listen on; off loopback every request needs `Authorization: Bearer <token>` "
+          "(<run_dir>/secrets/http_token; the `openai` client's api_key)."),
       KEY(openai.port, 0,
           "Port of the endpoint on device 0 (device d listens on port + d); 0 = any free port. The URLs are written to <run_dir>/openai_endpoints.json.",
           Range(0, 65535)),
@@ -526,6 +533,23 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(control.heartbeat_ms, 500, "Interval of worker heartbeats (ms).", Above(0)),
       KEY(control.heartbeat_miss, 6, "Missed heartbeats after which a worker is declared dead.", Above(0)),
       KEY(control.request_timeout_ms, 10000, "Timeout of a control request to a worker (ms).", Above(0)),
+      KEY(control.bind, "127.0.0.1",
+          "Address (or interface) the controller's control socket binds; anything but loopback turns on CURVE and needs "
+          "`launch: slurm`/`external` or workers that dial in (docs/scale-out.md)."),
+      KEY(control.port, 0, "Port of the control socket; 0 = any free port.", Range(0, 65535)),
+      KEY(control.advertise, "",
+          "Address workers dial; \"\" = `control.bind`, or this host's name when binding 0.0.0.0 / an interface."),
+      KEY(control.curve, CurveMode::kAuto,
+          "auto: ZeroMQ CURVE (encryption + client-key check) on a non-loopback control socket; on: also on loopback."),
+      KEY(control.credentials, "",
+          "JSON credentials file (CURVE keys + run secret, as `tidal k8s render` writes); \"\" = fresh ones per run in <run_dir>/secrets/."),
+
+      KEY(slurm.partition, "", "sbatch --partition (\"\" = the cluster's default)."),
+      KEY(slurm.nodes, 0, "sbatch --nodes; 0 = let Slurm choose.", Min(0)),
+      KEY(slurm.time, "", "sbatch --time limit (\"\" = the partition's default)."),
+      KEY(slurm.cpus_per_worker, 1, "CPUs per worker job step (srun --cpus-per-task).", Above(0)),
+      KEY(slurm.srun_args, "", "Extra srun arguments for every worker step, whitespace-separated."),
+      KEY(slurm.sbatch_args, "", "Extra sbatch arguments, whitespace-separated."),
   };
 }
 #undef KEY
@@ -556,6 +580,7 @@ const std::vector<RecipeSection>& RecipeSections() {
       {"eval", "Periodic evaluation."},
       {"openai", "The OpenAI-compatible agent endpoint on the rollout workers; agent sessions grouped by their reported `group` (else in arrival order) into groups of `rollout.group_size`."},
       {"control", "Control plane between the controller and the workers."},
+      {"slurm", "The Slurm launcher (`launch: slurm`, docs/scale-out.md)."},
   };
   return sections;
 }
@@ -568,6 +593,8 @@ const std::vector<std::string>& RecipeCrossFieldRules() {
       "`model.path`, when set, is a directory with a config.json; `model.tokenizer`, unless `byte`, is a "
       "directory with a tokenizer.json; `env.plugin`, when a path, is an existing file.",
       "`openai.sessions_only` needs `openai.serve`.",
+      "`launch: slurm`/`external` with more than one train rank: the train ranks share a node (the CPU communicator is "
+      "shared memory), so `slurm` pins them to the controller's node; `external` refuses a CPU train group of more than one.",
   };
   return rules;
 }

@@ -1,5 +1,7 @@
 #include "rollout/openai_server.h"
 
+#include "core/http_auth.h"
+
 #include <httplib.h>
 
 #include <chrono>
@@ -820,6 +822,7 @@ absl::Status OpenAIServer::Start() {
   http_->Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
   });
+  RequireBearerToken(*http_, options_.bearer_token);
   if (options_.port == 0) {
     port_ = http_->bind_to_any_port(options_.bind.c_str());
   } else {

@@ -71,6 +71,7 @@ struct OpenAIServerOptions {
   std::string model_name = "tidal-policy";
   int64_t default_max_tokens = 256;
   bool drive_engine = true;  // false: the owner drives the engine (Admit/Deliver)
+  std::string bearer_token;  // non-empty: every request needs it (core/http_auth.h)
 };
 
 struct RecordedCall {

@@ -75,13 +75,14 @@ absl::Status Controller::StartWorkers() {
   TIDAL_ASSIGN_OR_RETURN(transport_, weight_sync::SelectTransport(recipe_.weight_sync.backend,
                                                                   recipe_.pool.device_set.kind, recipe_.pool.policy));
   TIDAL_LOG(INFO) << "weight sync: " << weight_sync::TransportName(transport_) << " transport";
-  RouterOptions ro;
-  ro.endpoint = "tcp://127.0.0.1:0";
+  RouterOptions ro = control_.router;  // control.bind + CURVE keys (scheduler/control_plane.h)
   ro.heartbeat.interval = absl::Milliseconds(recipe_.control.heartbeat_ms);
   ro.heartbeat.miss = static_cast<int>(recipe_.control.heartbeat_miss);
   ro.metrics = &ProcessRegistry();  // control-plane traffic on /metrics
   TIDAL_ASSIGN_OR_RETURN(router_, Router::Bind(ro));
-  TIDAL_LOG(INFO) << "control plane on " << router_->endpoint();
+  TIDAL_ASSIGN_OR_RETURN(std::string dial, AdvertisedEndpoint(recipe_, router_->endpoint()));
+  TIDAL_LOG(INFO) << "control plane on " << router_->endpoint() << " (workers dial " << dial << ", CURVE "
+                  << (control_.credentials ? "on" : "off") << ")";
 
   std::vector<Tag> homes;
   for (const auto& d : pool_.devices()) homes.push_back(d.home);
@@ -107,12 +108,16 @@ absl::Status Controller::StartWorkers() {
 
   relay_.SetStreamHook(weight_sync::FaultHookFromEnv());  // test-only; empty in production
 
-  launcher_ = std::make_unique<LocalLauncher>(LaunchOptions{
-      options_.worker_binary, router_->endpoint(), (fs::path(run_dir_) / "logs").string(),
-      {"--heartbeat-ms", std::to_string(recipe_.control.heartbeat_ms), "--heartbeat-miss",
-       std::to_string(recipe_.control.heartbeat_miss)}});
+  TIDAL_ASSIGN_OR_RETURN(
+      launcher_, MakeLauncher(recipe_,
+                              LaunchOptions{options_.worker_binary, dial, (fs::path(run_dir_) / "logs").string(),
+                                            control_.worker_credentials,
+                                            {"--heartbeat-ms", std::to_string(recipe_.control.heartbeat_ms),
+                                             "--heartbeat-miss", std::to_string(recipe_.control.heartbeat_miss)}},
+                              train_group_));
+  TIDAL_RETURN_IF_ERROR(WriteControlInfo(run_dir_, dial, control_, launcher_->kind()));
   for (int d = 0; d < pool_.size(); ++d) {
-    TIDAL_ASSIGN_OR_RETURN(pid_t pid, launcher_->Spawn(d, pool_.device(d).slot));
+    TIDAL_ASSIGN_OR_RETURN(pid_t pid, launcher_->Spawn(d, pool_.device(d).slot, control_.auth->Issue(d)));
     workers_[d].state = WorkerSlot::State::kStarting;
     TIDAL_LOG(INFO) << "worker " << d << " (" << pool_.device(d).slot.Name() << ", "
                     << TagName(pool_.device(d).home) << ") pid " << pid;
@@ -407,6 +412,8 @@ absl::StatusOr<RunSummary> Controller::Run() {
     TIDAL_ASSIGN_OR_RETURN(envs::Task t, env_->Reset(static_cast<uint64_t>(i), envs::Split::kEval));
     eval_tasks_.push_back(std::move(t));
   }
+  // control.bind / CURVE / credentials / tokens: scheduler/control_plane.h.
+  TIDAL_ASSIGN_OR_RETURN(control_, PrepareControlPlane(recipe_, run_dir_));
   TelemetryOptions to;
   to.run = recipe_.name;
   to.run_dir = run_dir_;
@@ -414,6 +421,7 @@ absl::StatusOr<RunSummary> Controller::Run() {
   to.port = static_cast<int>(recipe_.metrics.port);
   to.tensorboard = recipe_.metrics.tensorboard;
   to.append = recipe_.checkpoint.resume;
+  to.bearer_token = IsLoopbackHost(recipe_.metrics.bind) ? "" : control_.http_token;
   TIDAL_ASSIGN_OR_RETURN(telemetry_, RunTelemetry::Start(to));
   metrics_ = &telemetry_->metrics();
   if (options_.progress && !telemetry_->url().empty()) {

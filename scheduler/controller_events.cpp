@@ -11,6 +11,18 @@ void Controller::HandleRegister(const Envelope& env) {
     return;
   }
   int d = reg->rank;
+  // The one credential check (scheduler/worker_auth.h): a one-time token for this rank.
+  const std::string token = reg->info.is_object() && reg->info.contains("token") && reg->info["token"].is_string()
+                                ? reg->info["token"].get<std::string>()
+                                : "";
+  if (absl::Status s = control_.auth->Check(d, token); !s.ok()) {
+    TIDAL_LOG(WARN) << "refused registration of rank " << d << " from " << env.peer << " (host '" << reg->host
+                    << "', pid " << reg->pid << "): " << s.message();
+    WriteEvent({{"event", "registration_refused"}, {"device", d}, {"peer", env.peer}, {"host", reg->host},
+                {"reason", std::string(s.message())}});
+    (void)router_->ReplyError(env, s);
+    return;
+  }
   WorkerSlot& w = workers_[d];
   w.peer = env.peer;
   WorkerSetup setup;
@@ -179,7 +191,8 @@ void Controller::ReapWorkers() {
                                                    workers_.policy().max_restarts_per_device)));
       continue;
     }
-    absl::StatusOr<pid_t> pid = launcher_->Spawn(e.device, pool_.device(e.device).slot);
+    absl::StatusOr<pid_t> pid =
+        launcher_->Spawn(e.device, pool_.device(e.device).slot, control_.auth->Issue(e.device));
     if (!pid.ok()) {
       Fatal(pid.status());
       continue;

@@ -39,6 +39,7 @@
 #include "scheduler/device_pool.h"
 #include "scheduler/dispatch.h"
 #include "scheduler/fleet.h"
+#include "scheduler/control_plane.h"
 #include "scheduler/launcher.h"
 #include "scheduler/metrics_sink.h"
 #include "scheduler/prompt_ledger.h"
@@ -156,7 +157,8 @@ class Controller {
   bool finishing_ = false;  // RL is over: no new work, in-flight work is being aborted
 
   std::unique_ptr<Router> router_;
-  std::unique_ptr<LocalLauncher> launcher_;
+  std::unique_ptr<Launcher> launcher_;
+  ControlPlaneSetup control_;  // bind address, CURVE keys, registration tokens (control_plane.h)
   std::unique_ptr<envs::Environment> env_;
   std::unique_ptr<RunTelemetry> telemetry_;  // endpoint + dashboard, TensorBoard, timeline
   MetricsSink* metrics_ = nullptr;           // telemetry_'s

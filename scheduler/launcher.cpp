@@ -9,7 +9,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <string_view>
 #include <thread>
+
+extern char** environ;
 
 namespace tidal::scheduler {
 
@@ -29,26 +32,44 @@ std::string ExitedWorker::Describe() const {
   return absl::StrCat("ended with wait status ", status);
 }
 
-LocalLauncher::LocalLauncher(LaunchOptions options) : options_(std::move(options)) {
+ProcessLauncher::ProcessLauncher(LaunchOptions options) : options_(std::move(options)) {
   if (options_.binary.empty()) options_.binary = SelfExecutable();
 }
 
-LocalLauncher::~LocalLauncher() { Stop(absl::Seconds(2)); }
+ProcessLauncher::~ProcessLauncher() { Stop(absl::Seconds(2)); }
 
-absl::StatusOr<pid_t> LocalLauncher::Spawn(int device, const DeviceSlot& slot) {
+std::vector<std::string> ProcessLauncher::WorkerArgs(int device, const DeviceSlot& slot) const {
+  std::vector<std::string> args = {options_.binary, "worker", "--controller", options_.controller,
+                                   "--device", slot.Name(), "--rank", std::to_string(device)};
+  args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
+  return args;
+}
+
+absl::StatusOr<pid_t> ProcessLauncher::Spawn(int device, const DeviceSlot& slot, const std::string& token) {
   if (device >= static_cast<int>(pids_.size())) pids_.resize(device + 1, -1);
   if (pids_[device] > 0) {
     return absl::FailedPreconditionError(absl::StrFormat("worker %d already runs (pid %d)", device, pids_[device]));
   }
+  Command cmd = MakeCommand(device, slot);
+  cmd.env.emplace_back("TIDAL_WORKER_TOKEN", token);
+  cmd.env.emplace_back("TIDAL_CREDENTIALS", options_.credentials);  // "" = none (not the parent's)
   std::string log = absl::StrCat(options_.log_dir, "/worker-", device, ".log");
-  std::string dev = slot.Name();
-  std::string rank = std::to_string(device);
-  std::vector<std::string> args = {options_.binary, "worker", "--controller", options_.controller,
-                                   "--device", dev, "--rank", rank};
-  args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
+  for (auto& a : cmd.argv) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // The child's environment, built before fork: the parent is multi-threaded, so the child may
+  // only make async-signal-safe calls (no setenv/malloc) until exec.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view kv(*e);
+    bool replaced = false;
+    for (const auto& [k, v] : cmd.env) replaced |= kv.size() > k.size() && kv.substr(0, k.size()) == k && kv[k.size()] == '=';
+    if (!replaced) env_strings.emplace_back(kv);
+  }
+  for (const auto& [k, v] : cmd.env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
   int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) {
     return absl::InternalError(absl::StrCat("cannot open worker log ", log, ": ", strerror(errno)));
@@ -60,7 +81,7 @@ absl::StatusOr<pid_t> LocalLauncher::Spawn(int device, const DeviceSlot& slot) {
     return absl::InternalError(absl::StrCat("fork for worker ", device, ": ", strerror(errno)));
   }
   if (pid == 0) {
-    // Child: only async-signal-safe calls until exec.
+    // Child: the parent is multi-threaded, so only plain libc calls until exec.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
     dup2(log_fd, STDOUT_FILENO);
@@ -68,13 +89,7 @@ absl::StatusOr<pid_t> LocalLauncher::Spawn(int device, const DeviceSlot& slot) {
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, STDIN_FILENO);
     setpgid(0, 0);  // Ctrl-C reaches the controller only; it stops the workers itself
-    if (slot.kind == DeviceKind::kCpu) {
-      setenv("OMP_NUM_THREADS", "1", 1);
-      setenv("MKL_NUM_THREADS", "1", 1);
-    } else {
-      setenv("CUDA_VISIBLE_DEVICES", std::to_string(slot.index).c_str(), 1);
-    }
-    execv(options_.binary.c_str(), argv.data());
+    execvpe(argv[0], argv.data(), envp.data());
     _exit(127);
   }
   close(log_fd);
@@ -82,7 +97,7 @@ absl::StatusOr<pid_t> LocalLauncher::Spawn(int device, const DeviceSlot& slot) {
   return pid;
 }
 
-std::vector<ExitedWorker> LocalLauncher::Reap() {
+std::vector<ExitedWorker> ProcessLauncher::Reap() {
   std::vector<ExitedWorker> out;
   for (size_t d = 0; d < pids_.size(); ++d) {
     if (pids_[d] <= 0) continue;
@@ -96,20 +111,20 @@ std::vector<ExitedWorker> LocalLauncher::Reap() {
   return out;
 }
 
-pid_t LocalLauncher::Pid(int device) const {
+pid_t ProcessLauncher::Pid(int device) const {
   return device < static_cast<int>(pids_.size()) ? pids_[device] : -1;
 }
 
-void LocalLauncher::Kill(int device, int signal) {
+void ProcessLauncher::Kill(int device, int signal) {
   pid_t p = Pid(device);
   if (p > 0) kill(p, signal);
 }
 
-void LocalLauncher::Stop(absl::Duration grace) {
+void ProcessLauncher::Stop(absl::Duration grace) {
   bool any = false;
-  for (pid_t p : pids_) {
-    if (p > 0) {
-      kill(p, SIGTERM);
+  for (size_t d = 0; d < pids_.size(); ++d) {
+    if (pids_[d] > 0) {
+      Kill(static_cast<int>(d), SIGTERM);
       any = true;
     }
   }
@@ -130,6 +145,17 @@ void LocalLauncher::Stop(absl::Duration grace) {
       p = -1;
     }
   }
+}
+
+ProcessLauncher::Command LocalLauncher::MakeCommand(int device, const DeviceSlot& slot) const {
+  Command c;
+  c.argv = WorkerArgs(device, slot);
+  if (slot.kind == DeviceKind::kCpu) {
+    c.env = {{"OMP_NUM_THREADS", "1"}, {"MKL_NUM_THREADS", "1"}};
+  } else {
+    c.env = {{"CUDA_VISIBLE_DEVICES", std::to_string(slot.index)}};
+  }
+  return c;
 }
 
 }  // namespace tidal::scheduler

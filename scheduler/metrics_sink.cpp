@@ -60,12 +60,14 @@ prometheus::Labels ToLabels(const MetricLabels& labels) {
 MetricsSink::~MetricsSink() { server_.reset(); }  // stop serving before the registry goes
 
 absl::StatusOr<std::unique_ptr<MetricsSink>> MetricsSink::Serve(const std::string& run, const std::string& bind,
-                                                                int port, std::vector<HttpRoute> routes) {
+                                                                int port, std::vector<HttpRoute> routes,
+                                                                const std::string& bearer_token) {
   std::unique_ptr<MetricsSink> sink(new MetricsSink(run));
   MetricsServerOptions o;
   o.host = bind.empty() ? "127.0.0.1" : bind;
   o.port = port;
   o.routes = std::move(routes);
+  o.bearer_token = bearer_token;
   MetricsSink* raw = sink.get();
   absl::StatusOr<std::unique_ptr<MetricsServer>> server = MetricsServer::Start([raw] { return raw->Render(); }, o);
   if (!server.ok()) {

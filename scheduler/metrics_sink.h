@@ -32,9 +32,11 @@ using MetricLabels = std::vector<std::pair<std::string, std::string>>;
 
 class MetricsSink {
  public:
-  // Serves GET /metrics (and `routes`) on bind:port (port 0 picks a free one; see url()).
+  // Serves GET /metrics (and `routes`) on bind:port (port 0 picks a free one; see url()); a
+  // non-empty bearer_token is required of every request (core/http_auth.h).
   static absl::StatusOr<std::unique_ptr<MetricsSink>> Serve(const std::string& run, const std::string& bind,
-                                                            int port, std::vector<HttpRoute> routes = {});
+                                                            int port, std::vector<HttpRoute> routes = {},
+                                                            const std::string& bearer_token = "");
   // Keeps values without serving them.
   static std::unique_ptr<MetricsSink> Local(const std::string& run);
   ~MetricsSink();

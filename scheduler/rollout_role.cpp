@@ -92,6 +92,7 @@ absl::StatusOr<std::unique_ptr<RolloutRole>> RolloutRole::Create(const RolloutSe
     o.port = settings.openai.port;
     o.default_max_tokens = settings.openai.default_max_tokens;
     o.drive_engine = false;
+    o.bearer_token = settings.openai.bearer_token;
     impl->openai = std::make_unique<rollout::OpenAIServer>(nullptr, impl->tokenizer.get(), o);
     TIDAL_RETURN_IF_ERROR(impl->openai->Start());
   }

@@ -36,6 +36,7 @@ struct OpenAISettings {
   std::string bind = "127.0.0.1";
   int port = 0;  // 0: any free port
   int64_t default_max_tokens = 64;
+  std::string bearer_token;  // non-empty: required of every request
 };
 
 // Plain settings (filled from the recipe by the worker).

@@ -35,7 +35,7 @@ absl::StatusOr<std::unique_ptr<RunTelemetry>> RunTelemetry::Start(const Telemetr
   const fs::path dir(options.run_dir);
   if (options.port >= 0) {
     TIDAL_ASSIGN_OR_RETURN(t->sink_, MetricsSink::Serve(options.run, options.bind, options.port,
-                                                        DashboardRoutes(options.run_dir, t->live_)));
+                                                        DashboardRoutes(options.run_dir, t->live_), options.bearer_token));
     const std::string host = options.bind == "0.0.0.0" || options.bind.empty() ? "127.0.0.1" : options.bind;
     WriteJsonFile(dir / "metrics_endpoint.json",
                   {{"metrics", t->sink_->url()}, {"dashboard", t->sink_->base_url()}, {"port", t->sink_->port()}});

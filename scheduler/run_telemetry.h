@@ -35,6 +35,7 @@ struct TelemetryOptions {
   int port = 0;         // 0: any free port; < 0: no endpoint (metrics kept in-process only)
   bool tensorboard = true;
   bool append = false;  // a resumed run appends to timeline.jsonl
+  std::string bearer_token;  // non-empty: required of every HTTP request (off-loopback binds)
 };
 
 class RunTelemetry {

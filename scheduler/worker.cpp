@@ -4,6 +4,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
+#include "core/curve_auth.h"
 
 #include "core/communicator_nccl.h"
 #include "core/cuda_devices.h"
@@ -16,6 +21,8 @@
 #include "scheduler/protocol.h"
 #include "scheduler/rollout_role.h"
 #include "scheduler/train_role.h"
+#include "scheduler/control_plane.h"
+#include "scheduler/worker_auth.h"
 #include "scheduler/worker_metrics.h"
 #include "core/metrics.h"
 #include "weight_sync/inprocess_transport.h"
@@ -165,6 +172,7 @@ class Worker {
   std::unique_ptr<weight_sync::InProcessTransport> in_process_;
   bool shutdown_ = false;
   int64_t reported_agent_calls_ = 0;
+  std::string http_token_;  // the OpenAI endpoint's bearer token ("" = loopback, none)
   SteadyClock::time_point last_metrics_{};
 };
 
@@ -172,20 +180,38 @@ absl::Status Worker::Setup() {
   auto t0 = SteadyClock::now();
   TIDAL_ASSIGN_OR_RETURN(DeviceSlot slot, ParseDeviceName(options_.device));
   if (slot.kind == DeviceKind::kCpu) at::set_num_threads(1);  // one core per CPU slot
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
   DealerOptions d;
   d.endpoint = options_.controller;
-  d.name = absl::StrFormat("worker-%d-%d", options_.rank, getpid());
+  d.name = absl::StrFormat("worker-%d-%s-%d", options_.rank, host, getpid());
   d.heartbeat.interval = absl::Milliseconds(options_.heartbeat_ms);
   d.heartbeat.miss = options_.heartbeat_miss;
+  std::string token = options_.token;
+  if (!options_.credentials.empty()) {
+    TIDAL_ASSIGN_OR_RETURN(RunCredentials creds, RunCredentials::Load(options_.credentials));
+    d.curve = CurveClientKeys{creds.server.public_key, creds.client.public_key, creds.client.secret_key};
+    if (token.empty() && !creds.secret.empty()) {
+      TIDAL_ASSIGN_OR_RETURN(token, DeriveToken(creds.secret, options_.rank));
+    }
+  }
   d.metrics = &ProcessRegistry();  // control-plane traffic, shipped with the worker's metrics
   TIDAL_ASSIGN_OR_RETURN(dealer_, Dealer::Connect(d));
   Register reg;
   reg.role = "worker";
   reg.rank = options_.rank;
   reg.pid = getpid();
-  reg.info = {{"device", options_.device}};
+  reg.host = host;
+  reg.info = {{"device", options_.device}, {"token", token}};
   TIDAL_ASSIGN_OR_RETURN(setup_, dealer_->Call<WorkerSetup>(reg, absl::Seconds(60)));
   TIDAL_ASSIGN_OR_RETURN(recipe_, LoadRecipe(setup_.recipe_path));
+  if (recipe_.openai.serve && !IsLoopbackHost(recipe_.openai.bind)) {
+    http_token_ = ReadHttpToken(setup_.run_dir);
+    if (http_token_.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "openai.bind ", recipe_.openai.bind, " is not loopback but ", setup_.run_dir, "/secrets/http_token is missing"));
+    }
+  }
   RecordBuildInfo(ProcessRegistry());
 
   TIDAL_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, LoadTokenizer(recipe_.model.tokenizer));
@@ -203,6 +229,7 @@ absl::Status Worker::Setup() {
   }
   if (setup_.hosts_engine) {
     TIDAL_ASSIGN_OR_RETURN(RolloutSettings rs, RolloutSettingsFromRecipe(recipe_, setup_, device));
+    rs.openai.bearer_token = http_token_;
     if (setup_.weight_transport == weight_sync::TransportName(weight_sync::TransportKind::kInProcess)) {
       if (!train_) return absl::FailedPreconditionError("in-process weight transport on a worker without a train rank");
       in_process_ = std::make_unique<weight_sync::InProcessTransport>(
@@ -430,6 +457,37 @@ absl::Status Worker::Run() {
 }
 
 }  // namespace
+
+absl::Status ResolveWorkerOptions(WorkerOptions& o) {
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v != nullptr ? v : "";
+  };
+  if (o.controller.empty()) o.controller = env("TIDAL_CONTROLLER");
+  if (o.device.empty()) o.device = env("TIDAL_DEVICE");
+  if (o.credentials.empty()) o.credentials = env("TIDAL_CREDENTIALS");
+  if (o.token.empty()) o.token = env("TIDAL_WORKER_TOKEN");
+  if (o.rank < 0) {
+    std::string r = env("TIDAL_RANK");
+    if (r.empty()) r = env("JOB_COMPLETION_INDEX");
+    if (!r.empty() && !absl::SimpleAtoi(r, &o.rank)) {
+      return absl::InvalidArgumentError(absl::StrCat("worker rank '", r, "' is not a number"));
+    }
+  }
+  std::vector<std::string> missing;
+  if (o.controller.empty()) missing.push_back("--controller (or TIDAL_CONTROLLER)");
+  if (o.device.empty()) missing.push_back("--device (or TIDAL_DEVICE)");
+  if (o.rank < 0) missing.push_back("--rank (or TIDAL_RANK / JOB_COMPLETION_INDEX)");
+  if (!missing.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("tidal worker: missing ", absl::StrJoin(missing, ", ")));
+  }
+  if (!IsLoopbackEndpoint(o.controller) && o.credentials.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("tidal worker: controller ", o.controller,
+                                                   " is not on loopback: CURVE credentials are required "
+                                                   "(--credentials or TIDAL_CREDENTIALS)"));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status RunWorker(const WorkerOptions& options) {
   TIDAL_RETURN_IF_ERROR(InitLogging({.role = "worker", .rank = options.rank}));

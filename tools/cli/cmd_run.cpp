@@ -5,12 +5,17 @@
 // or --overwrite is given. Ctrl-C / SIGTERM wind the run down cleanly: in-flight work is aborted
 // and accounted, the last trained step is checkpointed and exported to final/, workers are
 // stopped, the summary is printed. Progress goes to stdout, logs to stderr.
+// `--launcher slurm` (or `launch: slurm`) outside a Slurm allocation writes an sbatch script into
+// the run directory and submits it instead (scheduler/slurm.h); inside one, it runs here and
+// starts the workers with srun.
 #include <signal.h>
 #include <stdio.h>
 
 #include <iostream>
 
 #include "scheduler/controller.h"
+#include "scheduler/launcher.h"
+#include "scheduler/slurm.h"
 #include "tools/cli/command.h"
 
 namespace {
@@ -33,6 +38,7 @@ std::function<absl::Status()> Setup(CLI::App& sub) {
     std::string resume;
     std::vector<std::string> overrides;
     bool quiet = false;
+    std::string launcher;
     bool overwrite = false;
   };
   auto args = std::make_shared<Args>();
@@ -41,6 +47,7 @@ std::function<absl::Status()> Setup(CLI::App& sub) {
   sub.add_option("--resume", args->resume, "Continue the run in RUN_DIR from its recipe.yaml and newest checkpoint");
   sub.add_flag("--overwrite", args->overwrite, "Replace an existing run in the recipe's run_dir");
   sub.add_flag("--quiet", args->quiet, "No progress line");
+  sub.add_option("--launcher", args->launcher, "How workers start: local, slurm or external (= the recipe's `launch`)");
   return [args]() -> absl::Status {
     std::string recipe_path = args->recipe;
     std::vector<std::string> overrides = args->overrides;
@@ -59,7 +66,17 @@ std::function<absl::Status()> Setup(CLI::App& sub) {
     } else if (recipe_path.empty()) {
       return absl::InvalidArgumentError("run: give a recipe file, or --resume RUN_DIR");
     }
+    if (!args->launcher.empty()) overrides.push_back("launch=" + args->launcher);
     TIDAL_ASSIGN_OR_RETURN(tidal::Recipe recipe, tidal::LoadRecipe(recipe_path, overrides));
+    if (recipe.launch == tidal::LaunchKind::kSlurm && !tidal::scheduler::InSlurmAllocation()) {
+      TIDAL_ASSIGN_OR_RETURN(std::string script,
+                             tidal::scheduler::WriteSbatchScript(recipe, tidal::scheduler::SelfExecutable()));
+      TIDAL_ASSIGN_OR_RETURN(std::string job, tidal::scheduler::SubmitSbatch(script));
+      std::cout << "submitted Slurm job " << job << " (" << script << "); the controller's output goes to "
+                << recipe.run_dir << "/logs/slurm-" << job << ".out, the summary to " << recipe.run_dir
+                << "/summary.json" << std::endl;
+      return absl::OkStatus();
+    }
     struct sigaction sa = {};
     sa.sa_handler = OnSignal;
     sigemptyset(&sa.sa_mask);
