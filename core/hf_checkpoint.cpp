@@ -137,6 +137,7 @@ absl::Status WriteHfCheckpoint(const std::string& dir, const ModelConfig& config
                                const NamedTensors& weights) {
   TIDAL_RETURN_IF_ERROR(config.Validate());
   TIDAL_RETURN_IF_ERROR(CheckWeights(config, weights, "SaveHf"));
+  TIDAL_RETURN_IF_ERROR(CheckAllFinite(weights, absl::StrCat("SaveHf ", dir)));
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, ": cannot create: ", ec.message()));

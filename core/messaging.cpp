@@ -74,6 +74,7 @@ class Endpoint {
     absl::Duration linger;
     int64_t max_frame_bytes;
     MetricsRegistry* metrics;
+    int64_t unadmitted_max_bytes = 0;  // router: cap on messages from peers not admitted; 0 = off
   };
 
   static absl::StatusOr<std::unique_ptr<Endpoint>> Start(Config config);
@@ -89,6 +90,7 @@ class Endpoint {
   absl::Status Post(OutMessage out);
   std::vector<std::string> AlivePeers() const;
   bool PeerAlive(std::string_view peer) const;
+  void Admit(std::string_view peer, bool admitted);
   MessagingStats Stats() const;
   void Shutdown();
 
@@ -170,6 +172,8 @@ class Endpoint {
   std::deque<Inbound> inbox_;
   absl::flat_hash_map<uint64_t, Pending> pending_;
   std::set<std::string, std::less<>> alive_;  // mirror of tracker_ for callers' threads
+  std::set<std::string, std::less<>> admitted_;  // router: peers past the unadmitted cap (mu_)
+  Clock::time_point last_cap_warning_{};          // I/O thread: one WARN per second at most
 
   std::mutex join_mu_;
   std::thread thread_;
@@ -390,6 +394,15 @@ bool Endpoint::PeerAlive(std::string_view peer) const {
   return alive_.contains(peer);
 }
 
+void Endpoint::Admit(std::string_view peer, bool admitted) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (admitted) {
+    admitted_.emplace(peer);
+  } else if (auto it = admitted_.find(peer); it != admitted_.end()) {
+    admitted_.erase(it);
+  }
+}
+
 MessagingStats Endpoint::Stats() const {
   MessagingStats s;
   s.sent = stats_.sent.load();
@@ -480,6 +493,27 @@ void Endpoint::HandleMessage(std::vector<zmq::message_t>& parts, Clock::time_poi
     if (parts.empty()) return;
     identity = parts[0].to_string();
     first = 1;
+  }
+  if (config_.unadmitted_max_bytes > 0 && is_router()) {
+    size_t bytes = 0;
+    for (const zmq::message_t& m : parts) bytes += m.size();
+    bool admitted;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      admitted = admitted_.contains(identity);
+    }
+    // Checked before decoding: a peer that has not proven itself gets no MessagePack parse of a
+    // large body (and nothing it sends is delivered beyond its small first messages).
+    if (!admitted && bytes > static_cast<size_t>(config_.unadmitted_max_bytes)) {
+      Bump(stats_.decode_errors, metrics_.decode_errors);
+      if (now - last_cap_warning_ > std::chrono::seconds(1)) {
+        last_cap_warning_ = now;
+        TIDAL_LOG(WARN) << config_.name << ": dropped a " << bytes << "-byte message from unadmitted peer '"
+                        << identity << "' (limit " << config_.unadmitted_max_bytes
+                        << " bytes until the peer is admitted)";
+      }
+      return;
+    }
   }
   std::vector<Payload> frames;
   frames.reserve(parts.size() - first);
@@ -608,6 +642,7 @@ void Endpoint::CheckLiveness(Clock::time_point now) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       alive_.erase(peer);
+      admitted_.erase(peer);  // a peer back from the dead proves itself again
       SetAliveGauge();
       for (auto it = pending_.begin(); it != pending_.end();) {
         if (PeerKey(it->second.peer) == peer) {
@@ -665,7 +700,7 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Bind(RouterOptions options) {
   TIDAL_ASSIGN_OR_RETURN(
       auto impl, Endpoint::Start({Endpoint::Kind::kRouter, options.endpoint, options.name,
                                   options.heartbeat, options.send_high_water_mark, options.linger,
-                                  options.max_frame_bytes, options.metrics}));
+                                  options.max_frame_bytes, options.metrics, options.unadmitted_max_bytes}));
   return std::unique_ptr<Router>(new Router(std::move(impl)));
 }
 Router::Router(std::unique_ptr<Endpoint> impl) : impl_(std::move(impl)) {}
@@ -685,6 +720,8 @@ std::future<absl::StatusOr<Envelope>> Router::RequestOut(std::string_view peer, 
 absl::StatusOr<Inbound> Router::Receive(absl::Duration timeout) { return impl_->Receive(timeout); }
 absl::Status Router::PostOut(OutMessage out) { return impl_->Post(std::move(out)); }
 std::vector<std::string> Router::Peers() const { return impl_->AlivePeers(); }
+void Router::Admit(std::string_view peer) { impl_->Admit(peer, true); }
+void Router::Revoke(std::string_view peer) { impl_->Admit(peer, false); }
 MessagingStats Router::stats() const { return impl_->Stats(); }
 void Router::Shutdown() { impl_->Shutdown(); }
 

@@ -36,6 +36,8 @@
 // Malformed input (undecodable frames, wrong frame count, other wire version, nesting bombs) is
 // rejected on the I/O thread: logged at WARN, counted in decode_errors, never delivered, never
 // fatal. A frame above max_frame_bytes makes ZeroMQ drop that connection (the peer reconnects).
+// With unadmitted_max_bytes, a Router drops larger messages from peers it has not Admit()ted
+// without decoding them, so a stranger cannot make it parse a big body.
 //
 // Not here: flow control. The inbox is unbounded; the data plane bounds what is in flight with
 // credits (ARCHITECTURE.md), not this layer.
@@ -97,6 +99,9 @@ struct RouterOptions {
   absl::Duration linger = absl::Milliseconds(200);
   int64_t max_frame_bytes = int64_t{1} << 32;  // larger incoming frames drop the connection
   MetricsRegistry* metrics = nullptr;          // optional; must outlive the Router
+  // > 0: a message (all frames) above this many bytes from a peer not Admit()ted is dropped
+  // before decoding (counted in decode_errors, WARN at most once a second). 0 = off.
+  int64_t unadmitted_max_bytes = 0;
 };
 
 struct DealerOptions {
@@ -172,6 +177,10 @@ class Router {
 
   // Peers currently alive, sorted.
   std::vector<std::string> Peers() const;
+  // Lifts options.unadmitted_max_bytes for `peer` (e.g. once its Register is verified); Revoke
+  // restores it. A peer declared dead is revoked.
+  void Admit(std::string_view peer);
+  void Revoke(std::string_view peer);
   MessagingStats stats() const;
   void Shutdown();
 

@@ -170,6 +170,11 @@ class Binder {
       Issue(LocOf("openai.sessions_only"), "openai.sessions_only",
             "training on agent sessions only needs the endpoint: set `openai.serve: true`");
     }
+    if (Ok({"env.reward_range"}) && !(r.env.reward_range[0] < r.env.reward_range[1])) {
+      Issue(LocOf("env.reward_range"), "env.reward_range",
+            absl::StrCat("low (", FormatRecipeFloat(r.env.reward_range[0]), ") must be below high (",
+                         FormatRecipeFloat(r.env.reward_range[1]), ")"));
+    }
     if (Ok({"algo.clip"}) && r.algo.clip[0] >= 1) {
       Issue(LocOf("algo.clip"), "algo.clip",
             absl::StrCat("low clip must be < 1 (the ratio is clipped to 1 - low), got ", FormatRecipeFloat(r.algo.clip[0])));

@@ -135,6 +135,7 @@ struct Recipe {
     bool isolate = false;
     double timeout_s = 0;
     int64_t eval_prompts = 0;
+    std::array<double, 2> reward_range{};  // {low, high}: rewards outside are rejected
 
     bool IsBuiltin() const { return plugin.rfind("builtin:", 0) == 0; }
     std::string BuiltinName() const { return IsBuiltin() ? plugin.substr(8) : std::string(); }
@@ -164,6 +165,7 @@ struct Recipe {
     double weight_decay = 0;
     std::array<double, 2> betas{};
     bool activation_checkpointing = false;
+    int64_t max_nonfinite_steps = 0;  // consecutive skipped (non-finite) steps that stop the run
     Precision reduce_dtype{};
   };
   struct WeightSync {

@@ -455,6 +455,8 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(env.isolate, false, "Run environment plugins in separate env-worker processes (a crash does not take the worker down)."),
       KEY(env.timeout_s, 10.0, "Seconds one environment call may take before it counts as failed.", Above(0)),
       KEY(env.eval_prompts, 200, "Prompts of each evaluation pass.", Min(0)),
+      KEY(env.reward_range, {-1e6, 1e6},
+          "[low, high]: a reward outside it (an environment's or an agent's) fails its trajectory with a reason instead of being trained on; it keeps a runaway value such as 1e308 from overflowing the advantages."),
 
       KEY(algo.name, AlgoName::kGrpo, "Policy-gradient algorithm."),
       KEY(algo.clip, {0.2, 0.28}, "[low, high]: the importance ratio is clipped to [1 - low, 1 + high] (DAPO clip-higher).", Range(0, 10)),
@@ -482,6 +484,9 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(train.betas, {0.9, 0.999}, "AdamW betas.", Range(0, 1)),
       KEY(train.activation_checkpointing, false, "Recompute activations in the backward pass to save memory."),
       KEY(train.reduce_dtype, Precision::kFp32, "dtype of gradient reduce-scatter."),
+      KEY(train.max_nonfinite_steps, 3,
+          "A step whose loss or gradient is not finite is skipped (weights unchanged, counted as `train/nonfinite_skipped`); this many such steps in a row stop the run with an error.",
+          Above(0)),
 
       KEY(weight_sync.backend, WeightSyncBackend::kAuto,
           "auto: ipc when trainer and engine share a GPU, nccl across GPUs, cpu on CPU pools."),
@@ -553,6 +558,7 @@ const std::vector<std::string>& RecipeCrossFieldRules() {
       "`pool.tags.rollout + pool.tags.train` equals the number of devices in `pool.devices`.",
       "`model.size.heads` divides `model.size.hidden`; `model.size.kv_heads` divides `model.size.heads`.",
       "`algo.clip`: low < 1 (a ratio clipped to 1 - low must stay positive).",
+      "`env.reward_range`: low < high.",
       "`model.path`, when set, is a directory with a config.json; `model.tokenizer`, unless `byte`, is a "
       "directory with a tokenizer.json; `env.plugin`, when a path, is an existing file.",
       "`openai.sessions_only` needs `openai.serve`.",

@@ -62,6 +62,9 @@ struct OpenAIServerOptions {
   std::string model_name = "tidal-policy";
   int64_t default_max_tokens = 256;
   bool drive_engine = true;  // false: the owner drives the engine (Admit/Deliver)
+  // A reported reward outside [low, high] is answered 400 and the session stays open
+  // (env.reward_range): a runaway value would poison the advantages of its whole group.
+  double reward_low = -1e6, reward_high = 1e6;
 };
 
 struct RecordedCall {

@@ -68,6 +68,7 @@ TrainRoleConfig TrainConfigFromRecipe(const Recipe& r, const WorkerSetup& setup,
   c.bf16 = r.train.precision == Precision::kBf16;
   c.reduce_bf16 = r.train.reduce_dtype == Precision::kBf16;
   c.activation_checkpointing = r.train.activation_checkpointing;
+  c.max_nonfinite_steps = r.train.max_nonfinite_steps;
   return c;
 }
 
@@ -78,6 +79,7 @@ absl::StatusOr<RolloutSettings> RolloutSettingsFromRecipe(const Recipe& r, const
   s.env.args = r.env.args.is_null() ? nlohmann::json::object() : r.env.args;
   s.env.isolate = r.env.isolate;
   s.env.timeout_s = r.env.timeout_s;
+  s.env.reward_range = r.env.reward_range;
   s.temperature = r.rollout.temperature;
   s.top_p = r.rollout.top_p;
   s.top_k = r.rollout.top_k;

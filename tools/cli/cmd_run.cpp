@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "scheduler/controller.h"
+#include "scheduler/recipe_fit.h"
 #include "tools/cli/command.h"
 
 namespace {
@@ -24,6 +25,8 @@ std::function<absl::Status()> Setup(CLI::App& sub) {
   sub.add_flag("--quiet", args->quiet, "No progress line");
   return [args]() -> absl::Status {
     TIDAL_ASSIGN_OR_RETURN(tidal::Recipe recipe, tidal::LoadRecipe(args->recipe, args->overrides));
+    // Sizes that cannot work fail here, with the key to change, before any worker starts.
+    TIDAL_RETURN_IF_ERROR(tidal::scheduler::CheckRecipeFitsHere(recipe));
     struct sigaction sa = {};
     sa.sa_handler = OnSignal;
     sigemptyset(&sa.sa_mask);
