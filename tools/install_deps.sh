@@ -9,7 +9,8 @@ mkdir -p "$stamp_dir"
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache pkg-config git python3 python3-venv
   libzmq3-dev cppzmq-dev libyaml-cpp-dev libabsl-dev libgtest-dev libgmock-dev
-  nlohmann-json3-dev libcpp-httplib-dev libcli11-dev prometheus curl)
+  nlohmann-json3-dev libcpp-httplib-dev libcli11-dev prometheus curl libseccomp-dev
+  clang libclang-rt-14-dev)
 apt_stamp="$stamp_dir/apt.$(echo "${APT_PACKAGES[*]}" | md5sum | cut -c1-12)"
 if [ ! -f "$apt_stamp" ]; then
   missing=()
