@@ -1,5 +1,7 @@
 #include "core/hf_checkpoint.h"
 
+#include "core/finite_check.h"
+
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>

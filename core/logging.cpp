@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -36,8 +37,8 @@ struct LogState {
   std::chrono::steady_clock::duration repeat_window = std::chrono::seconds(10);
 };
 
-// A retry loop that fails the same way thousands of times a second must not bury the log (or
-// fill the disk): WARN and ERROR lines that repeat, up to the numbers in them, are written
+// Floods: a retry loop that fails the same way thousands of times a second must not bury the
+// log (or fill the disk): WARN and ERROR lines that repeat, up to the numbers in them, are written
 // repeat_burst times per repeat_window, then counted; the next one written says how many were
 // left out. INFO and DEBUG are periodic by design and never dropped.
 constexpr size_t kMaxRepeatKeys = 4096;
@@ -119,6 +120,20 @@ absl::Status InitLogging(const LogOptions& options) {
   st.min_level.store(static_cast<int>(*level), std::memory_order_relaxed);
 
   std::lock_guard<std::mutex> lock(st.mu);
+  // TIDAL_LOG_REPEAT=BURST/WINDOW_MS overrides the flood limit (tests use a short window).
+  st.repeat_burst = 10;
+  st.repeat_window = std::chrono::seconds(10);
+  st.repeats.clear();
+  if (const char* env = std::getenv("TIDAL_LOG_REPEAT"); env != nullptr && *env != '\0') {
+    int burst = 0;
+    long window_ms = 0;
+    if (std::sscanf(env, "%d/%ld", &burst, &window_ms) == 2 && burst > 0 && window_ms > 0) {
+      st.repeat_burst = burst;
+      st.repeat_window = std::chrono::milliseconds(window_ms);
+    } else if (status.ok()) {
+      status = absl::InvalidArgumentError(absl::StrCat("TIDAL_LOG_REPEAT: expected BURST/WINDOW_MS, got ", env));
+    }
+  }
   st.tag = options.rank >= 0 ? absl::StrCat(options.role, "-", options.rank) : options.role;
   if (st.file_fd >= 0) {
     ::close(st.file_fd);
@@ -157,14 +172,6 @@ std::string LogTag() {
 }
 
 namespace log_internal {
-
-void SetRepeatLimit(int burst, std::chrono::milliseconds window) {
-  LogState& st = State();
-  std::lock_guard<std::mutex> lock(st.mu);
-  st.repeat_burst = burst;
-  st.repeat_window = window;
-  st.repeats.clear();
-}
 
 LogMessage::LogMessage(LogLevel level, const char* file, int line)
     : level_(level), file_(file), line_(line) {}

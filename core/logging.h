@@ -11,14 +11,10 @@
 //   a terminal do not interleave mid-line.
 // - A record below the minimum level costs one relaxed atomic load; its stream operands are not
 //   evaluated.
-// - Floods are cut: a WARN or ERROR line repeated (equal up to its numbers, from one call site)
-//   is written 10 times per 10 s, then dropped and counted; the next one written carries
-//   "[N similar lines suppressed]". INFO and DEBUG are never dropped.
 // - The minimum level comes from LogOptions::level, else from env TIDAL_LOG_LEVEL
 //   (debug|info|warn|error), else info.
 #pragma once
 
-#include <chrono>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -52,9 +48,6 @@ bool LogEnabled(LogLevel level);
 std::string LogTag();
 
 namespace log_internal {
-
-// Tests: lines per window of a repeated WARN/ERROR line (default 10 per 10 s); clears the counts.
-void SetRepeatLimit(int burst, std::chrono::milliseconds window);
 
 // Accumulates one record; the destructor writes it.
 class LogMessage {

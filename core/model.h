@@ -27,11 +27,6 @@ namespace tidal {
 
 using NamedTensors = std::map<std::string, at::Tensor>;
 
-// kDataLoss naming the first tensor that holds a NaN or an infinity (and how many such entries);
-// `what` says whose weights ("the policy at step 12"). Publishing and exporting call this so that
-// a poisoned policy never leaves the trainer.
-absl::Status CheckAllFinite(const NamedTensors& weights, const std::string& what);
-
 // One decoder layer's weights (views into a NamedTensors; undefined tensors = absent bias/norm).
 struct LayerWeights {
   at::Tensor input_norm, post_attn_norm;

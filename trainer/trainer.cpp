@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "core/finite_check.h"
 #include "trainer/checkpoint.h"
 #include "trainer/packing.h"
 

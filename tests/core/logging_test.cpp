@@ -61,14 +61,14 @@ TEST_F(LoggingTest, PrefixesEveryLineWithTimeLevelRoleAndRank) {
 // A retry loop failing 1000 times writes 3 lines, not 1000; the next window's first line says
 // how many were left out. Lines that differ in more than their numbers, and INFO, are kept.
 TEST_F(LoggingTest, RepeatedWarningsAreRateLimitedAndCounted) {
+  ::setenv("TIDAL_LOG_REPEAT", "3/300", 1);
   ASSERT_TRUE(InitLogging({"controller", -1, file_, LogLevel::kInfo}).ok());
-  log_internal::SetRepeatLimit(3, std::chrono::milliseconds(300));
+  ::unsetenv("TIDAL_LOG_REPEAT");
   for (int i = 0; i < 1000; ++i) TIDAL_LOG(WARN) << "weight version " << i << " rejected";
   for (int i = 0; i < 5; ++i) TIDAL_LOG(WARN) << "other " << (i % 2 ? "a" : "b");
   for (int i = 0; i < 20; ++i) TIDAL_LOG(INFO) << "step " << i;
   ::usleep(350 * 1000);
   TIDAL_LOG(WARN) << "weight version " << 5000 << " rejected";
-  log_internal::SetRepeatLimit(10, std::chrono::seconds(10));
   const std::string text = ReadFile();
   auto count = [&](const std::string& s) {
     int n = 0;
