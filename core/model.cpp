@@ -7,7 +7,6 @@
 #include "absl/strings/match.h"
 
 namespace tidal {
-
 namespace {
 
 const at::Tensor& Required(const NamedTensors& w, const std::string& name) {
