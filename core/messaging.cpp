@@ -75,6 +75,7 @@ class Endpoint {
     int64_t max_frame_bytes;
     MetricsRegistry* metrics;
     int64_t unadmitted_max_bytes = 0;  // router: cap on messages from peers not admitted; 0 = off
+    bool allow_handover = true;        // router: ZMQ_ROUTER_HANDOVER
   };
 
   static absl::StatusOr<std::unique_ptr<Endpoint>> Start(Config config);
@@ -205,7 +206,7 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Start(Config config) {
       // Fail sends to unknown identities instead of dropping them silently, and let a restarted
       // worker with the same name take over its old identity.
       socket.set(zmq::sockopt::router_mandatory, 1);
-      socket.set(zmq::sockopt::router_handover, 1);
+      socket.set(zmq::sockopt::router_handover, config.allow_handover ? 1 : 0);
       socket.bind(config.endpoint);
       resolved = socket.get(zmq::sockopt::last_endpoint);
     } else {
@@ -700,7 +701,8 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Bind(RouterOptions options) {
   TIDAL_ASSIGN_OR_RETURN(
       auto impl, Endpoint::Start({Endpoint::Kind::kRouter, options.endpoint, options.name,
                                   options.heartbeat, options.send_high_water_mark, options.linger,
-                                  options.max_frame_bytes, options.metrics, options.unadmitted_max_bytes}));
+                                  options.max_frame_bytes, options.metrics, options.unadmitted_max_bytes,
+                                  options.allow_handover}));
   return std::unique_ptr<Router>(new Router(std::move(impl)));
 }
 Router::Router(std::unique_ptr<Endpoint> impl) : impl_(std::move(impl)) {}

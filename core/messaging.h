@@ -31,7 +31,8 @@
 // its Router from connect time and raises kJoined only on a return from kDead. Pending requests
 // to a peer that dies fail with Unavailable right away instead of waiting for their timeout.
 // A worker restarted under the same name before its old self was declared dead takes over the
-// identity (ZMQ_ROUTER_HANDOVER) without a kDead/kJoined pair; its new Register shows it.
+// identity (ZMQ_ROUTER_HANDOVER) without a kDead/kJoined pair; its new Register shows it. With
+// RouterOptions::allow_handover off, a second connection under a connected identity is refused.
 //
 // Malformed input (undecodable frames, wrong frame count, other wire version, nesting bombs) is
 // rejected on the I/O thread: logged at WARN, counted in decode_errors, never delivered, never
@@ -102,6 +103,9 @@ struct RouterOptions {
   // > 0: a message (all frames) above this many bytes from a peer not Admit()ted is dropped
   // before decoding (counted in decode_errors, WARN at most once a second). 0 = off.
   int64_t unadmitted_max_bytes = 0;
+  // A new connection under a live peer's identity takes it over (ZMQ_ROUTER_HANDOVER). Off, the
+  // newcomer is refused while the identity is connected: nobody can hijack a worker's name.
+  bool allow_handover = true;
 };
 
 struct DealerOptions {

@@ -35,8 +35,41 @@ LocalLauncher::LocalLauncher(LaunchOptions options) : options_(std::move(options
 
 LocalLauncher::~LocalLauncher() { Stop(absl::Seconds(2)); }
 
+namespace {
+
+// 128 bits from the kernel's CSPRNG, as hex.
+absl::StatusOr<std::string> RandomToken() {
+  unsigned char bytes[16];
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::InternalError(absl::StrCat("open /dev/urandom: ", strerror(errno)));
+  ssize_t n = read(fd, bytes, sizeof bytes);
+  close(fd);
+  if (n != static_cast<ssize_t>(sizeof bytes)) return absl::InternalError("short read from /dev/urandom");
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 15]);
+  }
+  return out;
+}
+
+}  // namespace
+
+bool LocalLauncher::ConsumeToken(int device, std::string_view token) {
+  if (device < 0 || device >= static_cast<int>(tokens_.size())) return false;
+  std::string& want = tokens_[device];
+  if (want.empty() || token.size() != want.size()) return false;
+  unsigned char diff = 0;  // constant time: no early exit on the first wrong byte
+  for (size_t i = 0; i < want.size(); ++i) diff |= static_cast<unsigned char>(want[i] ^ token[i]);
+  if (diff != 0) return false;
+  want.clear();
+  return true;
+}
+
 absl::StatusOr<pid_t> LocalLauncher::Spawn(int device, const DeviceSlot& slot) {
   if (device >= static_cast<int>(pids_.size())) pids_.resize(device + 1, -1);
+  if (device >= static_cast<int>(tokens_.size())) tokens_.resize(device + 1);
   if (pids_[device] > 0) {
     return absl::FailedPreconditionError(absl::StrFormat("worker %d already runs (pid %d)", device, pids_[device]));
   }
@@ -49,6 +82,7 @@ absl::StatusOr<pid_t> LocalLauncher::Spawn(int device, const DeviceSlot& slot) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  TIDAL_ASSIGN_OR_RETURN(std::string token, RandomToken());
   int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) {
     return absl::InternalError(absl::StrCat("cannot open worker log ", log, ": ", strerror(errno)));
@@ -74,11 +108,13 @@ absl::StatusOr<pid_t> LocalLauncher::Spawn(int device, const DeviceSlot& slot) {
     } else {
       setenv("CUDA_VISIBLE_DEVICES", std::to_string(slot.index).c_str(), 1);
     }
+    setenv(kWorkerTokenEnv, token.c_str(), 1);
     execv(options_.binary.c_str(), argv.data());
     _exit(127);
   }
   close(log_fd);
   pids_[device] = pid;
+  tokens_[device] = std::move(token);
   return pid;
 }
 

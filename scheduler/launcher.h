@@ -7,12 +7,17 @@
 //   workers with it; stdout/stderr of worker N go to <log_dir>/worker-N.log (appended, so a
 //   restarted worker's log follows the dead one's).
 // - CPU slots get OMP_NUM_THREADS=1 (one core per slot); CUDA slots get CUDA_VISIBLE_DEVICES.
+// - Every Spawn draws a fresh one-time token (128 random bits) and hands it to that worker in
+//   TIDAL_WORKER_TOKEN (the environment: other users cannot read it in /proc). The controller
+//   admits a Register for device N only with N's current token, once (ConsumeToken); a process
+//   that was not launched for this run cannot claim a rank, live or not.
 // - Reap() never blocks; Stop() sends SIGTERM, waits up to `grace`, then SIGKILLs what is left.
 #pragma once
 
 #include <sys/types.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -43,13 +48,19 @@ class LocalLauncher {
   absl::StatusOr<pid_t> Spawn(int device, const DeviceSlot& slot);
   std::vector<ExitedWorker> Reap();
   pid_t Pid(int device) const;  // -1 when not running
+  // True, once, for the token of the worker last spawned on `device` (constant-time compare);
+  // false for a wrong, reused or absent token.
+  bool ConsumeToken(int device, std::string_view token);
   void Kill(int device, int signal);
   void Stop(absl::Duration grace);
 
  private:
   LaunchOptions options_;
   std::vector<pid_t> pids_;  // by device
+  std::vector<std::string> tokens_;  // by device; "" once consumed
 };
+
+inline constexpr char kWorkerTokenEnv[] = "TIDAL_WORKER_TOKEN";
 
 // Absolute path of the running executable.
 std::string SelfExecutable();

@@ -4,12 +4,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 
 #include "core/logging.h"
 #include "core/recipe.h"
 #include "core/messaging.h"
 #include "scheduler/agent_groups.h"
 #include "scheduler/device_pool.h"
+#include "scheduler/launcher.h"  // kWorkerTokenEnv
 #include "scheduler/model_setup.h"
 #include "scheduler/protocol.h"
 #include "scheduler/rollout_role.h"
@@ -148,6 +150,12 @@ absl::Status Worker::Setup() {
   reg.rank = options_.rank;
   reg.pid = getpid();
   reg.info = {{"device", options_.device}};
+  // The one-time token the launcher gave this process: the controller admits no Register
+  // without it. Removed from the environment so env workers and sandboxes never see it.
+  if (const char* token = std::getenv(kWorkerTokenEnv); token != nullptr) {
+    reg.info["token"] = std::string(token);
+    unsetenv(kWorkerTokenEnv);
+  }
   TIDAL_ASSIGN_OR_RETURN(setup_, dealer_->Call<WorkerSetup>(reg, absl::Seconds(60)));
   TIDAL_ASSIGN_OR_RETURN(recipe_, LoadRecipe(setup_.recipe_path));
 

@@ -305,6 +305,28 @@ TEST(MessagingTest, UnadmittedPeersAreCappedSmallUntilAdmitted) {
   EXPECT_EQ((*router)->stats().decode_errors, 2u);
 }
 
+// Without handover, a second process connecting under a live worker's name gets nothing: the
+// controller's messages keep reaching the real worker.
+TEST(MessagingTest, WithoutHandoverANameCannotBeHijacked) {
+  RouterOptions o;
+  o.heartbeat = RelaxedHeartbeat();
+  o.allow_handover = false;
+  auto router = Router::Bind(o);
+  ASSERT_TRUE(router.ok());
+  auto real = ConnectDealer((*router)->endpoint(), "worker-1-100");
+  ASSERT_TRUE(real->Send(Ping{1}).ok());
+  ASSERT_TRUE(NextMessage(**router).ok());
+  auto thief = ConnectDealer((*router)->endpoint(), "worker-1-100");
+  ASSERT_TRUE(thief->Send(Ping{2}).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE((*router)->Send("worker-1-100", Pong{7, "controller"}).ok());
+  auto got = NextMessage(*real);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->As<Pong>()->n, 7);
+  auto stolen = NextMessage(*thief, absl::Milliseconds(300));
+  EXPECT_FALSE(stolen.ok()) << "the second connection received " << stolen->type();
+}
+
 TEST(MessagingTest, DealerRejectsGarbageFromItsRouter) {
   zmq::context_t ctx;
   zmq::socket_t raw(ctx, zmq::socket_type::router);
