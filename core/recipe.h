@@ -198,6 +198,12 @@ struct Recipe {
     int64_t heartbeat_ms = 0;
     int64_t heartbeat_miss = 0;
     int64_t request_timeout_ms = 0;
+    struct Budget {  // failures tolerated before the run stops (scheduler/failure_budget.h)
+      int64_t env_errors = 0;      // failed prompts in a row
+      int64_t drops = 0;           // dropped prompts in a row
+      int64_t weight_resends = 0;  // re-sends of one weight version to one device
+      int64_t restarts = 0;        // restarts of one device's worker
+    } budget;
   };
 
   std::string name;

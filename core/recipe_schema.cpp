@@ -452,7 +452,8 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(env.plugin, "", "Environment: `builtin:NAME` or a path to a plugin shared library (.so).", Required(),
           Check(CheckPlugin, "builtin:NAME | path/to/plugin.so")),
       KEY(env.args, nlohmann::json::object(), "Free-form map handed to the environment as JSON."),
-      KEY(env.isolate, false, "Run environment plugins in separate env-worker processes (a crash does not take the worker down)."),
+      KEY(env.isolate, true,
+          "Run environment plugins in separate env-worker processes: a crash or a hang kills only that process (restarted for the next call), never the controller or a worker. `false` loads the plugin into the calling process (faster calls; only for trusted plugins)."),
       KEY(env.timeout_s, 10.0, "Seconds one environment call may take before it counts as failed.", Above(0)),
       KEY(env.eval_prompts, 200, "Prompts of each evaluation pass.", Min(0)),
       KEY(env.reward_range, {-1e6, 1e6},
@@ -519,6 +520,13 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(control.heartbeat_ms, 500, "Interval of worker heartbeats (ms).", Above(0)),
       KEY(control.heartbeat_miss, 6, "Missed heartbeats after which a worker is declared dead.", Above(0)),
       KEY(control.request_timeout_ms, 10000, "Timeout of a control request to a worker (ms).", Above(0)),
+      KEY(control.budget.env_errors, 200,
+          "Prompts in a row that fail (environment reset or scoring error, a reward outside `env.reward_range`, a prompt the engine refuses) before the run stops with an error naming the last cause.",
+          Above(0)),
+      KEY(control.budget.drops, 2000, "Prompts in a row dropped (any reason) with none trained before the run stops.", Above(0)),
+      KEY(control.budget.weight_resends, 5,
+          "Times one weight version is re-sent to one device after the device rejected it before the run stops.", Above(0)),
+      KEY(control.budget.restarts, 5, "Restarts of one device's worker (after it died or hung) before the run stops.", Min(0)),
   };
 }
 #undef KEY
@@ -549,6 +557,7 @@ const std::vector<RecipeSection>& RecipeSections() {
       {"eval", "Periodic evaluation."},
       {"openai", "The OpenAI-compatible agent endpoint on the rollout workers; agent sessions grouped by their reported `group` (else in arrival order) into groups of `rollout.group_size`."},
       {"control", "Control plane between the controller and the workers."},
+      {"control.budget", "Failure budgets: how many failures of each kind the run absorbs before it stops with one error naming the cause and the key."},
   };
   return sections;
 }
