@@ -175,6 +175,14 @@ class Binder {
             absl::StrCat("low (", FormatRecipeFloat(r.env.reward_range[0]), ") must be below high (",
                          FormatRecipeFloat(r.env.reward_range[1]), ")"));
     }
+    // The selection itself is weight_sync/transport_factory.h; this gives its refusal a position.
+    if (Ok({"weight_sync.backend"}) &&
+        (r.weight_sync.backend == WeightSyncBackend::kNccl || r.weight_sync.backend == WeightSyncBackend::kIpc)) {
+      Issue(LocOf("weight_sync.backend"), "weight_sync.backend",
+            absl::StrCat("`", std::string(EnumName(r.weight_sync.backend)), "` is not available",
+                         devices.ok() && devices->kind == DeviceSet::Kind::kCpu ? " on a CPU pool" : " yet",
+                         "; use `cpu` (ZeroMQ through the controller) or `auto`"));
+    }
     if (Ok({"algo.clip"}) && r.algo.clip[0] >= 1) {
       Issue(LocOf("algo.clip"), "algo.clip",
             absl::StrCat("low clip must be < 1 (the ratio is clipped to 1 - low), got ", FormatRecipeFloat(r.algo.clip[0])));

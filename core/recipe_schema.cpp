@@ -490,7 +490,8 @@ std::vector<RecipeKey> BuildKeys() {
           Above(0)),
 
       KEY(weight_sync.backend, WeightSyncBackend::kAuto,
-          "auto: ipc when trainer and engine share a GPU, nccl across GPUs, cpu on CPU pools."),
+          "cpu: ZeroMQ frames through the controller's relay (the one transport so far); auto: cpu. "
+          "nccl and ipc are reserved for the GPU transports and refused until they land."),
       KEY(weight_sync.bucket_mb, 512, "Size of one weight-transfer bucket in MiB.", Above(0)),
 
       KEY(checkpoint.dir, "<run_dir>/checkpoints", "Checkpoint directory; `<run_dir>` is replaced by `run_dir`."),

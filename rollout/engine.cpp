@@ -7,7 +7,7 @@
 
 #include "rollout/block_manager.h"
 #include "rollout/model_runner.h"
-#include "rollout/scheduler.h"
+#include "rollout/batch_scheduler.h"
 #include "rollout/step_plan.h"
 
 namespace tidal::rollout {

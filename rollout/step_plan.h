@@ -21,7 +21,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "rollout/scheduler.h"
+#include "rollout/batch_scheduler.h"
 
 namespace tidal::rollout {
 

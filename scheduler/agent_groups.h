@@ -24,7 +24,7 @@
 #include "rollout/openai_server.h"
 #include "scheduler/prompt_ledger.h"
 #include "scheduler/protocol.h"
-#include "scheduler/trajectory_store.h"
+#include "scheduler/trajectory.h"
 
 namespace tidal::scheduler {
 

@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "core/message.h"
-#include "scheduler/trajectory_store.h"
+#include "scheduler/trajectory.h"
 
 namespace tidal::scheduler {
 

@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "trainer/crc32c.h"
+#include "core/hash.h"
 
 namespace tidal {
 namespace {
@@ -65,7 +65,7 @@ absl::Status WriteSynced(const std::string& path, const std::string& data, uint3
     return Errno("cannot fsync", path);
   }
   close(fd);
-  if (crc) *crc = Crc32c(0, data.data(), data.size());
+  if (crc) *crc = Crc32c(data.data(), data.size());
   return absl::OkStatus();
 }
 
@@ -130,11 +130,11 @@ absl::Status Commit(const std::string& dir, const std::string& partial, int worl
     TIDAL_ASSIGN_OR_RETURN(std::string idx_text, ReadAll(partial + "/" + RankIndex(r)));
     json idx = json::parse(idx_text, nullptr, false);
     if (idx.is_discarded()) return absl::InternalError(absl::StrCat("rank ", r, " wrote an unreadable index"));
-    files[RankIndex(r)] = {{"bytes", idx_text.size()}, {"crc32c", Crc32c(0, idx_text.data(), idx_text.size())}};
+    files[RankIndex(r)] = {{"bytes", idx_text.size()}, {"crc32c", Crc32c(idx_text.data(), idx_text.size())}};
     files[RankBin(r)] = {{"bytes", idx["bin_bytes"]}, {"crc32c", idx["bin_crc32c"]}};
   }
   TIDAL_ASSIGN_OR_RETURN(std::string meta_text, ReadAll(partial + "/meta.json"));
-  files["meta.json"] = {{"bytes", meta_text.size()}, {"crc32c", Crc32c(0, meta_text.data(), meta_text.size())}};
+  files["meta.json"] = {{"bytes", meta_text.size()}, {"crc32c", Crc32c(meta_text.data(), meta_text.size())}};
   json manifest = {{"format", kFormat}, {"world_size", world}, {"files", files}};
   const std::string tmp = partial + "/manifest.json.tmp";
   TIDAL_RETURN_IF_ERROR(WriteSynced(tmp, manifest.dump(2)));
@@ -178,7 +178,7 @@ absl::Status VerifyFile(const std::string& dir, const json& files, const std::st
     return absl::DataLossError(absl::StrCat("checkpoint file ", dir, "/", name, " is ", data.size(),
                                             " bytes, manifest says ", bytes, " (truncated or replaced)"));
   }
-  const uint32_t got = Crc32c(0, data.data(), data.size());
+  const uint32_t got = Crc32c(data.data(), data.size());
   if (got != crc) {
     return absl::DataLossError(absl::StrCat("checkpoint file ", dir, "/", name, " is corrupted: crc32c ", got,
                                             ", manifest says ", crc));

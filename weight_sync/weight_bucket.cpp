@@ -1,7 +1,7 @@
 #include "weight_sync/weight_bucket.h"
 
 #include "core/status.h"
-#include "weight_sync/crc32c.h"
+#include "core/hash.h"
 
 namespace tidal::weight_sync {
 

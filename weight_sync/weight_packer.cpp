@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "weight_sync/crc32c.h"
+#include "core/hash.h"
 
 namespace tidal::weight_sync {
 

@@ -207,6 +207,17 @@ TEST_F(RecipeTest, TagsMustAddUpToDeviceCount) {
                                           "`pool.devices` (cuda:0-3) has 4"));
 }
 
+TEST_F(RecipeTest, WeightSyncBackendWithoutATransportIsRefused) {
+  std::string path = Write("x.yaml", absl::StrCat(kMinimal, "weight_sync: {backend: nccl}\n"));
+  std::vector<std::string> errors = Errors(LoadRecipe(path, {}));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].rfind(absl::StrCat(path, ":4:"), 0), 0u) << errors[0];
+  EXPECT_THAT(errors[0], HasSubstr("`weight_sync.backend`: `nccl` is not available"));
+  EXPECT_THAT(errors[0], HasSubstr("use `cpu` (ZeroMQ through the controller) or `auto`"));
+  std::string ok = Write("y.yaml", absl::StrCat(kMinimal, "weight_sync: {backend: cpu}\n"));
+  EXPECT_TRUE(LoadRecipe(ok, {}).ok());
+}
+
 TEST_F(RecipeTest, HeadsMustDivide) {
   std::string path = Write("x.yaml", absl::StrCat(kMinimal, "model: {size: {hidden: 100, heads: 3, kv_heads: 2}}\n"));
   std::string all = absl::StrJoin(Errors(LoadRecipe(path, {})), "\n");

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "weight_sync/crc32c.h"
+#include "core/hash.h"
 #include "weight_sync/weight_packer.h"
 
 namespace tidal::weight_sync {

@@ -1,4 +1,4 @@
-#include "rollout/scheduler.h"
+#include "rollout/batch_scheduler.h"
 
 #include <gtest/gtest.h>
 

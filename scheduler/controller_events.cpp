@@ -1,0 +1,348 @@
+#include "scheduler/controller_internal.h"
+
+#include <signal.h>
+
+namespace tidal::scheduler::detail {
+
+void Controller::HandleRegister(const Envelope& env) {
+  absl::StatusOr<Register> reg = env.As<Register>();
+  if (!reg.ok() || reg->rank < 0 || reg->rank >= static_cast<int>(workers_.size())) {
+    (void)router_->ReplyError(env, absl::InvalidArgumentError("register: bad or out-of-range rank"));
+    return;
+  }
+  int d = reg->rank;
+  WorkerSlot& w = workers_[d];
+  w.peer = env.peer;
+  WorkerSetup setup;
+  setup.run_dir = run_dir_;
+  setup.recipe_path = (fs::path(run_dir_) / "recipe.yaml").string();
+  setup.device = d;
+  setup.device_name = pool_.device(d).slot.Name();
+  setup.train_group = train_group_;
+  setup.train_rank = w.train_rank;
+  setup.hosts_engine = w.hosts_engine;
+  setup.comm_group = comm_group_;
+  setup.tag = TagName(pool_.device(d).tag);
+  setup.release_engine_memory = std::holds_alternative<ColocatedPolicy>(policy_);
+  setup.resume_dir = resume_dir_;
+  if (absl::Status s = router_->Reply(env, setup); !s.ok()) TIDAL_LOG(WARN) << "reply to " << env.peer << ": " << s;
+  TIDAL_LOG(INFO) << "device " << d << " registered as " << env.peer << " (pid " << reg->pid << ")";
+}
+
+void Controller::Handle(const Envelope& env) {
+  if (env.Is<Register>()) return HandleRegister(env);
+  int d = DeviceOfPeer(env.peer);
+  if (d < 0) {
+    TIDAL_LOG(WARN) << "message " << env.type() << " from unknown peer " << env.peer;
+    return;
+  }
+  WorkerSlot& w = workers_[d];
+  auto bad = [&](const absl::Status& s) { TIDAL_LOG(WARN) << s; };
+
+  if (env.Is<WorkerReady>()) {
+    auto r = env.As<WorkerReady>();
+    if (!r.ok()) return bad(r.status());
+    w.state = WorkerSlot::State::kReady;
+    if (w.openai_url != r->openai_url) {
+      w.openai_url = r->openai_url;
+      WriteAgentEndpoints();
+    }
+    TIDAL_LOG(INFO) << "device " << d << " ready in " << r->init_seconds << " s (engine "
+                    << r->engine << ", trainer " << r->trainer << ")";
+    // A (re)started engine worker gets the current policy at once.
+    if (w.hosts_engine && relay_.latest_version() >= 0) RelayVersionTo(d);
+    WriteEvent({{"event", "worker_ready"}, {"device", d}, {"restarts", w.restarts},
+                {"relayed_version", w.relayed_version}, {"policy_version", version_},
+                {"init_seconds", r->init_seconds}});
+    // Tell it where the policy has its tag now (a restarted device may have moved).
+    SendTo(d, SetTag{TagName(pool_.device(d).tag)});
+  } else if (env.Is<RolloutResult>()) {
+    auto r = env.As<RolloutResult>();
+    if (!r.ok()) return bad(r.status());
+    OnRolloutResult(d, *r);
+  } else if (env.Is<AgentSessions>()) {
+    auto r = env.As<AgentSessions>();
+    if (!r.ok()) return bad(r.status());
+    OnAgentSessions(d, std::move(*r));
+  } else if (env.Is<WorkAborted>()) {
+    auto r = env.As<WorkAborted>();
+    if (!r.ok()) return bad(r.status());
+    for (int64_t id : r->prompt_ids) {
+      if (w.rl.erase(id) > 0) DropPrompt(id, "aborted_at_run_end");
+    }
+  } else if (env.Is<weight_sync::WeightBucket>()) {
+    OnWeightBucket(d, env);
+  } else if (env.Is<WeightsPublished>()) {
+    auto r = env.As<WeightsPublished>();
+    if (!r.ok()) return bad(r.status());
+    --w.train_ops;
+    published_ = true;
+    published_version_ = r->version;
+  } else if (env.Is<WeightApplied>()) {
+    auto r = env.As<WeightApplied>();
+    if (!r.ok()) return bad(r.status());
+    if (r->ok) {
+      w.applied_version = std::max(w.applied_version, r->version);
+    } else {
+      ++weight_rejected_;
+      TIDAL_LOG(WARN) << "device " << d << " rejected weight version " << r->version << ": "
+                      << r->error << "; it keeps serving version " << w.applied_version
+                      << "; resending";
+      WriteEvent({{"event", "weight_rejected"}, {"device", d}, {"version", r->version},
+                  {"serving_version", w.applied_version}, {"error", r->error}});
+      w.relayed_version = w.applied_version;
+      if (relay_.latest_version() == r->version) RelayVersionTo(d);
+    }
+  } else if (env.Is<SftStepDone>()) {
+    auto r = env.As<SftStepDone>();
+    if (!r.ok()) return bad(r.status());
+    --w.train_ops;
+    --sft_replies_;
+    sft_loss_ += r->loss / static_cast<double>(train_group_.size());
+  } else if (env.Is<TrainStepDone>()) {
+    auto r = env.As<TrainStepDone>();
+    if (!r.ok()) return bad(r.status());
+    --w.train_ops;
+    OnTrainStepDone(d, *r);
+  } else if (env.Is<CheckpointDone>()) {
+    auto r = env.As<CheckpointDone>();
+    if (!r.ok()) return bad(r.status());
+    --w.train_ops;
+    --ckpt_replies_;
+    if (!r->error.empty()) {
+      Fatal(absl::InternalError(absl::StrCat("checkpoint ", r->dir, " on device ", d, ": ", r->error)));
+    } else if (ckpt_replies_ == 0) {
+      // Written after the trainer committed the directory, so a controller state only exists
+      // next to a complete checkpoint.
+      WriteControllerState(pending_ckpt_dir_, steps_done_, version_, ledger_.created());
+      PruneCheckpoints(ckpt_dir_, recipe_.checkpoint.keep);
+    }
+  } else if (env.Is<ExportDone>()) {
+    auto r = env.As<ExportDone>();
+    if (!r.ok()) return bad(r.status());
+    --w.train_ops;
+    --export_replies_;
+    if (!r->error.empty()) export_error_ = r->error;
+  } else if (env.Is<WorkerError>()) {
+    auto r = env.As<WorkerError>();
+    if (!r.ok()) return bad(r.status());
+    TIDAL_LOG(ERROR) << "device " << d << ": " << r->what << ": " << r->detail;
+    if (w.train_rank >= 0 && !stopping_) {
+      Fatal(absl::InternalError(absl::StrCat("train rank ", w.train_rank, " (device ", d, "): ",
+                                             r->what, ": ", r->detail)));
+    }
+  } else {
+    TIDAL_LOG(WARN) << "unexpected message " << env.type() << " from " << env.peer;
+  }
+}
+
+void Controller::HandlePeerDead(const std::string& peer) {
+  int d = DeviceOfPeer(peer);
+  if (d < 0 || stopping_) return;
+  // Silent past the heartbeat limit: treat a hung worker like a dead one. Killing it makes the
+  // reaper handle both cases the same way.
+  TIDAL_LOG(WARN) << "device " << d << " (" << peer << ") missed its heartbeats; killing it";
+  launcher_->Kill(d, SIGKILL);
+}
+
+void Controller::ReapWorkers() {
+  for (const ExitedWorker& e : launcher_->Reap()) {
+    ExitPlan plan = workers_.OnExit(e.device, stopping_, finishing_);
+    for (int64_t id : plan.dropped_at_run_end) DropPrompt(id, "worker_exited_at_run_end");
+    if (stopping_) continue;
+    const WorkerSlot& w = workers_[e.device];
+    TIDAL_LOG(WARN) << "device " << e.device << " worker (pid " << e.pid << ") " << e.Describe();
+    WriteEvent({{"event", "worker_died"}, {"device", e.device}, {"pid", e.pid},
+                {"how", e.Describe()}, {"policy_version", version_}, {"in_flight", plan.in_flight}});
+    if (plan.action == ExitPlan::Action::kTrainRankLost) {
+      Fatal(absl::UnavailableError(absl::StrFormat(
+          "train rank %d (device %s) %s; the sharded train group cannot continue: resume from the "
+          "last checkpoint (checkpoint.resume=true)",
+          w.train_rank, pool_.device(e.device).slot.Name(), e.Describe())));
+      continue;
+    }
+    std::vector<int64_t> requeued = ledger_.RequeueWorker(e.device);
+    if (eval_) {
+      for (int64_t i : plan.eval_requeue) eval_->queued.push_front(static_cast<int>(i));
+    }
+    TIDAL_LOG(WARN) << "requeued " << requeued.size() << " prompts of device " << e.device;
+    if (plan.action == ExitPlan::Action::kGiveUp) {
+      Fatal(absl::UnavailableError(absl::StrFormat("device %d died %d times; giving up (supervision "
+                                                   "budget: %d restarts per device)",
+                                                   e.device, w.restarts + 1,
+                                                   workers_.policy().max_restarts_per_device)));
+      continue;
+    }
+    absl::StatusOr<pid_t> pid = launcher_->Spawn(e.device, pool_.device(e.device).slot);
+    if (!pid.ok()) {
+      Fatal(pid.status());
+      continue;
+    }
+    TIDAL_LOG(INFO) << "restarted device " << e.device << " as pid " << *pid;
+  }
+}
+
+void Controller::OnRolloutResult(int d, const RolloutResult& r) {
+  WorkerSlot& w = workers_[d];
+  if (r.eval) {
+    if (w.eval.erase(r.prompt_id) == 0 || !eval_ || r.attempt != eval_->id) return;
+    ++eval_->done;
+    if (!r.samples.empty() && r.samples.front().correct) ++eval_->correct;
+    for (const auto& s : r.samples) acct_.rollout_tokens += static_cast<int64_t>(s.response_ids.size());
+    return;
+  }
+  if (w.rl.erase(r.prompt_id) == 0) {
+    TIDAL_LOG(WARN) << "device " << d << ": result for prompt " << r.prompt_id
+                    << " it does not hold (late answer of a requeued attempt?); discarded";
+    return;
+  }
+  absl::Status s = ledger_.Complete(r.prompt_id, r.attempt, d);
+  if (!s.ok()) {
+    TIDAL_LOG(WARN) << s << "; discarded";
+    return;
+  }
+  if (finishing_) {
+    // Crossed the run-end abort on the wire; the last step is already trained.
+    DropPrompt(r.prompt_id, "unused_at_run_end");
+    return;
+  }
+  if (!r.error.empty()) {
+    TIDAL_LOG(WARN) << "prompt " << r.prompt_id << " failed on device " << d << ": " << r.error;
+    DropPrompt(r.prompt_id, "rollout_error");
+    return;
+  }
+  TrajectoryGroup g;
+  g.prompt_id = r.prompt_id;
+  g.attempt = r.attempt;
+  g.worker = d;
+  g.samples = r.samples;
+  g.queue_seconds = r.queue_seconds;
+  g.generate_seconds = r.generate_seconds;
+  StoreGroup(std::move(g));
+}
+
+void Controller::OnAgentSessions(int d, AgentSessions m) {
+  workers_[d].agent_calls = m.calls_in_flight;
+  for (AgentSession& session : m.sessions) {
+    if (finishing_ || stopping_) {
+      ++agent_sessions_late_;
+      continue;
+    }
+    last_agent_session_ = Now();
+    const std::string id = session.session_id;
+    absl::StatusOr<std::vector<TrajectoryGroup>> done = agent_groups_.Add(std::move(session), d);
+    if (!done.ok()) {
+      TIDAL_LOG(WARN) << "device " << d << ": agent session '" << id << "': " << done.status();
+      continue;
+    }
+    for (TrajectoryGroup& g : *done) StoreGroup(std::move(g));
+  }
+  if (metrics_) {
+    metrics_->Set("tidal_agent_sessions_total", {}, static_cast<double>(agent_groups_.sessions()));
+    metrics_->Set("tidal_agent_open_groups", {}, agent_groups_.open_groups());
+  }
+}
+
+void Controller::WriteAgentEndpoints() {
+  json endpoints = json::array();
+  for (int d = 0; d < pool_.size(); ++d) {
+    if (workers_[d].openai_url.empty()) continue;
+    endpoints.push_back({{"device", pool_.device(d).slot.Name()}, {"url", workers_[d].openai_url}});
+    TIDAL_LOG(INFO) << "agent endpoint of device " << d << ": " << workers_[d].openai_url;
+  }
+  // Written whole and renamed into place: agents poll this file.
+  const fs::path path = fs::path(run_dir_) / "openai_endpoints.json";
+  const fs::path tmp = path.string() + ".tmp";
+  std::ofstream(tmp) << json{{"endpoints", endpoints}}.dump(2) << "\n";
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) TIDAL_LOG(WARN) << "cannot write " << path.string();
+}
+
+void Controller::OnTrainStepDone(int d, const TrainStepDone& r) {
+  if (!train_running_ || r.step != steps_done_) {
+    TIDAL_LOG(WARN) << "unexpected TrainStepDone for step " << r.step;
+    return;
+  }
+  acct_.train_tokens += r.tokens;
+  if (workers_[d].train_rank == 0) train_stats_ = r.stats;
+  if (--train_replies_ > 0) return;
+  double secs = Now() - train_step_started_;
+  acct_.train_seconds += secs;
+  for (const auto& g : training_batch_) {
+    absl::Status s = ledger_.Trained(g.prompt_id, r.step);
+    if (!s.ok()) TIDAL_LOG(WARN) << s;
+    tasks_.erase(g.prompt_id);
+  }
+  training_batch_.clear();
+  train_running_ = false;
+  ++steps_done_;
+  // Rank 0 sent the version's buckets before this reply, so the relay already has them; train
+  // ranks that host an engine installed the new version themselves.
+  version_ = std::max(version_, r.version);
+  for (int dev : train_group_) {
+    if (workers_[dev].hosts_engine) workers_[dev].relayed_version = version_;
+  }
+  const int64_t step = steps_done_;
+  json ev = {{"event", "step"},
+             {"step", step},
+             {"version", version_},
+             {"reward", acct_.last_reward},
+             {"accuracy", acct_.last_accuracy},
+             {"staleness", acct_.last_staleness},
+             {"zero_variance_groups_kept", acct_.last_kept_unfiltered},
+             {"train_seconds", secs},
+             {"train_tokens", r.tokens},
+             {"publish_seconds", r.publish_seconds},
+             {"rollout_tokens_total", acct_.rollout_tokens},
+             {"wall", Now()},
+             {"stats", train_stats_}};
+  WriteEvent(ev);
+  if (metrics_) {
+    metrics_->Set("tidal_step", {}, static_cast<double>(step));
+    metrics_->Set("tidal_policy_version", {}, static_cast<double>(version_));
+    metrics_->Set("tidal_reward_mean", {}, acct_.last_reward);
+    metrics_->Set("tidal_train_accuracy", {}, acct_.last_accuracy);
+    metrics_->Set("tidal_staleness_mean", {}, acct_.last_staleness);
+    metrics_->Add("tidal_train_tokens_total", {}, static_cast<double>(r.tokens));
+    for (auto it = train_stats_.begin(); it != train_stats_.end(); ++it) {
+      if (it.value().is_number()) metrics_->Set("tidal_train_" + it.key(), {}, it.value().get<double>());
+    }
+  }
+  if (recipe_.checkpoint.every > 0 && step % recipe_.checkpoint.every == 0 &&
+      steps_done_ < recipe_.train.steps) {
+    std::string dir = (fs::path(ckpt_dir_) / absl::StrCat("step-", step)).string();
+    ckpt_replies_ = static_cast<int>(train_group_.size());
+    for (int dev : train_group_) {
+      workers_[dev].train_ops++;
+      SendTo(dev, Checkpoint{step, dir});
+    }
+    pending_ckpt_dir_ = dir;
+  }
+  Progress(true);
+}
+
+void Controller::OnWeightBucket(int d, const Envelope& env) {
+  auto b = env.As<weight_sync::WeightBucket>();
+  if (!b.ok() || env.frames.size() != 1) {
+    TIDAL_LOG(WARN) << "bad weight bucket from device " << d;
+    return;
+  }
+  const bool complete = relay_.Accept(*b, env.frames[0]);
+  // Stream each bucket on as it arrives (the receiver verifies every one before it swaps).
+  for (int dev = 0; dev < pool_.size(); ++dev) {
+    WorkerSlot& w = workers_[dev];
+    if (!w.hosts_engine || w.train_rank >= 0 || w.state != WorkerSlot::State::kReady) continue;
+    SendTo(dev, *b, {relay_.Stream(*b, env.frames[0], dev)});
+    if (b->index + 1 == b->count) w.relayed_version = b->version;
+  }
+  if (complete && metrics_) {
+    metrics_->Add("tidal_weight_sync_versions_total", {}, 1);
+    metrics_->Set("tidal_weight_sync_version_bytes", {}, static_cast<double>(b->total_bytes));
+  }
+}
+
+void Controller::RelayVersionTo(int d) {
+  for (const auto& [b, frame] : relay_.Resend()) SendTo(d, b, {frame});
+  if (relay_.latest_version() >= 0) workers_[d].relayed_version = relay_.latest_version();
+}
+
+}  // namespace tidal::scheduler::detail

@@ -1,0 +1,209 @@
+// The controller's state and its members, shared by the files that implement it (internal to
+// scheduler/: only controller*.cpp include this). The class is split by concept:
+//   controller.cpp           setup, the event loop, the phases (warm-up, publish, eval, RL,
+//                            finish, export), shutdown, Run
+//   controller_events.cpp    what each worker message and each worker exit does
+//   controller_dataflow.cpp  tags, dispatch, the store, train-step start
+//   controller_report.cpp    events, progress, metrics, the summary
+// The decisions themselves live in the tested parts: fleet.h, dispatch.h, train_step.h,
+// checkpoint_book.h, run_report.h, tag_policy.h, trajectory_store.h, weight_sync/weight_relay.h.
+//
+// Contract: one thread (RunController's caller) runs everything here.
+#pragma once
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <set>
+
+#include "core/logging.h"
+#include "core/metrics_log.h"
+#include "core/messaging.h"
+#include "envs/environment.h"
+#include "scheduler/agent_groups.h"
+#include "scheduler/controller.h"
+#include "scheduler/checkpoint_book.h"
+#include "scheduler/device_pool.h"
+#include "scheduler/dispatch.h"
+#include "scheduler/fleet.h"
+#include "scheduler/launcher.h"
+#include "scheduler/metrics_sink.h"
+#include "scheduler/prompt_ledger.h"
+#include "scheduler/protocol.h"
+#include "scheduler/run_report.h"
+#include "scheduler/tag_policy.h"
+#include "scheduler/train_step.h"
+#include "scheduler/trajectory_store.h"
+#include "weight_sync/fault_injection.h"
+#include "weight_sync/transport_factory.h"
+#include "weight_sync/weight_bucket.h"
+#include "weight_sync/weight_relay.h"
+
+namespace tidal::scheduler::detail {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+
+// Set by RequestStop() (async-signal-safe).
+bool StopRequested();
+
+struct EvalRound {
+  std::string name;
+  int64_t version = 0;
+  std::deque<int> queued;  // eval task indices not yet dispatched
+  int total = 0, done = 0, correct = 0;
+  int64_t id = 0;
+  double started = 0;
+  bool active() const { return done < total; }
+};
+
+class Controller {
+ public:
+  Controller(const Recipe& recipe, const RunOptions& options)
+      : recipe_(recipe), options_(options),
+        store_(static_cast<int>(recipe.rollout.max_staleness), recipe.algo.dynamic_sampling,
+               recipe.algo.dynamic_sampling_limit * recipe.train.prompts_per_step),
+        pool_(SlotsFromDeviceSet(recipe.pool.device_set),
+              recipe.pool.policy == PoolPolicy::kColocated ? 0
+                                                           : static_cast<int>(recipe.pool.tags.train)),
+        agent_groups_(&ledger_, static_cast<int>(recipe.rollout.group_size)) {
+    dispatch_order_ = DispatchOrder(pool_);
+  }
+
+  absl::StatusOr<RunSummary> Run();
+
+ private:
+  // ---- setup / teardown
+  absl::Status PrepareRunDir();
+  absl::Status StartWorkers();
+  void Shutdown();
+
+  // ---- event loop
+  double Now() const { return std::chrono::duration<double>(SteadyClock::now() - t0_).count(); }
+  // Runs the loop until `done()` holds; fails on a fatal error or a stop request.
+  absl::Status WaitUntil(const std::function<bool()>& done, const char* what);
+  void Pump(absl::Duration timeout);
+  void Tick();
+  void Handle(const Envelope& env);
+  void HandleRegister(const Envelope& env);
+  void HandlePeerDead(const std::string& peer);
+  void ReapWorkers();
+  void Fatal(absl::Status status);
+  int DeviceOfPeer(const std::string& peer) const;
+  template <class T>
+  void SendTo(int device, const T& msg, std::vector<Payload> frames = {});
+
+  // ---- phases
+  absl::Status RunWarmup();
+  absl::Status PublishInitialWeights();
+  absl::Status RunEval(const std::string& name, double* accuracy);
+  absl::Status RunRl();
+  absl::Status FinishRl();
+  absl::Status ExportFinal();
+
+  // ---- data flow
+  int Credit() const { return scheduler::Credit(recipe_.rollout.max_seqs, recipe_.rollout.group_size); }
+  int RlRoom() const;  // how many more RL groups the staleness gate and the step budget allow
+  void ApplyPolicy();
+  void DispatchEval();
+  void DispatchRl();
+  bool DispatchOne(int device);
+  void MaybeStartTrainStep();
+  void OnRolloutResult(int device, const RolloutResult& r);
+  void OnAgentSessions(int device, AgentSessions m);
+  // A finished group (environment prompt or agent sessions) -> rollout stats and the store.
+  void StoreGroup(TrajectoryGroup g);
+  void WriteAgentEndpoints();
+  void OnTrainStepDone(int device, const TrainStepDone& d);
+  void OnWeightBucket(int device, const Envelope& env);
+  void RelayVersionTo(int device);
+  void UpdateBusy();
+  void DropPrompt(int64_t id, const std::string& reason);
+
+  // ---- reporting
+  void Progress(bool force);
+  void WriteEvent(json event);
+  RunSummary Summarize() const;
+  void ExportMetrics();
+
+  Recipe recipe_;
+  RunOptions options_;
+  std::string run_dir_, ckpt_dir_;
+  SteadyClock::time_point t0_ = SteadyClock::now();
+  absl::Status fatal_;
+  bool stopping_ = false;   // shutting workers down: exits are expected
+  bool finishing_ = false;  // RL is over: no new work, in-flight work is being aborted
+
+  std::unique_ptr<Router> router_;
+  std::unique_ptr<LocalLauncher> launcher_;
+  std::unique_ptr<envs::Environment> env_;
+  std::unique_ptr<MetricsSink> metrics_;
+  std::unique_ptr<MetricsLog> jsonl_;
+
+  TagPolicy policy_;
+  TrajectoryStore store_;
+  DevicePool pool_;
+  PromptLedger ledger_;
+  AgentGroups agent_groups_;
+  int64_t agent_sessions_late_ = 0;  // reported after RL ended: not trained, not in the ledger
+  double last_agent_session_ = 0;
+  Fleet workers_;  // SupervisionPolicy defaults: 5 restarts per device
+  std::vector<int> train_group_;
+  std::vector<int> dispatch_order_;  // DispatchRl's device order
+  std::string comm_group_;
+  std::map<int64_t, envs::Task> tasks_;  // RL prompts not yet terminal
+  std::vector<envs::Task> eval_tasks_;
+  std::optional<EvalRound> eval_;
+  int64_t eval_rounds_ = 0;
+
+  // Training state.
+  int64_t steps_done_ = 0;
+  int64_t version_ = -1;  // newest policy version published (-1: none yet)
+  bool train_running_ = false;
+  int train_replies_ = 0;
+  std::vector<TrajectoryGroup> training_batch_;
+  json train_stats_;
+  double train_step_started_ = 0;
+  int sft_replies_ = 0;
+  double sft_loss_ = 0;
+  int ckpt_replies_ = 0, export_replies_ = 0;
+  std::string export_error_;
+  bool published_ = false;
+  int64_t published_version_ = -1;
+  std::string pending_ckpt_dir_;
+  int64_t resume_step_ = 0;
+  std::string resume_dir_;
+
+  weight_sync::WeightRelay relay_;
+  int64_t weight_rejected_ = 0;
+
+  // Totals, rates and progress.
+  StepAccounting acct_;
+  double rl_started_ = 0, rl_ended_ = 0, warmup_seconds_ = 0;
+  DeviceTime rl_time_start_, rl_time_end_;  // pool totals when RL started / ended
+  double last_progress_ = -1, last_metrics_ = -1;
+  double eval_acc_start_ = -1, eval_acc_end_ = -1, last_eval_acc_ = -1;
+  bool tty_ = isatty(STDERR_FILENO);
+};
+
+template <class T>
+void Controller::SendTo(int device, const T& msg, std::vector<Payload> frames) {
+  WorkerSlot& w = workers_[device];
+  if (w.peer.empty()) return;
+  absl::Status s = router_->Send(w.peer, msg, std::move(frames));
+  if (!s.ok()) TIDAL_LOG(WARN) << "send " << MessageName<T>() << " to " << w.peer << ": " << s;
+}
+
+}  // namespace tidal::scheduler::detail
