@@ -66,6 +66,10 @@ absl::Status Controller::StartWorkers() {
   ro.endpoint = "tcp://127.0.0.1:0";
   ro.heartbeat.interval = absl::Milliseconds(recipe_.control.heartbeat_ms);
   ro.heartbeat.miss = static_cast<int>(recipe_.control.heartbeat_miss);
+  // Nobody takes over a worker's identity, and a peer that has not registered with its launch
+  // token gets nothing larger than a Register decoded.
+  ro.allow_handover = false;
+  ro.unadmitted_max_bytes = kUnadmittedMaxBytes;
   TIDAL_ASSIGN_OR_RETURN(router_, Router::Bind(ro));
   TIDAL_LOG(INFO) << "control plane on " << router_->endpoint();
 
@@ -169,7 +173,7 @@ absl::Status Controller::RunWarmup() {
   for (int64_t step = 0; step < sft.steps; ++step) {
     std::vector<SftStep> shares(train_group_.size());
     for (int64_t i = 0; i < sft.batch_size; ++i) {
-      absl::StatusOr<envs::Task> task = env_->Reset(TaskSeed(recipe_.seed, 2, example++), envs::Split::kTrain);
+      absl::StatusOr<envs::Task> task = tasks_source_->Get(TaskSeed(recipe_.seed, 2, example++), envs::Split::kTrain);
       if (!task.ok()) return task.status();
       if (!task->reference) {
         return absl::FailedPreconditionError(absl::StrCat(
@@ -299,7 +303,7 @@ absl::Status Controller::FinishRl() {
         "aborted work");
     if (!s.ok()) return s;
   }
-  // Work on workers that never answered stays open: it shows up as unaccounted.
+  // Work on workers that never answered is dropped once they are stopped (AccountRemaining).
   return absl::OkStatus();
 }
 
@@ -315,6 +319,40 @@ absl::Status Controller::ExportFinal() {
   if (!export_error_.empty()) return absl::InternalError(absl::StrCat("export to ", dir, ": ", export_error_));
   TIDAL_LOG(INFO) << "final model (HF format) in " << dir;
   return absl::OkStatus();
+}
+
+absl::Status Controller::CheckpointOnStop() {
+  if (recipe_.checkpoint.every <= 0 || steps_done_ <= resume_step_) return absl::OkStatus();
+  finishing_ = true;  // no new steps; WaitUntil keeps pumping under the stop request
+  const double deadline = Now() + 60.0;
+  // A step in progress finishes first, so the checkpoint holds exactly steps_done_ steps.
+  TIDAL_RETURN_IF_ERROR(WaitUntil([&] { return (!train_running_ && ckpt_replies_ == 0) || Now() > deadline; },
+                                  "the running train step"));
+  if (train_running_ || ckpt_replies_ != 0) return absl::DeadlineExceededError("the train step did not finish");
+  const std::string dir = (fs::path(ckpt_dir_) / absl::StrCat("step-", steps_done_)).string();
+  if (fs::exists(fs::path(dir) / "controller_state.json")) return absl::OkStatus();  // just written
+  ckpt_replies_ = static_cast<int>(train_group_.size());
+  for (int dev : train_group_) {
+    workers_[dev].train_ops++;
+    SendTo(dev, Checkpoint{steps_done_, dir});
+  }
+  pending_ckpt_dir_ = dir;
+  TIDAL_RETURN_IF_ERROR(WaitUntil([&] { return ckpt_replies_ == 0 || Now() > deadline; }, "the checkpoint"));
+  if (ckpt_replies_ != 0) return absl::DeadlineExceededError(absl::StrCat(dir, " was not written in time"));
+  TIDAL_LOG(INFO) << "stopped: checkpoint " << dir << " written";
+  return absl::OkStatus();
+}
+
+void Controller::AccountRemaining(const absl::Status& status) {
+  // Every worker is gone: what the ledger still holds will never be trained. Each prompt is
+  // dropped with the reason the run ended, so the summary accounts for all of them.
+  const std::string reason = g_stop.load() ? "stopped" : status.ok() ? "unfinished_at_run_end" : "run_failed";
+  for (int64_t id : store_.Clear()) DropPrompt(id, reason);
+  for (int64_t id : agent_groups_.TakeOpen()) DropPrompt(id, reason);
+  for (PromptState st : {PromptState::kQueued, PromptState::kInFlight, PromptState::kStored}) {
+    for (int64_t id : ledger_.InState(st)) DropPrompt(id, reason);
+  }
+  for (auto& w : workers_) w.rl.clear();
 }
 
 void Controller::Shutdown() {
@@ -347,9 +385,12 @@ absl::StatusOr<RunSummary> Controller::Run() {
   spec.args = recipe_.env.args.is_null() ? json::object() : recipe_.env.args;
   spec.isolate = recipe_.env.isolate;
   spec.timeout_s = recipe_.env.timeout_s;
-  TIDAL_ASSIGN_OR_RETURN(env_, envs::Environment::Open(spec));
+  spec.reward_range = recipe_.env.reward_range;
+  // The environment runs on the TaskSource's thread (and, with env.isolate, in its own process):
+  // the loop below never runs plugin code.
+  TIDAL_ASSIGN_OR_RETURN(tasks_source_, TaskSource::Open(spec));
   for (int64_t i = 0; i < recipe_.env.eval_prompts; ++i) {
-    TIDAL_ASSIGN_OR_RETURN(envs::Task t, env_->Reset(static_cast<uint64_t>(i), envs::Split::kEval));
+    TIDAL_ASSIGN_OR_RETURN(envs::Task t, tasks_source_->Get(static_cast<uint64_t>(i), envs::Split::kEval));
     eval_tasks_.push_back(std::move(t));
   }
   if (recipe_.metrics.port > 0) {
@@ -366,10 +407,15 @@ absl::StatusOr<RunSummary> Controller::Run() {
   if (status.ok()) status = RunRl();
   absl::Status finish = fatal_.ok() ? FinishRl() : absl::OkStatus();
   if (status.ok()) status = finish;
+  if (g_stop.load() && fatal_.ok()) {
+    // Ctrl-C / SIGTERM: keep what was trained (resume with checkpoint.resume=true).
+    if (absl::Status ck = CheckpointOnStop(); !ck.ok()) TIDAL_LOG(WARN) << "checkpoint on stop: " << ck;
+  }
   if (status.ok()) status = RunEval("final", &eval_acc_end_);
   if (status.ok()) status = ExportFinal();
   std::fprintf(stderr, "%s", tty_ ? "\n" : "");
   Shutdown();
+  AccountRemaining(status);
   pool_.Advance(Now());
 
   RunSummary summary = Summarize();

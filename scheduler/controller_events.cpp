@@ -11,6 +11,23 @@ void Controller::HandleRegister(const Envelope& env) {
     return;
   }
   int d = reg->rank;
+  // Only the process launched for this rank, once: it alone holds the one-time token the
+  // launcher put in its environment. Anyone else (another user, a replayed Register, a second
+  // claim on a live rank) is refused and stays unadmitted (small frames only).
+  const std::string token =
+      reg->info.is_object() && reg->info.contains("token") && reg->info["token"].is_string()
+          ? reg->info["token"].get<std::string>()
+          : std::string();
+  if (!launcher_->ConsumeToken(d, token)) {
+    ++registers_refused_;
+    TIDAL_LOG(WARN) << "refused a Register for rank " << d << " from peer '" << env.peer << "' (pid " << reg->pid
+                    << "): " << (token.empty() ? "no launch token" : "wrong or used launch token")
+                    << (workers_[d].peer.empty() ? "" : absl::StrCat("; rank ", d, " is held by '", workers_[d].peer, "'"));
+    WriteEvent({{"event", "register_refused"}, {"device", d}, {"peer", env.peer}, {"pid", reg->pid}});
+    (void)router_->ReplyError(env, absl::PermissionDeniedError("register: not launched for this run"));
+    return;
+  }
+  router_->Admit(env.peer);
   WorkerSlot& w = workers_[d];
   w.peer = env.peer;
   WorkerSetup setup;
@@ -88,6 +105,13 @@ void Controller::Handle(const Envelope& env) {
       TIDAL_LOG(WARN) << "device " << d << " rejected weight version " << r->version << ": "
                       << r->error << "; it keeps serving version " << w.applied_version
                       << "; resending";
+      // Keyed by device and version: a device that can never take a version stops the run.
+      const int64_t key = r->version * 1024 + d;
+      if (absl::Status spent = weight_resends_.Failure(
+              absl::StrCat("device ", d, " version ", r->version, ": ", r->error), key);
+          !spent.ok()) {
+        return Fatal(spent);
+      }
       WriteEvent({{"event", "weight_rejected"}, {"device", d}, {"version", r->version},
                   {"serving_version", w.applied_version}, {"error", r->error}});
       w.relayed_version = w.applied_version;
@@ -167,8 +191,8 @@ void Controller::ReapWorkers() {
     }
     TIDAL_LOG(WARN) << "requeued " << requeued.size() << " prompts of device " << e.device;
     if (plan.action == ExitPlan::Action::kGiveUp) {
-      Fatal(absl::UnavailableError(absl::StrFormat("device %d died %d times; giving up (supervision "
-                                                   "budget: %d restarts per device)",
+      Fatal(absl::UnavailableError(absl::StrFormat("device %d died %d times; giving up "
+                                                   "(control.budget.restarts = %d)",
                                                    e.device, w.restarts + 1,
                                                    workers_.policy().max_restarts_per_device)));
       continue;
@@ -207,8 +231,7 @@ void Controller::OnRolloutResult(int d, const RolloutResult& r) {
     return;
   }
   if (!r.error.empty()) {
-    TIDAL_LOG(WARN) << "prompt " << r.prompt_id << " failed on device " << d << ": " << r.error;
-    DropPrompt(r.prompt_id, "rollout_error");
+    PromptFailed(r.prompt_id, "rollout_error", absl::StrCat("device ", d, ": ", r.error));
     return;
   }
   TrajectoryGroup g;
@@ -264,6 +287,15 @@ void Controller::OnTrainStepDone(int d, const TrainStepDone& r) {
   }
   acct_.train_tokens += r.tokens;
   if (workers_[d].train_rank == 0) train_stats_ = r.stats;
+  if (workers_[d].train_rank == 0 && r.stats.is_object()) {
+    // Every rank skips together; rank 0 reports it once.
+    const double skipped = r.stats.value("nonfinite_skipped", 0.0);
+    if (skipped > 0) {
+      nonfinite_skipped_ += static_cast<int64_t>(skipped);
+      TIDAL_LOG(WARN) << "step " << r.step << ": " << skipped
+                      << " update(s) skipped for a non-finite loss or gradient (train.max_nonfinite_steps in a row stop the run)";
+    }
+  }
   if (--train_replies_ > 0) return;
   double secs = Now() - train_step_started_;
   acct_.train_seconds += secs;
@@ -272,6 +304,7 @@ void Controller::OnTrainStepDone(int d, const TrainStepDone& r) {
     if (!s.ok()) TIDAL_LOG(WARN) << s;
     tasks_.erase(g.prompt_id);
   }
+  if (!training_batch_.empty()) drops_.Success();
   training_batch_.clear();
   train_running_ = false;
   ++steps_done_;
