@@ -352,7 +352,7 @@ void Controller::AccountRemaining(const absl::Status& status) {
   for (PromptState st : {PromptState::kQueued, PromptState::kInFlight, PromptState::kStored}) {
     for (int64_t id : ledger_.InState(st)) DropPrompt(id, reason);
   }
-  for (auto& w : workers_) w.rl.clear();
+  for (int d = 0; d < workers_.size(); ++d) workers_[d].rl.clear();
 }
 
 void Controller::Shutdown() {

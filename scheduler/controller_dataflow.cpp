@@ -86,7 +86,7 @@ void Controller::DispatchEval() {
 
 uint64_t Controller::RlTaskSeed(int64_t n) const {
   // Resumed runs draw from a fresh part of the seed stream.
-  return TaskSeed(recipe_.seed, 1 + static_cast<uint64_t>(resume_step_), static_cast<uint64_t>(n));
+  return TaskSeed(recipe_.seed, 1 + static_cast<uint64_t>(resume_step_), n);
 }
 
 void Controller::PollTasks() {
