@@ -151,7 +151,8 @@ TEST_F(RunFaultsTest, ImpossibleSizesFailBeforeWorkersStart) {
 // are refused (the first answered PermissionDenied and logged, the second's connection refused);
 // the real worker keeps its rank and the run finishes normally.
 TEST_F(RunFaultsTest, ImpostorRegistrationsAreRefusedAndTheRunFinishes) {
-  TidalRun run(recipe_, root_ / "run", {"train.steps=6"});
+  // Long enough that the impostors arrive while the run is going.
+  TidalRun run(recipe_, root_ / "run", {"train.steps=30"});
   const std::string endpoint = WaitForLog(run, std::regex(R"(control plane on (tcp://\S+))"), 60);
   ASSERT_FALSE(endpoint.empty()) << run.Output();
   const std::string real = WaitForLog(run, std::regex(R"(device 1 registered as (\S+))"), 60);
@@ -176,7 +177,7 @@ TEST_F(RunFaultsTest, ImpostorRegistrationsAreRefusedAndTheRunFinishes) {
   ASSERT_EQ(run.Wait(120), 0) << run.Output();
   json s = run.Summary();
   ExpectNoneUnaccounted(s);
-  EXPECT_EQ(s["steps"], 6);
+  EXPECT_EQ(s["steps"], 30);
   EXPECT_GE(s["faults"]["registers_refused"].get<int64_t>(), 1) << s.dump(2);
   EXPECT_EQ(s["devices"][1]["restarts"], 0) << "the real worker lost its rank";
   const std::string log = ReadFile(run.dir() / "logs" / "controller.log");
