@@ -71,9 +71,40 @@ NcclIdExchange NcclIdViaFile(std::string path, int rank, absl::Duration timeout)
   };
 }
 
+std::string NcclIdToHex(const std::string& id) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  out.reserve(id.size() * 2);
+  for (unsigned char c : id) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> NcclIdFromHex(const std::string& hex) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  if (hex.size() % 2 != 0) return absl::InvalidArgumentError("NCCL id: odd number of hex digits");
+  std::string out(hex.size() / 2, '\0');
+  for (size_t i = 0; i < out.size(); ++i) {
+    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return absl::InvalidArgumentError(absl::StrCat("NCCL id: bad hex digit at ", 2 * i));
+    out[i] = static_cast<char>(hi * 16 + lo);
+  }
+  return out;
+}
+
 #ifndef TIDAL_WITH_CUDA
 
 bool NcclAvailable() { return false; }
+
+absl::StatusOr<std::string> NewNcclUniqueId() {
+  return absl::UnimplementedError("this build has no NCCL backend (configure with TIDAL_CUDA=ON)");
+}
 
 absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(const NcclCommunicatorOptions&,
                                                                      const NcclIdExchange&) {
@@ -83,6 +114,16 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(const NcclC
 #else  // TIDAL_WITH_CUDA
 
 bool NcclAvailable() { return true; }
+
+absl::StatusOr<std::string> NewNcclUniqueId() {
+  ncclUniqueId id;
+  ncclResult_t r = ncclGetUniqueId(&id);
+  if (r != ncclSuccess) {
+    return absl::InternalError(absl::StrCat(__FILE__, ":", __LINE__, ": ncclGetUniqueId failed: ",
+                                            ncclGetErrorString(r), " (", static_cast<int>(r), ")"));
+  }
+  return std::string(reinterpret_cast<const char*>(&id), sizeof(id));
+}
 
 namespace {
 
@@ -192,10 +233,18 @@ class NcclCommunicator final : public Communicator {
     c10::cuda::CUDAGuard guard(o_.device);
     ncclUniqueId id;
     std::memset(&id, 0, sizeof(id));
-    if (o_.rank == 0) TIDAL_NCCL_CHECK(ncclGetUniqueId(&id));
-    std::string bytes(reinterpret_cast<const char*>(&id), sizeof(id));
-    TIDAL_RETURN_IF_ERROR(exchange(bytes));
-    if (bytes.size() != sizeof(id)) return absl::InternalError(absl::StrCat(name_, ": id exchange changed its size"));
+    std::string bytes;
+    if (!o_.unique_id.empty()) {
+      bytes = o_.unique_id;  // handed out by whoever hosts the bootstrap root
+    } else {
+      if (!exchange) return absl::InvalidArgumentError(absl::StrCat(name_, ": neither a unique id nor an id exchange"));
+      if (o_.rank == 0) TIDAL_NCCL_CHECK(ncclGetUniqueId(&id));
+      bytes.assign(reinterpret_cast<const char*>(&id), sizeof(id));
+      TIDAL_RETURN_IF_ERROR(exchange(bytes));
+    }
+    if (bytes.size() != sizeof(id)) {
+      return absl::InvalidArgumentError(absl::StrCat(name_, ": NCCL unique id has ", bytes.size(), " bytes, expected ", sizeof(id)));
+    }
     std::memcpy(&id, bytes.data(), sizeof(id));
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;  // lets init and every call be bounded by the timeout

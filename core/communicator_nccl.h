@@ -36,6 +36,9 @@ struct NcclCommunicatorOptions {
   int device = 0;                            // CUDA device index used by this rank
   absl::Duration timeout = absl::Minutes(10);  // init and per-collective watchdog limit
   std::string name = "nccl";                 // shows in error messages
+  // Raw ncclUniqueId bytes every rank uses (e.g. handed out by the controller over the control
+  // plane, see NewNcclUniqueId); when set, the exchange is not called and may be null.
+  std::string unique_id;
 };
 
 // Given a buffer holding rank 0's unique id on rank 0 (and anything on other ranks), leaves the
@@ -50,6 +53,13 @@ NcclIdExchange NcclIdViaFile(std::string path, int rank, absl::Duration timeout)
 
 absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(const NcclCommunicatorOptions& options,
                                                                      const NcclIdExchange& exchange);
+
+// A fresh ncclUniqueId (raw bytes). The calling process hosts NCCL's bootstrap root for it, so
+// it must stay alive until every rank has created its communicator (the controller does).
+absl::StatusOr<std::string> NewNcclUniqueId();
+// Hex form for text channels (messages, files) and back.
+std::string NcclIdToHex(const std::string& id);
+absl::StatusOr<std::string> NcclIdFromHex(const std::string& hex);
 
 // True when this build has the NCCL backend compiled in.
 bool NcclAvailable();

@@ -183,6 +183,12 @@ class Binder {
                          devices.ok() && devices->kind == DeviceSet::Kind::kCpu ? " on a CPU pool" : " yet",
                          "; use `cpu` (ZeroMQ through the controller) or `auto`"));
     }
+    if (Ok({"weight_sync.backend", "pool.policy"}) && r.weight_sync.backend == WeightSyncBackend::kInprocess &&
+        r.pool.policy != PoolPolicy::kColocated) {
+      Issue(LocOf("weight_sync.backend"), "weight_sync.backend",
+            absl::StrCat("`inprocess` needs every engine in a train rank's worker (pool.policy: colocated), not `",
+                         std::string(EnumName(r.pool.policy)), "`; use `auto` or `cpu`"));
+    }
     if (Ok({"algo.clip"}) && r.algo.clip[0] >= 1) {
       Issue(LocOf("algo.clip"), "algo.clip",
             absl::StrCat("low clip must be < 1 (the ratio is clipped to 1 - low), got ", FormatRecipeFloat(r.algo.clip[0])));

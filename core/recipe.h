@@ -37,7 +37,7 @@ enum class AlgoName { kGrpo, kDapo, kGspo, kCispo, kRloo, kReinforcePP };
 enum class LossAgg { kTokenMean, kSeqMean, kSeqSumNorm };
 enum class IsCorrectionType { kNone, kTis, kMis };
 enum class Precision { kFp32, kBf16 };
-enum class WeightSyncBackend { kAuto, kCpu, kNccl, kIpc };
+enum class WeightSyncBackend { kAuto, kCpu, kNccl, kIpc, kInprocess };
 
 template <class E>
 std::span<const std::string_view> EnumNames();
@@ -56,7 +56,7 @@ TIDAL_RECIPE_ENUM_NAMES_(LossAgg, "token_mean", "seq_mean", "seq_sum_norm")
 TIDAL_RECIPE_ENUM_NAMES_(KlEstimator, "k1", "k2", "k3")
 TIDAL_RECIPE_ENUM_NAMES_(IsCorrectionType, "none", "tis", "mis")
 TIDAL_RECIPE_ENUM_NAMES_(Precision, "fp32", "bf16")
-TIDAL_RECIPE_ENUM_NAMES_(WeightSyncBackend, "auto", "cpu", "nccl", "ipc")
+TIDAL_RECIPE_ENUM_NAMES_(WeightSyncBackend, "auto", "cpu", "nccl", "ipc", "inprocess")
 #undef TIDAL_RECIPE_ENUM_NAMES_
 
 // Recipe spelling of an enum value: EnumName(AlgoName::kGrpo) == "grpo".
@@ -167,6 +167,7 @@ struct Recipe {
     bool activation_checkpointing = false;
     int64_t max_nonfinite_steps = 0;  // consecutive skipped (non-finite) steps that stop the run
     Precision reduce_dtype{};
+    bool offload = false;  // AdamW moments to pinned host memory while the device rolls out
   };
   struct WeightSync {
     WeightSyncBackend backend{};

@@ -488,10 +488,12 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(train.max_nonfinite_steps, 3,
           "A step whose loss or gradient is not finite is skipped (weights unchanged, counted as `train/nonfinite_skipped`); this many such steps in a row stop the run with an error.",
           Above(0)),
+      KEY(train.offload, false,
+          "CUDA, colocated: move the AdamW moments to pinned host memory while the device rolls out (and back before the next step), leaving the engine 8 bytes per parameter more."),
 
       KEY(weight_sync.backend, WeightSyncBackend::kAuto,
-          "cpu: ZeroMQ frames through the controller's relay (the one transport so far); auto: cpu. "
-          "nccl and ipc are reserved for the GPU transports and refused until they land."),
+          "cpu: ZeroMQ frames through the controller's relay; inprocess: each colocated worker copies the policy from its trainer into its engine (device to device, the engine's dtype; needs pool.policy colocated); "
+          "auto: inprocess on colocated CUDA pools, else cpu. nccl and ipc are reserved for the GPU transports and refused until they land."),
       KEY(weight_sync.bucket_mb, 512, "Size of one weight-transfer bucket in MiB.", Above(0)),
 
       KEY(checkpoint.dir, "<run_dir>/checkpoints", "Checkpoint directory; `<run_dir>` is replaced by `run_dir`."),

@@ -130,16 +130,17 @@ class Engine::Impl {
                                                        ShapeStr(it->second.sizes()), ", found ",
                                                        ShapeStr(t.sizes())));
       }
-      if (t.scalar_type() != it->second.scalar_type()) {
+      if (t.scalar_type() != it->second.scalar_type() && t.scalar_type() != at::kFloat) {
         return absl::InvalidArgumentError(absl::StrCat(
             "update_weights: '", name, "' expected dtype ", c10::toString(it->second.scalar_type()),
-            ", found ", c10::toString(t.scalar_type())));
+            " (or Float, cast on copy), found ", c10::toString(t.scalar_type())));
       }
     }
     return absl::OkStatus();
   }
 
   absl::StatusOr<StepOutput> Step() {
+    const Clock::time_point step_start = Clock::now();
     StepOutput out;
     if (paused || !sched->HasWork()) return out;
     if (kv_released) return absl::FailedPreconditionError("step: KV cache released; call ReacquireMemory");
@@ -160,18 +161,28 @@ class Engine::Impl {
       rows.push_back({&s->params, s->seed, s->NumOutputTokens()});
     }
     SampleResult sampled;
+    const Clock::time_point run_start = Clock::now();
     try {
       at::Tensor logits = runner->Run(plan);
       c10::InferenceMode guard;
-      sampled = Sample(logits, rows);
+      sampled = Sample(logits, rows);  // ends with the tokens on the host: device work is done
     } catch (const c10::Error& e) {
       // The step's K/V may be half-written: drop every cached block and recompute.
       sched->PreemptAll();
       blocks->ResetPrefixCache();
       return TIDAL_INTERNAL_ERROR("engine step failed: %s", e.what_without_backtrace());
+    } catch (const std::exception& e) {  // a CUDA kernel launch (rollout/cuda/kernels.h)
+      sched->PreemptAll();
+      blocks->ResetPrefixCache();
+      return TIDAL_INTERNAL_ERROR("engine step failed: %s", e.what());
     }
     sched->Commit(batch);
     const Clock::time_point now = Clock::now();
+    stats.forward_seconds += Seconds(run_start, now);
+    for (int32_t c : plan.context_lens) stats.context_tokens += c;
+    if (plan.decode_only) {
+      for (int32_t c : plan.context_lens) stats.decode_context_tokens += c;
+    }
     ++stats.steps;
     stats.computed_tokens += batch.num_tokens;
     out.num_seqs = std::ssize(batch.seqs);
@@ -198,6 +209,13 @@ class Engine::Impl {
         s->stop_string = stop.stop_string;
         out.finished.push_back(Retire(s, stop.stop ? FinishReason::kStop : FinishReason::kLength));
       }
+    }
+    const double step_s = Seconds(step_start, Clock::now());
+    stats.step_seconds += step_s;
+    if (plan.decode_only) {
+      ++stats.decode_steps;
+      stats.decode_tokens += plan.num_seqs;
+      stats.decode_seconds += step_s;
     }
     return out;
   }
@@ -241,20 +259,39 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& config
       if (!known) return absl::InvalidArgumentError(absl::StrCat("engine: unexpected tensor '", name, "'"));
     }
   }
-  impl->dtype = weights.at(impl->specs.front().name).scalar_type();
+  const at::ScalarType given = weights.at(impl->specs.front().name).scalar_type();
+  impl->dtype = ec.dtype.value_or(given);
+  if (impl->dtype != at::kFloat && impl->dtype != at::kHalf && impl->dtype != at::kBFloat16) {
+    return absl::InvalidArgumentError(absl::StrCat("engine: dtype ", c10::toString(impl->dtype),
+                                                   " unsupported (Float, Half or BFloat16)"));
+  }
   for (const ParamSpec& spec : impl->specs) {
     const at::Tensor& src = weights.at(spec.name);
-    if (src.scalar_type() != impl->dtype) {
+    if (src.scalar_type() != given) {
       return absl::InvalidArgumentError(absl::StrCat(
           "engine: '", spec.name, "' has dtype ", c10::toString(src.scalar_type()), ", expected ",
-          c10::toString(impl->dtype), " like the other weights"));
+          c10::toString(given), " like the other weights"));
     }
-    impl->weights.emplace(spec.name, src.to(impl->device, /*non_blocking=*/false, /*copy=*/true)
+    impl->weights.emplace(spec.name, src.to(impl->device, impl->dtype, /*non_blocking=*/false,
+                                            /*copy=*/true)
                                          .contiguous());
   }
+  ec.dtype = impl->dtype;
   if (ec.max_model_len <= 0) ec.max_model_len = config.max_position_embeddings;
   const int64_t per_block = ModelRunner::KvBytesPerBlock(config, ec.block_size, impl->dtype);
-  if (ec.num_blocks <= 0) ec.num_blocks = ec.kv_cache_bytes / per_block;
+  if (ec.gpu_memory_utilization > 0) {
+    if (!(ec.gpu_memory_utilization < 1.0)) {
+      return absl::InvalidArgumentError(absl::StrCat("engine: gpu_memory_utilization must be in (0, 1), got ",
+                                                     ec.gpu_memory_utilization));
+    }
+    if (!impl->device.is_cuda()) {
+      return absl::InvalidArgumentError("engine: gpu_memory_utilization needs a CUDA device");
+    }
+    const int64_t free = ModelRunner::FreeDeviceBytes(impl->device);
+    ec.num_blocks = static_cast<int64_t>(static_cast<double>(free) * ec.gpu_memory_utilization) / per_block;
+  } else if (ec.num_blocks <= 0) {
+    ec.num_blocks = ec.kv_cache_bytes / per_block;
+  }
   if (ec.num_blocks < 1) {
     return absl::InvalidArgumentError(absl::StrCat("engine: kv_cache_bytes ", ec.kv_cache_bytes,
                                                    " holds no KV block of ", per_block, " bytes"));
@@ -278,13 +315,17 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& config
                   .max_batch_tokens = ec.max_batch_tokens,
                   .max_seqs = ec.max_seqs,
                   .max_blocks_per_seq = (ec.max_model_len + ec.block_size - 1) / ec.block_size,
-                  .device = impl->device};
+                  .device = impl->device,
+                  .cuda_graphs = ec.cuda_graphs,
+                  .fused_layers = ec.cuda_fused_layers};
   try {
     impl->runner = std::make_unique<ModelRunner>(impl->model, &impl->weights, rc);
   } catch (const c10::Error& e) {
     return absl::ResourceExhaustedError(absl::StrCat("engine: cannot allocate the KV cache (",
                                                      ec.num_blocks, " blocks): ",
                                                      e.what_without_backtrace()));
+  } catch (const std::exception& e) {  // CUDA graph capture (kernel launches)
+    return absl::InternalError(absl::StrCat("engine: runner setup failed: ", e.what()));
   }
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
@@ -409,6 +450,8 @@ absl::Status Engine::ReacquireMemory() {
     m.runner->AllocateKvCache();
   } catch (const c10::Error& e) {
     return absl::ResourceExhaustedError(absl::StrCat("reacquire_memory: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("reacquire_memory: ", e.what()));
   }
   m.kv_released = false;
   return absl::OkStatus();
@@ -448,6 +491,7 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Generate(std::vector<Request>
   return out;
 }
 
+bool Engine::uses_cuda_kernels() const { return impl_->runner->uses_cuda_kernels(); }
 bool Engine::HasUnfinished() const { return !impl_->seqs.empty(); }
 int64_t Engine::NumUnfinished() const { return std::ssize(impl_->seqs); }
 bool Engine::paused() const { return impl_->paused; }

@@ -14,9 +14,10 @@
 //   log_softmax(logits / temperature), before top-k/top-p/min-p; temperature 1 for greedy).
 // - Versions: every generated token records the policy version of the weights that computed
 //   its logits. UpdateWeights may be called between any two Steps, paused or not: it copies the
-//   given tensors into the engine's existing parameter storage (name, shape and dtype must
-//   match; all are checked before anything is written, so a failed update leaves the old weights
-//   intact), drops the prefix cache, and sends every running request back to the waiting queue
+//   given tensors into the engine's existing parameter storage (name and shape must match; the
+//   dtype must be the engine's or fp32, which is rounded to the engine's dtype while copying;
+//   all are checked before anything is written, so a failed update leaves the old weights
+//   intact; captured CUDA graphs read that same storage and stay valid), drops the prefix cache, and sends every running request back to the waiting queue
 //   with its tokens kept: its K/V (computed by the old weights) is recomputed by the new weights
 //   before it generates again (partial rollout: tokens before the update carry the old version,
 //   tokens after it the new one, and each logprob is exact for the weights that sampled it).
@@ -55,7 +56,18 @@ struct EngineConfig {
   int64_t max_prefill_chunk = 0;    // prompt tokens per sequence per step; 0 = whole budget
   int64_t max_model_len = 0;        // prompt + output cap; 0 = the model's max_position_embeddings
   bool enable_prefix_caching = true;
+  // KV cache on CUDA from free memory: when > 0, the cache takes this fraction of the device
+  // memory free after the weights are copied (num_blocks and kv_cache_bytes are then ignored).
+  // The rest is left to activations, logits and CUDA graphs (and a colocated trainer).
+  double gpu_memory_utilization = 0.0;
   std::string device = "cpu";
+  // Weights and KV cache dtype (fp32, fp16 or bf16); unset = the dtype of the given weights.
+  // Create casts the weights; the trainer's fp32 updates are cast on copy.
+  std::optional<at::ScalarType> dtype;
+  bool cuda_graphs = true;  // CUDA: replay decode-only steps from captured graphs
+  // CUDA: fused decoder-layer kernels (add + RMSNorm, RoPE + KV append, SiLU-and-mul) instead
+  // of the model's ATen ops; same math and roundings (rollout/cuda/fused_layer.cu).
+  bool cuda_fused_layers = true;
   int64_t initial_version = 0;
   // Added to every request's stop tokens unless it sets ignore_eos; empty = the model config's.
   std::optional<std::vector<int32_t>> eos_token_ids;
@@ -112,6 +124,15 @@ struct EngineStats {
   int64_t prefix_hit_tokens = 0;
   int64_t num_blocks = 0;
   int64_t free_blocks = 0;
+  // Step timing (wall, Step() entry to return; the step ends with the sampled tokens on the
+  // host, so this includes the device work). decode_*: steps with only decode rows.
+  double step_seconds = 0;
+  int64_t decode_steps = 0;
+  int64_t decode_tokens = 0;     // sequences summed over decode-only steps
+  double decode_seconds = 0;
+  double forward_seconds = 0;    // inside ModelRunner::Run + Sample (device work, synchronised)
+  int64_t context_tokens = 0;    // sum over steps and sequences of the keys attended (KV read)
+  int64_t decode_context_tokens = 0;
   double PrefixHitRate() const {
     return prefix_queried_tokens ? double(prefix_hit_tokens) / prefix_queried_tokens : 0.0;
   }
@@ -157,7 +178,9 @@ class Engine {
   int64_t version() const;
   const NamedTensors& weights() const;
   const ModelConfig& model_config() const;
-  const EngineConfig& config() const;  // num_blocks and max_model_len resolved
+  const EngineConfig& config() const;  // num_blocks, max_model_len and dtype resolved
+  // True when steps run the CUDA kernels (paged attention, GPU sampling, decode graphs).
+  bool uses_cuda_kernels() const;
   EngineStats stats() const;
 
  private:

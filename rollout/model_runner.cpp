@@ -39,6 +39,7 @@ ModelRunner::ModelRunner(const ModelConfig& config, const NamedTensors* weights,
   decode_lens_ = at::zeros({cfg_.max_seqs}, opts);
   decode_tables_ = at::zeros({cfg_.max_seqs * cfg_.max_blocks_per_seq}, opts);
   block_tables_ = at::zeros({cfg_.max_seqs * cfg_.max_blocks_per_seq}, opts);
+  if (cfg_.device.is_cuda()) InitCuda();
   AllocateKvCache();
 }
 
@@ -57,14 +58,22 @@ void ModelRunner::AllocateKvCache() {
     k_cache_.push_back(at::zeros(shape, opts));
     v_cache_.push_back(at::zeros(shape, opts));
   }
+  if (cuda_kernels_) CaptureGraphs();
 }
 
 void ModelRunner::ReleaseKvCache() {
+  DropGraphs();  // they captured the cache's addresses
   k_cache_.clear();
   v_cache_.clear();
 }
 
+void ModelRunner::DropWeightViews() {
+  DropGraphs();
+  layers_.clear();
+}
+
 void ModelRunner::RefreshWeightViews() {
+  DropGraphs();  // new weight storage: captured addresses are stale
   layers_.clear();
   for (int64_t l = 0; l < model_.num_hidden_layers; ++l) layers_.push_back(LayerView(*weights_, l));
 }
@@ -186,6 +195,7 @@ at::Tensor ModelRunner::PagedAttention(int64_t layer, const at::Tensor& q, const
 at::Tensor ModelRunner::Run(const StepPlan& plan) {
   TORCH_CHECK(HasKvCache(), "ModelRunner::Run: the KV cache is released");
   c10::InferenceMode guard;
+  if (cuda_kernels_) return RunCuda(plan);
   LoadInputs(plan);
   const int64_t t = plan.num_tokens;
   at::Tensor h = Embed(*weights_, token_ids_.narrow(0, 0, t));
@@ -200,5 +210,20 @@ at::Tensor ModelRunner::Run(const StepPlan& plan) {
   rows = FinalNorm(model_, *weights_, rows);
   return at::linear(rows, LmHead(model_, *weights_)).to(at::kFloat);
 }
+
+#ifndef TIDAL_WITH_CUDA
+// Built without CUDA: the LibTorch path is the only one (model_runner_cuda.cpp has the other).
+struct ModelRunner::CudaState {};
+struct ModelRunner::Graph {};
+ModelRunner::~ModelRunner() = default;
+void ModelRunner::InitCuda() {}
+void ModelRunner::DropGraphs() { graphs_.clear(); }
+void ModelRunner::CaptureGraphs() {}
+at::Tensor ModelRunner::RunCuda(const StepPlan&) {
+  TORCH_CHECK(false, "ModelRunner: built without CUDA kernels");
+  return at::Tensor();
+}
+int64_t ModelRunner::FreeDeviceBytes(at::Device) { return 0; }
+#endif
 
 }  // namespace tidal::rollout

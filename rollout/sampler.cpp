@@ -23,6 +23,9 @@ SampleResult Sample(const at::Tensor& logits_in, std::span<const SampleRow> rows
   TORCH_CHECK(logits_in.dim() == 2 && logits_in.size(0) == std::ssize(rows),
               "Sample: logits must be [R, V] with R = ", rows.size(), " rows, got ",
               logits_in.sizes());
+#ifdef TIDAL_WITH_CUDA
+  if (logits_in.is_cuda()) return SampleOnDevice(logits_in, rows);
+#endif
   const int64_t r = logits_in.size(0), v = logits_in.size(1);
   SampleResult out;
   out.tokens.resize(r);

@@ -17,6 +17,19 @@
 // tokens whatever else is in the batch, and after a preemption it continues the same stream.
 // Greedy: argmax (lowest id on ties).
 //
+// On a CUDA device (logits.is_cuda(), builds with TIDAL_WITH_CUDA) the draw is done by a kernel
+// (rollout/cuda/sampling.cu) with the same returned logprob and the same filters, but a
+// different random mechanism, so CPU and CUDA runs of one seed draw different tokens:
+//   - top_k / top_p become a threshold on the logit (bisection, no sort); tokens tied with the
+//     k-th largest logit are all kept (the CPU path keeps the lower ids), and the top_p
+//     threshold keeps every token tied at the boundary;
+//   - the token is argmax over the kept tokens of logits / T + g_i, with Gumbel noise
+//     g_i = -log(-log(U_i)), U_i a 24-bit hash of (seed, token index, vocabulary id i): an
+//     exact draw from the kept, renormalised distribution, still a function of the request's
+//     seed and position only (batch-independent, continued after a preemption).
+// The logprob is computed in the kernel from the same fp32 logits (max shift, one sum of exp;
+// no double precision, no batch x vocabulary copy beyond the logits themselves).
+//
 // Thread-safety: pure functions.
 #pragma once
 
@@ -46,8 +59,13 @@ struct SampleResult {
   std::vector<float> logprobs;
 };
 
-// logits: [R, V] fp32 (any device); rows.size() == R.
+// logits: [R, V] (any device; used as fp32); rows.size() == R. CUDA logits go to
+// SampleOnDevice.
 SampleResult Sample(const at::Tensor& logits, std::span<const SampleRow> rows);
+#ifdef TIDAL_WITH_CUDA
+// The CUDA kernel path described above (logits on a CUDA device).
+SampleResult SampleOnDevice(const at::Tensor& logits, std::span<const SampleRow> rows);
+#endif
 
 // Text of a token slice; needed only for stop strings.
 using Detokenizer = std::function<std::string(std::span<const int32_t>)>;

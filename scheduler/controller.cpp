@@ -59,9 +59,9 @@ absl::Status Controller::PrepareRunDir() {
 
 absl::Status Controller::StartWorkers() {
   TIDAL_ASSIGN_OR_RETURN(policy_, ParseTagPolicy(EnumName(recipe_.pool.policy)));
-  TIDAL_ASSIGN_OR_RETURN(weight_sync::TransportKind transport,
-                         weight_sync::SelectTransport(recipe_.weight_sync.backend, recipe_.pool.device_set.kind));
-  TIDAL_LOG(INFO) << "weight sync: " << weight_sync::TransportName(transport) << " transport";
+  TIDAL_ASSIGN_OR_RETURN(transport_, weight_sync::SelectTransport(recipe_.weight_sync.backend,
+                                                                  recipe_.pool.device_set.kind, recipe_.pool.policy));
+  TIDAL_LOG(INFO) << "weight sync: " << weight_sync::TransportName(transport_) << " transport";
   RouterOptions ro;
   ro.endpoint = "tcp://127.0.0.1:0";
   ro.heartbeat.interval = absl::Milliseconds(recipe_.control.heartbeat_ms);
@@ -88,6 +88,12 @@ absl::Status Controller::StartWorkers() {
   }
   comm_group_ = absl::StrFormat("tidal-%d-%d", getpid(),
                                 std::chrono::system_clock::now().time_since_epoch().count() % 1000000);
+  // CUDA train ranks meet through NCCL; its bootstrap root lives here (a train rank's death ends
+  // the run, so one id serves the whole run). A single rank makes its own id.
+  if (recipe_.pool.device_set.kind == DeviceSet::Kind::kCuda && train_group_.size() > 1) {
+    TIDAL_ASSIGN_OR_RETURN(std::string id, NewNcclUniqueId());
+    nccl_id_hex_ = NcclIdToHex(id);
+  }
 
   relay_.SetStreamHook(weight_sync::FaultHookFromEnv());  // test-only; empty in production
 
@@ -215,6 +221,8 @@ absl::Status Controller::PublishInitialWeights() {
         for (int d : train_group_) {
           if (workers_[d].train_ops > 0) return false;
         }
+        // In-process: every engine took the version from its own trainer; the relay stays empty.
+        if (transport_ == weight_sync::TransportKind::kInProcess) return published_;
         return published_ && relay_.latest_version() >= 0 && relay_.latest_version() == published_version_;
       },
       "the initial weights"));
@@ -433,6 +441,12 @@ absl::StatusOr<RunSummary> Controller::Run() {
 void RequestStop() { detail::g_stop.store(true); }
 
 absl::StatusOr<RunSummary> RunController(const Recipe& recipe, const RunOptions& options) {
+  // A CUDA pool on a machine without (enough) GPUs fails here, before the run dir or any worker.
+  const DeviceSet& ds = recipe.pool.device_set;
+  if (ds.kind == DeviceSet::Kind::kCuda && !ds.indices.empty()) {
+    TIDAL_RETURN_IF_ERROR(CheckCudaDevices(*std::max_element(ds.indices.begin(), ds.indices.end()),
+                                           absl::StrCat("pool.devices '", recipe.pool.devices, "'")));
+  }
   detail::Controller c(recipe, options);
   return c.Run();
 }

@@ -42,6 +42,8 @@ void Controller::HandleRegister(const Envelope& env) {
   setup.tag = TagName(pool_.device(d).tag);
   setup.release_engine_memory = std::holds_alternative<ColocatedPolicy>(policy_);
   setup.resume_dir = resume_dir_;
+  setup.nccl_id = nccl_id_hex_;
+  setup.weight_transport = weight_sync::TransportName(transport_);
   if (absl::Status s = router_->Reply(env, setup); !s.ok()) TIDAL_LOG(WARN) << "reply to " << env.peer << ": " << s;
   TIDAL_LOG(INFO) << "device " << d << " registered as " << env.peer << " (pid " << reg->pid << ")";
 }

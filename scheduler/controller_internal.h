@@ -27,6 +27,8 @@
 #include <optional>
 #include <set>
 
+#include "core/communicator_nccl.h"
+#include "core/cuda_devices.h"
 #include "core/logging.h"
 #include "core/metrics_log.h"
 #include "core/messaging.h"
@@ -186,6 +188,7 @@ class Controller {
   std::vector<int> train_group_;
   std::vector<int> dispatch_order_;  // DispatchRl's device order
   std::string comm_group_;
+  std::string nccl_id_hex_;  // the train group's NCCL unique id (CUDA pools, > 1 rank; "" otherwise)
   std::map<int64_t, envs::Task> tasks_;  // RL prompts not yet terminal
   // Resets of the next RL prompts (by creation index), finished or failed, not yet dispatched.
   std::map<int64_t, absl::StatusOr<envs::Task>> prefetched_;
@@ -214,6 +217,7 @@ class Controller {
   std::string resume_dir_;
 
   weight_sync::WeightRelay relay_;
+  weight_sync::TransportKind transport_ = weight_sync::TransportKind::kZmq;  // from weight_sync.backend
   int64_t weight_rejected_ = 0;
   int64_t registers_refused_ = 0;
   int64_t nonfinite_skipped_ = 0;  // train updates skipped for a non-finite loss or gradient

@@ -16,6 +16,8 @@
 //                                                                the new version's WeightBuckets
 //   -> PublishWeights{version} / <- WeightBucket x N, WeightsPublished   (rank 0)
 //   -> WeightBucket x N (relayed by the controller, frame = bytes) / <- WeightApplied{version, ok}
+//      (weight_transport "inprocess": no buckets at all; each train rank installs the version
+//      into its own engine and sends WeightApplied)
 //   -> Checkpoint / <- CheckpointDone;  -> ExportModel / <- ExportDone   (train ranks)
 //   -> Shutdown                                                  worker exits 0
 //
@@ -53,9 +55,11 @@ struct WorkerSetup {
   std::string tag;                // initial tag: "rollout" | "train"
   bool release_engine_memory = false;  // colocated: free the KV cache while tagged train
   std::string resume_dir;          // checkpoint to resume the trainer from ("" = fresh)
+  std::string nccl_id;             // hex ncclUniqueId of the train group (CUDA, > 1 rank; "" otherwise)
+  std::string weight_transport = "zmq";  // weight_sync::TransportName: "zmq" | "inprocess"
 };
 TIDAL_MESSAGE(WorkerSetup, run_dir, recipe_path, device, device_name, train_group, train_rank,
-              hosts_engine, comm_group, tag, release_engine_memory, resume_dir)
+              hosts_engine, comm_group, tag, release_engine_memory, resume_dir, nccl_id, weight_transport)
 
 struct WorkerReady {
   bool engine = false;

@@ -59,6 +59,7 @@ absl::StatusOr<std::unique_ptr<RolloutRole>> RolloutRole::Create(const RolloutSe
   ec.max_batch_tokens = settings.max_batch_tokens;
   ec.max_seqs = settings.max_seqs;
   ec.device = settings.device;
+  ec.dtype = settings.dtype;
   if (auto eos = impl->tokenizer->Specials().eos) {
     ec.eos_token_ids = impl->tokenizer->Specials().stop.empty() ? std::vector<int32_t>{*eos}
                                                                 : impl->tokenizer->Specials().stop;

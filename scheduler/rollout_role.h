@@ -47,7 +47,7 @@ struct RolloutSettings {
   int64_t max_new_tokens = 64;
   int64_t block_size = 16, kv_blocks = 0, max_batch_tokens = 2048, max_seqs = 64;
   std::string device = "cpu";
-  at::ScalarType dtype = at::kFloat;    // what the engine serves (model.dtype)
+  at::ScalarType dtype = at::kFloat;    // what the engine serves (EngineConfig::dtype): model.dtype, bf16 on CUDA
   bool release_memory_when_idle = false;  // colocated: free the KV cache while tagged train
 };
 

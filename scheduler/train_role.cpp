@@ -2,7 +2,7 @@
 
 #include <chrono>
 
-#include "core/communicator_shm.h"
+#include "core/communicator_factory.h"
 #include "core/logging.h"
 #include "trainer/trainer.h"
 
@@ -30,12 +30,14 @@ absl::StatusOr<std::unique_ptr<TrainRole>> TrainRole::Create(const TrainRoleConf
   impl->tokenizer = std::move(tokenizer);
   impl->eos = impl->tokenizer->Specials().eos.value_or(-1);
 
-  ShmCommunicatorOptions co;
-  co.group = c.comm_group;
-  co.rank = c.rank;
-  co.world_size = c.world;
-  co.timeout = absl::Seconds(600);
-  TIDAL_ASSIGN_OR_RETURN(impl->comm, ShmCommunicator::Create(co));
+  CommunicatorSpec cs;
+  cs.device = c.device;
+  cs.rank = c.rank;
+  cs.world_size = c.world;
+  cs.group = c.comm_group;
+  cs.nccl_id = c.nccl_id;
+  cs.timeout = absl::Seconds(600);
+  TIDAL_ASSIGN_OR_RETURN(impl->comm, CreateCommunicatorForDevice(cs));
 
   TrainerOptions o;
   o.optimizer.lr = c.lr;
@@ -143,6 +145,24 @@ absl::StatusOr<TrainStepDone> TrainRole::Train(const TrainStep& step) {
 absl::StatusOr<NamedTensors> TrainRole::FullWeights(bool all_ranks) {
   return impl_->trainer->FullWeights(all_ranks);
 }
+
+absl::StatusOr<NamedTensors> TrainRole::DeviceWeights(at::ScalarType dtype) {
+  return impl_->trainer->DeviceWeights(dtype);
+}
+
+namespace {
+PhaseSwitchStats ToStats(const ShardedModel::PhaseSwitch& p) {
+  return PhaseSwitchStats{p.seconds, p.bytes_freed, p.bytes_offloaded};
+}
+}  // namespace
+
+PhaseSwitchStats TrainRole::EnterRolloutPhase() {
+  return ToStats(impl_->trainer->EnterRolloutPhase(impl_->config.offload_optimizer));
+}
+
+PhaseSwitchStats TrainRole::EnterTrainPhase() { return ToStats(impl_->trainer->EnterTrainPhase()); }
+
+const std::string& TrainRole::device() const { return impl_->config.device; }
 
 absl::Status TrainRole::SaveCheckpoint(const std::string& dir) { return impl_->trainer->SaveCheckpoint(dir); }
 

@@ -25,6 +25,7 @@ struct TrainRoleConfig {
   uint64_t seed = 1;
   int rank = 0, world = 1;
   std::string comm_group;
+  std::string nccl_id;  // raw ncclUniqueId bytes from the controller (CUDA, world > 1)
   std::string device = "cpu";
   std::string resume_dir;  // checkpoint to restore ("" = fresh)
   // Optimizer / objective.
@@ -46,6 +47,13 @@ struct TrainRoleConfig {
   bool reset_optimizer_after_sft = false;
   bool bf16 = false, reduce_bf16 = false, activation_checkpointing = false;
   int64_t max_nonfinite_steps = 3;  // train.max_nonfinite_steps
+  bool offload_optimizer = false;  // train.offload: moments to pinned host memory during rollout
+};
+
+// What one memory-phase switch did (colocated: the trainer and an engine share the device).
+struct PhaseSwitchStats {
+  double seconds = 0;
+  int64_t bytes_freed = 0, bytes_offloaded = 0;
 };
 
 class TrainRole {
@@ -61,6 +69,13 @@ class TrainRole {
   // Full policy weights (fp32, HF names); collective. Non-empty on rank 0, and on every rank
   // when `all_ranks` (a rank that also hosts an engine needs them).
   absl::StatusOr<NamedTensors> FullWeights(bool all_ranks);
+  // Full policy weights on this rank's device in `dtype` (collective; every rank gets them):
+  // the in-process weight path to an engine in the same worker.
+  absl::StatusOr<NamedTensors> DeviceWeights(at::ScalarType dtype);
+  // Memory phases (see Trainer::EnterRolloutPhase): before the device rolls out / trains again.
+  PhaseSwitchStats EnterRolloutPhase();
+  PhaseSwitchStats EnterTrainPhase();
+  const std::string& device() const;
   absl::Status SaveCheckpoint(const std::string& dir);
   absl::Status ExportHf(const std::string& dir);
 

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "core/communicator_nccl.h"
+#include "core/cuda_devices.h"
 #include "core/logging.h"
 #include "core/recipe.h"
 #include "core/messaging.h"
@@ -16,6 +18,8 @@
 #include "scheduler/protocol.h"
 #include "scheduler/rollout_role.h"
 #include "scheduler/train_role.h"
+#include "weight_sync/inprocess_transport.h"
+#include "weight_sync/transport_factory.h"
 #include "weight_sync/weight_packer.h"
 
 namespace tidal::scheduler {
@@ -34,6 +38,7 @@ TrainRoleConfig TrainConfigFromRecipe(const Recipe& r, const WorkerSetup& setup,
   c.world = static_cast<int>(setup.train_group.size());
   c.comm_group = setup.comm_group;
   c.device = device;
+  c.offload_optimizer = r.train.offload;
   c.resume_dir = setup.resume_dir;
   c.lr = r.train.lr;
   c.beta1 = r.train.betas[0];
@@ -74,6 +79,23 @@ TrainRoleConfig TrainConfigFromRecipe(const Recipe& r, const WorkerSetup& setup,
   return c;
 }
 
+// Device-memory bookkeeping of a worker whose trainer and engine share one GPU: the peak of each
+// phase (the counter restarts at every switch) and the time the switches take.
+struct MemoryPhases {
+  int device = -1;  // CUDA index in this process; -1 on CPU (nothing measured)
+  double peak_rollout_gib = 0, peak_train_gib = 0;  // last completed phase of each kind
+  double switch_seconds = 0;                        // since the last TrainStepDone
+  double offloaded_gib = 0;
+  bool in_train = false;
+
+  void Close() {
+    if (device < 0) return;
+    const double peak = GiB(ReadDeviceMemory(device).peak_allocated);
+    (in_train ? peak_train_gib : peak_rollout_gib) = peak;
+    ResetPeakDeviceMemory(device);
+  }
+};
+
 absl::StatusOr<RolloutSettings> RolloutSettingsFromRecipe(const Recipe& r, const WorkerSetup& setup,
                                                           const std::string& device) {
   RolloutSettings s;
@@ -92,7 +114,10 @@ absl::StatusOr<RolloutSettings> RolloutSettingsFromRecipe(const Recipe& r, const
   s.max_batch_tokens = r.rollout.max_batch_tokens;
   s.max_seqs = r.rollout.max_seqs;
   s.device = device;
-  s.dtype = r.model.dtype == ModelDtype::kBFloat16 ? at::kBFloat16 : at::kFloat;
+  // The engine serves bf16 on CUDA (its kernels and KV cache are made for it) and whatever
+  // model.dtype says on CPU; the trainer's fp32 updates are rounded on copy.
+  s.dtype = r.model.dtype == ModelDtype::kBFloat16 || device.rfind("cuda", 0) == 0 ? at::kBFloat16
+                                                                                   : at::kFloat;
   s.release_memory_when_idle = setup.release_engine_memory;
   s.openai.serve = r.openai.serve;
   s.openai.bind = r.openai.bind;
@@ -131,6 +156,10 @@ class Worker {
   std::unique_ptr<RolloutRole> rollout_;
   std::unique_ptr<TrainRole> train_;
   std::shared_ptr<const Tokenizer> tokenizer_;
+  MemoryPhases phases_;
+  // Colocated on one device: the engine takes each version from the trainer in this process,
+  // device to device in its own dtype; the controller relays nothing.
+  std::unique_ptr<weight_sync::InProcessTransport> in_process_;
   bool shutdown_ = false;
   int64_t reported_agent_calls_ = 0;
 };
@@ -164,15 +193,32 @@ absl::Status Worker::Setup() {
   tokenizer_ = tokenizer;
   TIDAL_ASSIGN_OR_RETURN(ModelConfig config, ModelConfigFromRecipe(recipe_, *tokenizer));
   const std::string device = slot.kind == DeviceKind::kCpu ? "cpu" : "cuda:0";  // CUDA_VISIBLE_DEVICES
+  if (slot.kind == DeviceKind::kCuda) phases_.device = 0;
   if (setup_.train_rank >= 0) {
-    TIDAL_ASSIGN_OR_RETURN(train_, TrainRole::Create(TrainConfigFromRecipe(recipe_, setup_, config, device),
-                                                     tokenizer));
+    TrainRoleConfig tc = TrainConfigFromRecipe(recipe_, setup_, config, device);
+    if (!setup_.nccl_id.empty()) {
+      TIDAL_ASSIGN_OR_RETURN(tc.nccl_id, NcclIdFromHex(setup_.nccl_id));
+    }
+    TIDAL_ASSIGN_OR_RETURN(train_, TrainRole::Create(tc, tokenizer));
   }
   if (setup_.hosts_engine) {
     TIDAL_ASSIGN_OR_RETURN(RolloutSettings rs, RolloutSettingsFromRecipe(recipe_, setup_, device));
+    if (setup_.weight_transport == weight_sync::TransportName(weight_sync::TransportKind::kInProcess)) {
+      if (!train_) return absl::FailedPreconditionError("in-process weight transport on a worker without a train rank");
+      in_process_ = std::make_unique<weight_sync::InProcessTransport>(
+          rs.dtype, slot.kind == DeviceKind::kCuda ? at::kCUDA : at::kCPU,
+          [this](at::ScalarType dtype) { return train_->DeviceWeights(dtype); },
+          [this](const NamedTensors& w, int64_t version) -> absl::Status {
+            WeightApplied applied = rollout_->Install(w, version);
+            Send(applied);
+            return applied.ok ? absl::OkStatus() : absl::InternalError(applied.error);
+          });
+    }
     TIDAL_ASSIGN_OR_RETURN(rollout_, RolloutRole::Create(rs, config, tokenizer));
     rollout_->SetActive(setup_.tag == "rollout");
   }
+  phases_.in_train = setup_.tag != "rollout";
+  if (phases_.device >= 0) ResetPeakDeviceMemory(phases_.device);
   TIDAL_LOG(INFO) << "device " << setup_.device_name << ": train rank " << setup_.train_rank
                   << ", engine " << (rollout_ != nullptr) << ", tag " << setup_.tag;
   Send(WorkerReady{rollout_ != nullptr, train_ != nullptr, Since(t0),
@@ -182,6 +228,12 @@ absl::Status Worker::Setup() {
 
 absl::StatusOr<double> Worker::Publish(int64_t version) {
   auto t0 = SteadyClock::now();
+  if (in_process_) {
+    // Collective over the train group (every colocated rank hosts an engine): each rank gathers
+    // the policy on its own device in the engine's dtype and its engine copies it in place.
+    TIDAL_RETURN_IF_ERROR(in_process_->Publish(version).status());
+    return Since(t0);
+  }
   // Collective: uniform across train ranks (all of them host engines, or none does).
   TIDAL_ASSIGN_OR_RETURN(NamedTensors full, train_->FullWeights(/*all_ranks=*/rollout_ != nullptr));
   if (train_->rank() == 0) {
@@ -224,7 +276,26 @@ void Worker::ReportAgentSessions() {
 absl::Status Worker::Handle(const Envelope& env) {
   if (env.Is<SetTag>()) {
     TIDAL_ASSIGN_OR_RETURN(SetTag m, env.As<SetTag>());
-    if (rollout_) rollout_->SetActive(m.tag == "rollout");
+    const bool to_rollout = m.tag == "rollout";
+    if (train_ && rollout_ && to_rollout == phases_.in_train) {
+      // A shared device changes hands: close the phase's peak, free the leaving side's memory
+      // first (trainer: gradients, cached blocks, moments if offloading; engine: its KV cache).
+      auto t0 = SteadyClock::now();
+      phases_.Close();
+      if (to_rollout) {
+        PhaseSwitchStats st = train_->EnterRolloutPhase();
+        phases_.offloaded_gib = GiB(st.bytes_offloaded);
+        rollout_->SetActive(true);
+      } else {
+        rollout_->SetActive(false);  // pauses the engine and frees its KV cache
+        EmptyDeviceCache();          // ... back to the device, not just to this allocator
+        train_->EnterTrainPhase();
+      }
+      phases_.in_train = !to_rollout;
+      phases_.switch_seconds += Since(t0);
+    } else if (rollout_) {
+      rollout_->SetActive(to_rollout);
+    }
   } else if (env.Is<RolloutWork>()) {
     TIDAL_ASSIGN_OR_RETURN(RolloutWork m, env.As<RolloutWork>());
     if (!rollout_) return absl::FailedPreconditionError("RolloutWork sent to a worker without an engine");
@@ -260,6 +331,15 @@ absl::Status Worker::Handle(const Envelope& env) {
     TIDAL_ASSIGN_OR_RETURN(TrainStep m, env.As<TrainStep>());
     TIDAL_ASSIGN_OR_RETURN(TrainStepDone done, train_->Train(m));
     TIDAL_ASSIGN_OR_RETURN(done.publish_seconds, Publish(done.version));
+    if (phases_.device >= 0) {
+      const DeviceMemory mem = ReadDeviceMemory(phases_.device);
+      done.stats["mem_peak_train_gib"] = GiB(mem.peak_allocated);  // this phase so far
+      done.stats["mem_peak_rollout_gib"] = phases_.peak_rollout_gib;
+      done.stats["mem_reserved_gib"] = GiB(mem.reserved);
+      done.stats["mem_offloaded_gib"] = phases_.offloaded_gib;
+      done.stats["phase_switch_seconds"] = phases_.switch_seconds;
+      phases_.switch_seconds = 0;
+    }
     Send(done);
   } else if (env.Is<PublishWeights>()) {
     TIDAL_RETURN_IF_ERROR(env.As<PublishWeights>().status());

@@ -2,12 +2,14 @@
 
 #include <c10/core/GradMode.h>
 
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/cuda_devices.h"
 
 namespace tidal {
 namespace {
@@ -228,6 +230,7 @@ TokenOutputs ShardedModel::Forward(const PackedBatch& b, bool with_entropy, bool
 }
 
 TokenOutputs ShardedModel::ForwardBackward(const PackedBatch& b, const Objective& objective, bool with_entropy) {
+  if (released_) ReacquireForTraining();
   const int64_t L = config_.num_hidden_layers;
   const bool tied = config_.tie_word_embeddings;
   std::vector<int> schedule = {EmbedGroup()};
@@ -361,10 +364,12 @@ TokenOutputs ShardedModel::ForwardBackward(const PackedBatch& b, const Objective
 }
 
 void ShardedModel::ZeroGrad() {
+  if (released_) ReacquireForTraining();  // fresh zeros
   for (Group& g : groups_) g.grad.zero_();
 }
 
 double ShardedModel::GradNorm() {
+  if (released_) ReacquireForTraining();
   at::Tensor sq = at::zeros({1}, groups_[0].grad.options().dtype(at::kDouble));
   for (const Group& g : groups_) sq += g.grad.to(at::kDouble).pow(2).sum();
   CheckOk(comm_->AllReduce(sq, ReduceOp::kSum));
@@ -372,10 +377,12 @@ double ShardedModel::GradNorm() {
 }
 
 void ShardedModel::ScaleGrad(double factor) {
+  if (released_) ReacquireForTraining();
   for (Group& g : groups_) g.grad.mul_(factor);
 }
 
 void ShardedModel::AdamWStep(const AdamWOptions& o) {
+  if (released_) ReacquireForTraining();
   ++steps_;
   ++adam_steps_;
   const double bc1 = 1.0 - std::pow(o.beta1, static_cast<double>(adam_steps_));
@@ -391,6 +398,7 @@ void ShardedModel::AdamWStep(const AdamWOptions& o) {
 }
 
 void ShardedModel::ResetOptimizerState() {
+  if (released_) ReacquireForTraining();
   for (Group& g : groups_) {
     g.exp_avg.zero_();
     g.exp_avg_sq.zero_();
@@ -415,7 +423,86 @@ NamedTensors ShardedModel::FullWeights(bool all_ranks) {
   return out;
 }
 
+NamedTensors ShardedModel::DeviceWeights(at::ScalarType dtype) {
+  NamedTensors out;
+  for (const Group& g : groups_) {
+    // Cast the shard first: the gather then moves `dtype` bytes, and no fp32 full copy exists.
+    at::Tensor shard = g.master.to(dtype).contiguous();
+    at::Tensor flat = at::empty({g.padded}, shard.options());
+    CheckOk(comm_->AllGather(shard, flat));
+    for (const Slot& s : g.params) out.emplace(s.name, flat.narrow(0, s.offset, s.numel).view(s.shape));
+  }
+  return out;
+}
+
+namespace {
+
+int64_t Bytes(const at::Tensor& t) { return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0; }
+
+double SecondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+ShardedModel::PhaseSwitch ShardedModel::ReleaseForRollout(bool offload_optimizer) {
+  const auto t0 = std::chrono::steady_clock::now();
+  PhaseSwitch r;
+  if (released_) return r;
+  const bool cuda = options_.device.is_cuda();
+  for (Group& g : groups_) {
+    r.bytes_freed += Bytes(g.grad);
+    g.grad = at::Tensor();  // accumulators are zero between steps: nothing to keep
+    if (offload_optimizer && cuda) {
+      const auto pinned = at::TensorOptions().dtype(at::kFloat).pinned_memory(true);
+      if (!g.host_exp_avg.defined()) {
+        g.host_exp_avg = at::empty({g.shard}, pinned);
+        g.host_exp_avg_sq = at::empty({g.shard}, pinned);
+      }
+      g.host_exp_avg.copy_(g.exp_avg, /*non_blocking=*/true);
+      g.host_exp_avg_sq.copy_(g.exp_avg_sq, /*non_blocking=*/true);
+      r.bytes_offloaded += Bytes(g.exp_avg) + Bytes(g.exp_avg_sq);
+      // Freed on the stream the copies were queued on: the allocator reuses the blocks only after.
+      g.exp_avg = at::Tensor();
+      g.exp_avg_sq = at::Tensor();
+    }
+  }
+  r.bytes_freed += r.bytes_offloaded;
+  offloaded_ = offload_optimizer && cuda;
+  released_ = true;
+  if (cuda) {
+    // The host copies must be complete before anyone reads them (checkpoints), and the cached
+    // blocks can only go back to the device once no kernel uses them.
+    SynchronizeDevice(options_.device.index() < 0 ? 0 : options_.device.index());
+    EmptyDeviceCache();
+  }
+  r.seconds = SecondsSince(t0);
+  return r;
+}
+
+ShardedModel::PhaseSwitch ShardedModel::ReacquireForTraining() {
+  const auto t0 = std::chrono::steady_clock::now();
+  PhaseSwitch r;
+  if (!released_) return r;
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(options_.device);
+  for (Group& g : groups_) {
+    if (offloaded_) {
+      g.exp_avg = at::empty({g.shard}, f32);
+      g.exp_avg_sq = at::empty({g.shard}, f32);
+      g.exp_avg.copy_(g.host_exp_avg, /*non_blocking=*/true);
+      g.exp_avg_sq.copy_(g.host_exp_avg_sq, /*non_blocking=*/true);
+      r.bytes_offloaded += Bytes(g.exp_avg) + Bytes(g.exp_avg_sq);
+    }
+    g.grad = at::zeros({g.shard}, f32);
+  }
+  offloaded_ = false;
+  released_ = false;
+  r.seconds = SecondsSince(t0);
+  return r;
+}
+
 std::vector<std::pair<std::string, at::Tensor>> ShardedModel::StateTensors() {
+  if (released_) ReacquireForTraining();
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (size_t i = 0; i < groups_.size(); ++i) {
     Group& g = groups_[i];

@@ -24,6 +24,13 @@
 //   PackedBatch: it joins the gathers and reduce-scatters with zero gradients.
 // - Gradients accumulate over ForwardBackward calls until ZeroGrad; objectives should already be
 //   normalised by step-global counts (reduce-scatter sums over ranks).
+// - Memory phases (a trainer sharing its device with a rollout engine): ReleaseForRollout() frees
+//   the gradient accumulators, optionally moves the AdamW moments to pinned host memory, and
+//   returns the allocator's cached blocks (activations, gathered weights) to the device;
+//   ReacquireForTraining() brings moments and gradients back. Local (no collective), idempotent.
+//   Masters (and the reference) stay resident, so FullWeights / DeviceWeights work in either
+//   phase; ForwardBackward, GradNorm, ScaleGrad, AdamWStep, ResetOptimizerState and StateTensors
+//   reacquire first when released.
 // - One thread drives an instance. Errors inside are TORCH_CHECK (c10::Error), including
 //   communicator failures; the Trainer facade turns them into absl::Status.
 #pragma once
@@ -105,6 +112,18 @@ class ShardedModel {
 
   // Full parameters (HF names, fp32, CPU) on rank 0, or on every rank when all_ranks (collective).
   NamedTensors FullWeights(bool all_ranks);
+  // Full parameters on every rank, on the trainer's device in `dtype` (collective): views into
+  // one buffer per layer group, cast on the device (no host hop). For an engine in this process.
+  NamedTensors DeviceWeights(at::ScalarType dtype);
+
+  struct PhaseSwitch {
+    double seconds = 0;
+    int64_t bytes_freed = 0;      // device bytes given up (gradients, moments, cached blocks)
+    int64_t bytes_offloaded = 0;  // moved to pinned host memory
+  };
+  PhaseSwitch ReleaseForRollout(bool offload_optimizer);
+  PhaseSwitch ReacquireForTraining();
+  bool released() const { return released_; }
 
   // This rank's state for checkpoints: name -> fp32 tensor (masters, moments, reference).
   std::vector<std::pair<std::string, at::Tensor>> StateTensors();
@@ -126,6 +145,7 @@ class ShardedModel {
     std::vector<Slot> params;
     int64_t numel = 0, padded = 0, shard = 0;
     at::Tensor master, exp_avg, exp_avg_sq, grad, decay_mask;  // [shard] fp32 on device
+    at::Tensor host_exp_avg, host_exp_avg_sq;  // pinned host copies while offloaded (kept for reuse)
   };
 
  private:
@@ -151,6 +171,8 @@ class ShardedModel {
   std::vector<at::Tensor> reference_;  // [shard] fp32 per group when a reference is kept
   int64_t steps_ = 0;
   int64_t adam_steps_ = 0;
+  bool released_ = false;
+  bool offloaded_ = false;
 };
 
 }  // namespace tidal

@@ -116,6 +116,10 @@ class Trainer::Impl {
     TIDAL_RETURN_IF_ERROR(CheckAllFinite(w, absl::StrCat("the policy at step ", model_->optimizer_steps())));
     return w;
   }
+  absl::StatusOr<NamedTensors> DeviceWeights(at::ScalarType dtype) {
+    return Guarded("DeviceWeights", [&]() -> absl::StatusOr<NamedTensors> { return model_->DeviceWeights(dtype); });
+  }
+  ShardedModel& model() { return *model_; }
 
   absl::Status ExportHf(const std::string& dir) {
     // The raw gather (collective); SaveHf refuses non-finite weights on rank 0, after which every
@@ -572,6 +576,11 @@ absl::StatusOr<StepStats> Trainer::TrainStep(const std::vector<TrainSample>& bat
 absl::StatusOr<StepStats> Trainer::SftStep(const std::vector<SftSample>& batch) { return impl_->SftStep(batch); }
 absl::StatusOr<NamedTensors> Trainer::FullWeights(bool all_ranks) { return impl_->FullWeights(all_ranks); }
 absl::Status Trainer::ExportHf(const std::string& dir) { return impl_->ExportHf(dir); }
+absl::StatusOr<NamedTensors> Trainer::DeviceWeights(at::ScalarType dtype) { return impl_->DeviceWeights(dtype); }
+ShardedModel::PhaseSwitch Trainer::EnterRolloutPhase(bool offload_optimizer) {
+  return impl_->model().ReleaseForRollout(offload_optimizer);
+}
+ShardedModel::PhaseSwitch Trainer::EnterTrainPhase() { return impl_->model().ReacquireForTraining(); }
 absl::Status Trainer::SaveCheckpoint(const std::string& dir, const std::string& loader_state) {
   return impl_->SaveCheckpoint(dir, loader_state);
 }

@@ -78,6 +78,9 @@ class Trainer {
 
   // Full parameters (fp32, CPU, HF names) on rank 0 (empty elsewhere) or on every rank.
   absl::StatusOr<NamedTensors> FullWeights(bool all_ranks = false);
+  // Full parameters on every rank, on the trainer's device, cast to `dtype` (collective): what an
+  // engine in the same process copies from, device to device.
+  absl::StatusOr<NamedTensors> DeviceWeights(at::ScalarType dtype);
   // Writes config.json + model.safetensors (rank 0 writes; collective).
   absl::Status ExportHf(const std::string& dir);
 
@@ -86,6 +89,12 @@ class Trainer {
   absl::Status SaveCheckpoint(const std::string& dir, const std::string& loader_state = "");
   // Restores everything SaveCheckpoint wrote (same world size); returns the loader state.
   absl::StatusOr<std::string> LoadCheckpoint(const std::string& dir);
+
+  // Memory phases for a device shared with a rollout engine (see ShardedModel): before rollout,
+  // free gradients and cached blocks and, with `offload_optimizer`, move the AdamW moments to
+  // pinned host memory; the next step (or EnterTrainPhase) brings them back. Local to this rank.
+  ShardedModel::PhaseSwitch EnterRolloutPhase(bool offload_optimizer);
+  ShardedModel::PhaseSwitch EnterTrainPhase();
 
   void SetLearningRate(double lr);
   // Fresh AdamW moments and bias correction from the next step on (the policy version, step(),

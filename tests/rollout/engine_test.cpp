@@ -260,6 +260,62 @@ TEST(Engine, UpdateWeightsChecksEverythingBeforeWriting) {
   EXPECT_NE(e->weights().at(good).data_ptr(), b.weights().at(good).data_ptr());
 }
 
+// EngineConfig::dtype: the engine casts fp32 weights to bf16, serves them, and takes the
+// trainer's fp32 updates by rounding them into its bf16 storage.
+TEST(Engine, Bf16DtypeCastsWeightsAndAcceptsFp32Updates) {
+  Model a = TinyModel(21), b = TinyModel(22);
+  EngineConfig c = SmallConfig();
+  c.dtype = at::kBFloat16;
+  auto e = MakeEngine(a, c);
+  EXPECT_EQ(e->config().dtype, at::kBFloat16);
+  for (const auto& [name, t] : e->weights()) {
+    ASSERT_EQ(t.scalar_type(), at::kBFloat16) << name;
+    EXPECT_TRUE(t.equal(a.weights().at(name).to(at::kBFloat16))) << name;
+  }
+  const at::Tensor* storage = &e->weights().at("model.norm.weight");
+  const void* ptr = storage->data_ptr();
+  ASSERT_TRUE(e->UpdateWeights(b.weights(), 1).ok());  // fp32 in, rounded on copy
+  for (const auto& [name, t] : e->weights()) {
+    EXPECT_TRUE(t.equal(b.weights().at(name).to(at::kBFloat16))) << name;
+  }
+  EXPECT_EQ(e->weights().at("model.norm.weight").data_ptr(), ptr);  // same storage
+  // Served in bf16: logprobs are those of the model on the same bf16 weights.
+  NamedTensors bf;
+  for (const auto& [name, t] : b.weights()) bf.emplace(name, t.to(at::kBFloat16));
+  Model mb(b.config(), bf);
+  auto out = e->Generate({Req("x", Prompt(9, 1), 6)});
+  ASSERT_TRUE(out.ok()) << out.status();
+  std::vector<float> ref = ReferenceLogprobs(mb, (*out)[0], 1.0);
+  for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR((*out)[0].logprobs[i], ref[i], 0.1) << i;  // bf16 rounding
+  EXPECT_EQ((*out)[0].versions, std::vector<int64_t>(6, 1));
+}
+
+TEST(Engine, RejectsUnsupportedDtypeAndGpuFractionOnCpu) {
+  Model a = TinyModel(23);
+  EngineConfig c = SmallConfig();
+  c.dtype = at::kDouble;
+  EXPECT_EQ(Engine::Create(a.config(), a.weights(), c).status().code(), absl::StatusCode::kInvalidArgument);
+  c = SmallConfig();
+  c.gpu_memory_utilization = 0.5;  // needs a CUDA device
+  EXPECT_EQ(Engine::Create(a.config(), a.weights(), c).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Engine, StatsCountDecodeStepsAndAttendedTokens) {
+  Model a = TinyModel(24);
+  auto e = MakeEngine(a);
+  auto out = e->Generate({Req("a", Prompt(5, 1), 4), Req("b", Prompt(7, 2), 4)});
+  ASSERT_TRUE(out.ok());
+  const EngineStats s = e->stats();
+  EXPECT_EQ(s.decode_steps, 3);  // one prefill step yields each first token, then 3 decodes
+  EXPECT_EQ(s.decode_tokens, 6);
+  // Decode steps attend 6..8 and 8..10 keys: (6+8) + (7+9) + (8+10) = 48.
+  EXPECT_EQ(s.decode_context_tokens, 48);
+  EXPECT_EQ(s.context_tokens, 48 + 5 + 7);
+  EXPECT_GT(s.step_seconds, 0);
+  EXPECT_GE(s.step_seconds, s.decode_seconds);
+  EXPECT_FALSE(e->uses_cuda_kernels());
+}
+
 TEST(Engine, FlatBucketUpdateEqualsNamedUpdate) {
   Model a = TinyModel(9), b = TinyModel(10);
   std::vector<ParamSpec> layout = ParamSpecs(b.config());

@@ -197,6 +197,19 @@ TEST_F(RunE2eTest, ColocatedRunShardsTheTrainerOverBothDevices) {
   }
 }
 
+TEST_F(RunE2eTest, ColocatedInProcessWeightsSkipTheRelay) {
+  // Each of the two colocated workers copies every version from its own train rank into its
+  // engine (weight_sync/inprocess_transport.h): the controller relays nothing.
+  TidalRun run(recipe_, root_ / "run",
+               {"pool.policy=colocated", "weight_sync.backend=inprocess", "train.steps=3", "checkpoint.every=0"});
+  ASSERT_EQ(run.Wait(90), 0) << run.Output();
+  json s = run.Summary();
+  ExpectAllAccounted(s, 3 * 4);
+  EXPECT_EQ(s["weight_sync"]["bytes_relayed"], 0) << s.dump(2);
+  EXPECT_EQ(s["weight_sync"]["rejected"], 0) << s.dump(2);
+  EXPECT_GE(s["eval_accuracy_end"].get<double>(), 0.0) << "the final eval ran on in-process weights";
+}
+
 TEST_F(RunE2eTest, BadRecipeFailsBeforeStartingWorkers) {
   TidalRun run(recipe_, root_ / "run", {"pool.policy=sideways"});
   EXPECT_EQ(run.Wait(30), 2);

@@ -3,8 +3,22 @@
 //
 // Workload (GRPO-shaped): --requests N = N / G distinct random prompts of --prompt-len tokens,
 // each repeated --group-size G times with a different seed; every request samples exactly
-// --max-new-tokens tokens (ignore_eos) at --temperature. Model: a random tiny Qwen2 (--hidden,
-// --layers, --heads, --kv-heads, --vocab) or an HF checkpoint (--model-dir).
+// --max-new-tokens tokens (ignore_eos) at --temperature. --random-lengths MIN:MAX instead draws
+// each request's prompt and output lengths uniformly from [MIN, MAX] (nano-vllm's workload is
+// --requests 256 --group-size 1 --random-lengths 100:1024 --seed 0). Model: a random tiny Qwen2
+// (--hidden, --layers, --heads, --kv-heads, --vocab) or an HF checkpoint (--model-dir, e.g. from
+// tools/bench/make_random_checkpoint.py), served in --dtype (auto: bf16 on CUDA, fp32 on CPU).
+//
+// HF baseline (--hf-python PY, needs --model-dir and equal prompt lengths): PY runs
+// tools/bench/hf_generate.py on the same checkpoint, prompts and dtype (one batched
+// transformers `generate`), in the same command; its JSON lands under "hf".
+//
+// Roofline: a decode step must at least read every weight once and every sequence's K/V once;
+// roofline_s = (steps * weight bytes + sum over steps of attended tokens * KV bytes per token)
+// / --bandwidth-gbs (default 4300: the H200's measured device copy bandwidth). The JSON gives
+// the fraction roofline_s / wall (whole run and decode-only steps), and where the wall time
+// went: forward + sampling (device work, synchronised at each step's end), the rest of Step
+// (scheduling, planning, bookkeeping on the CPU), outside Step.
 //
 // Naive reference: one request at a time, every token recomputed from scratch: Model::Logits
 // over the whole prompt + generated prefix (no KV cache, no batching, no prefix sharing), then
@@ -19,8 +33,11 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -47,6 +64,14 @@ struct Args {
   int64_t hidden = 256, layers = 4, heads = 8, kv_heads = 2, vocab = 260;
   std::string model_dir;
   std::string device = "cpu";
+  std::string dtype = "auto";
+  std::string random_lengths;  // "MIN:MAX"
+  std::string hf_python;
+  std::string hf_script = "tools/bench/hf_generate.py";
+  double bandwidth_gbs = 4300;
+  double gpu_memory_utilization = 0;
+  bool cuda_graphs = true;
+  bool fused_layers = true;
   int threads = 1;
   int64_t block_size = 16;
   int64_t max_batch_tokens = 2048;
@@ -70,20 +95,23 @@ struct Timer {
   double CpuS() const { return CpuNow() - cpu; }
 };
 
-std::vector<Request> Workload(const Args& a, int64_t vocab) {
+std::vector<Request> Workload(const Args& a, int64_t vocab, int64_t min_len, int64_t max_len) {
   std::mt19937_64 rng(a.seed);
+  std::uniform_int_distribution<int64_t> len(min_len, max_len);
   std::vector<Request> reqs;
   std::vector<int32_t> prompt;
+  int64_t new_tokens = a.max_new_tokens;
   for (int64_t i = 0; i < a.requests; ++i) {
     if (i % a.group_size == 0) {
-      prompt.resize(a.prompt_len);
+      prompt.resize(min_len > 0 ? len(rng) : a.prompt_len);
       for (auto& t : prompt) t = static_cast<int32_t>(rng() % vocab);
+      if (min_len > 0) new_tokens = len(rng);
     }
     Request r;
     r.id = "req" + std::to_string(i);
     r.prompt = prompt;
     r.params.temperature = a.temperature;
-    r.params.max_new_tokens = a.max_new_tokens;
+    r.params.max_new_tokens = new_tokens;
     r.params.ignore_eos = true;
     r.seed = a.seed * 1000003 + i;
     reqs.push_back(std::move(r));
@@ -108,9 +136,65 @@ std::vector<int32_t> NaiveGenerate(const tidal::Model& m, const Request& r, at::
   return out;
 }
 
+absl::StatusOr<at::ScalarType> ParseDtype(const std::string& s, at::Device device) {
+  if (s == "auto") return device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  if (s == "float32" || s == "fp32") return at::kFloat;
+  if (s == "bfloat16" || s == "bf16") return at::kBFloat16;
+  if (s == "float16" || s == "fp16") return at::kHalf;
+  return absl::InvalidArgumentError(absl::StrCat("bench rollout: --dtype '", s,
+                                                 "' (auto, float32, bfloat16, float16)"));
+}
+
+const char* DtypeName(at::ScalarType t) {
+  return t == at::kBFloat16 ? "bfloat16" : t == at::kHalf ? "float16" : "float32";
+}
+
+// Runs tools/bench/hf_generate.py on the same checkpoint and prompts; returns its JSON.
+absl::StatusOr<Json> RunHfBaseline(const Args& a, const std::vector<Request>& reqs, at::ScalarType dtype) {
+  const std::string prompts = "/tmp/tidal_bench_prompts_" + std::to_string(::getpid()) + ".json";
+  {
+    Json p = Json::array();
+    for (const Request& r : reqs) p.push_back(r.prompt);
+    std::ofstream(prompts) << p.dump();
+  }
+  const std::string cmd = absl::StrCat(a.hf_python, " ", a.hf_script, " --model-dir '", a.model_dir,
+                                       "' --prompts ", prompts, " --max-new-tokens ", a.max_new_tokens,
+                                       " --dtype ", DtypeName(dtype), " --temperature ", a.temperature);
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) return absl::InternalError("bench rollout: cannot start " + cmd);
+  std::string out, last;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, pipe)) out += buf;
+  const int rc = ::pclose(pipe);
+  std::remove(prompts.c_str());
+  if (rc != 0) return absl::InternalError(absl::StrCat("bench rollout: `", cmd, "` failed (", rc, "): ", out));
+  // The script's JSON is its last non-empty line (transformers may log above it).
+  const size_t end = out.find_last_not_of('\n');
+  if (end != std::string::npos) {
+    const size_t nl = out.rfind('\n', end);
+    last = out.substr(nl == std::string::npos ? 0 : nl + 1, end - (nl == std::string::npos ? 0 : nl + 1) + 1);
+  }
+  try {
+    return Json::parse(last);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("bench rollout: HF baseline printed no JSON: ", out));
+  }
+}
+
 absl::Status Run(const Args& a) {
   if (a.requests < 1 || a.group_size < 1 || a.prompt_len < 1 || a.max_new_tokens < 1) {
     return absl::InvalidArgumentError("bench rollout: --requests, --group-size, --prompt-len and --max-new-tokens must be >= 1");
+  }
+  int64_t min_len = 0, max_len = 0;
+  if (!a.random_lengths.empty()) {
+    if (std::sscanf(a.random_lengths.c_str(), "%ld:%ld", &min_len, &max_len) != 2 || min_len < 1 ||
+        max_len < min_len) {
+      return absl::InvalidArgumentError(absl::StrCat("bench rollout: --random-lengths '", a.random_lengths,
+                                                     "' must be MIN:MAX with 1 <= MIN <= MAX"));
+    }
+  }
+  if (!a.hf_python.empty() && (a.model_dir.empty() || min_len > 0)) {
+    return absl::InvalidArgumentError("bench rollout: --hf-python needs --model-dir and fixed lengths");
   }
   at::set_num_threads(a.threads);
   at::Device device = at::kCPU;
@@ -119,32 +203,39 @@ absl::Status Run(const Args& a) {
   } catch (const c10::Error&) {
     return absl::InvalidArgumentError(absl::StrCat("bench rollout: unknown --device '", a.device, "'"));
   }
+  TIDAL_ASSIGN_OR_RETURN(at::ScalarType dtype, ParseDtype(a.dtype, device));
   tidal::ModelConfig config;
   tidal::NamedTensors weights;
   if (!a.model_dir.empty()) {
-    TIDAL_ASSIGN_OR_RETURN(tidal::Model loaded, tidal::Model::LoadHf(a.model_dir));
+    TIDAL_ASSIGN_OR_RETURN(tidal::Model loaded, tidal::Model::LoadHf(a.model_dir, dtype));
     config = loaded.config();
     weights = loaded.weights();
   } else {
     config = tidal::TinyQwen2Config(a.hidden, a.layers, a.heads, a.kv_heads, a.vocab);
-    tidal::Model random = tidal::Model::RandomInit(config, a.seed);
+    tidal::Model random = tidal::Model::RandomInit(config, a.seed, dtype);
     weights = random.weights();
   }
-  config.max_position_embeddings = std::max(config.max_position_embeddings, a.prompt_len + a.max_new_tokens);
+  const int64_t max_model_len = min_len > 0 ? 2 * max_len : a.prompt_len + a.max_new_tokens;
+  config.max_position_embeddings = std::max(config.max_position_embeddings, max_model_len);
   tidal::NamedTensors on_device;
   for (const auto& [name, t] : weights) on_device.emplace(name, t.to(device));
+  weights.clear();  // the engine copies from on_device; keep one host copy less
   tidal::Model model(config, on_device);
 
   EngineConfig ec;
   ec.block_size = a.block_size;
   ec.kv_cache_bytes = a.kv_cache_mb << 20;
+  ec.gpu_memory_utilization = a.gpu_memory_utilization;
   ec.max_batch_tokens = a.max_batch_tokens;
   ec.max_seqs = a.max_seqs;
   ec.device = a.device;
-  ec.max_model_len = a.prompt_len + a.max_new_tokens;
-  TIDAL_ASSIGN_OR_RETURN(auto engine, Engine::Create(config, weights, ec));
+  ec.dtype = dtype;
+  ec.cuda_graphs = a.cuda_graphs;
+  ec.cuda_fused_layers = a.fused_layers;
+  ec.max_model_len = max_model_len;
+  TIDAL_ASSIGN_OR_RETURN(auto engine, Engine::Create(config, on_device, ec));
 
-  std::vector<Request> reqs = Workload(a, config.vocab_size);
+  std::vector<Request> reqs = Workload(a, config.vocab_size, min_len, max_len);
   {  // warm-up: allocator, kernels' first-call setup
     std::vector<Request> warm(reqs.begin(), reqs.begin() + std::min<int64_t>(2, a.requests));
     for (auto& r : warm) r.params.max_new_tokens = 2;
@@ -173,10 +264,30 @@ absl::Status Run(const Args& a) {
     naive_out += std::ssize(naive_tokens[i]);
     matches += naive_tokens[i] == outs[i].tokens ? 1 : 0;
   }
+  // Bytes a step must move at least: every weight once, every attended K/V once.
+  int64_t weight_bytes = 0;
+  for (const auto& [name, t] : engine->weights()) weight_bytes += t.numel() * t.element_size();
+  const int64_t kv_bytes_per_token = 2 * config.num_hidden_layers * config.num_key_value_heads *
+                                     config.HeadDim() * static_cast<int64_t>(c10::elementSize(dtype));
+  const double bw = a.bandwidth_gbs * 1e9;
+  const int64_t steps = stats1.steps - stats0.steps;
+  const int64_t dsteps = stats1.decode_steps - stats0.decode_steps;
+  const double roof_s = (double(steps) * weight_bytes +
+                         double(stats1.context_tokens - stats0.context_tokens) * kv_bytes_per_token) / bw;
+  const double roof_decode_s = (double(dsteps) * weight_bytes +
+                                double(stats1.decode_context_tokens - stats0.decode_context_tokens) *
+                                    kv_bytes_per_token) / bw;
+  const double decode_s = stats1.decode_seconds - stats0.decode_seconds;
+  const double step_s = stats1.step_seconds - stats0.step_seconds;
+  const double forward_s = stats1.forward_seconds - stats0.forward_seconds;
   const int64_t queried = stats1.prefix_queried_tokens - stats0.prefix_queried_tokens;
   const int64_t hits = stats1.prefix_hit_tokens - stats0.prefix_hit_tokens;
   Json j;
   j["device"] = a.device;
+  j["dtype"] = DtypeName(dtype);
+  j["cuda_kernels"] = engine->uses_cuda_kernels();
+  j["cuda_graphs"] = a.cuda_graphs && engine->uses_cuda_kernels();
+  j["fused_layers"] = a.fused_layers && engine->uses_cuda_kernels();
   j["threads"] = a.threads;
   j["model"] = {{"source", a.model_dir.empty() ? "random tiny qwen2" : a.model_dir},
                 {"hidden", config.hidden_size}, {"layers", config.num_hidden_layers},
@@ -184,7 +295,8 @@ absl::Status Run(const Args& a) {
                 {"vocab", config.vocab_size}};
   j["workload"] = {{"requests", a.requests}, {"group_size", a.group_size},
                    {"prompt_len", a.prompt_len}, {"max_new_tokens", a.max_new_tokens},
-                   {"temperature", a.temperature}};
+                   {"random_lengths", a.random_lengths}, {"temperature", a.temperature},
+                   {"seed", a.seed}};
   j["engine"] = {{"requests", a.requests},
                  {"input_tokens", in_tokens},
                  {"output_tokens", out_tokens},
@@ -198,7 +310,23 @@ absl::Status Run(const Args& a) {
                  {"block_size", a.block_size},
                  {"num_blocks", engine->config().num_blocks},
                  {"max_batch_tokens", a.max_batch_tokens},
-                 {"max_seqs", a.max_seqs}};
+                 {"max_seqs", a.max_seqs},
+                 {"decode_steps", dsteps},
+                 {"decode_step_ms", dsteps ? 1000 * decode_s / dsteps : 0.0},
+                 {"mean_decode_batch", dsteps ? double(stats1.decode_tokens - stats0.decode_tokens) / dsteps : 0.0},
+                 {"time_s", {{"forward_and_sampling", forward_s},
+                             {"step_cpu_rest", step_s - forward_s},
+                             {"outside_step", engine_wall - step_s},
+                             {"decode_steps", decode_s},
+                             {"prefill_or_mixed_steps", step_s - decode_s}}}};
+  j["roofline"] = {{"bandwidth_gbs", a.bandwidth_gbs},
+                   {"weight_bytes", weight_bytes},
+                   {"kv_bytes_per_token", kv_bytes_per_token},
+                   {"roofline_s", roof_s},
+                   {"fraction", roof_s / engine_wall},
+                   {"roofline_output_tok_per_s", out_tokens / roof_s},
+                   {"decode_roofline_s", roof_decode_s},
+                   {"decode_fraction", decode_s > 0 ? roof_decode_s / decode_s : 0.0}};
   j["naive"] = {{"method", "one request at a time, full recompute per token (Model::Logits), no KV cache"},
                 {"requests", naive_n},
                 {"input_tokens", naive_in},
@@ -209,10 +337,23 @@ absl::Status Run(const Args& a) {
                 {"output_tok_per_cpu_s", naive_out / naive_cpu},
                 {"prefix_cache_hit_rate", 0.0},
                 {"outputs_match_engine", matches}};
-  j["speedup_output_tok_per_cpu_s"] = (out_tokens / engine_cpu) / (naive_out / naive_cpu);
-  j["speedup_output_tok_per_s_wall"] = (out_tokens / engine_wall) / (naive_out / naive_wall);
+  if (naive_n > 0) {
+    j["speedup_output_tok_per_cpu_s"] = (out_tokens / engine_cpu) / (naive_out / naive_cpu);
+    j["speedup_output_tok_per_s_wall"] = (out_tokens / engine_wall) / (naive_out / naive_wall);
+  } else {
+    j["naive"] = nullptr;  // --naive-requests 0
+  }
+  if (!a.hf_python.empty()) {
+    TIDAL_ASSIGN_OR_RETURN(Json hf, RunHfBaseline(a, reqs, dtype));
+    j["hf"] = hf;
+    if (hf.contains("output_tok_per_s_wall") && hf["output_tok_per_s_wall"].get<double>() > 0) {
+      j["speedup_vs_hf_wall"] = (out_tokens / engine_wall) / hf["output_tok_per_s_wall"].get<double>();
+    }
+  }
   std::cout << j.dump(2) << std::endl;
-  if (matches != naive_n) {
+  // Exact agreement is expected in fp32 on the CPU; in bf16 on a GPU, kernels that sum in a
+  // different order flip near-tied argmaxes of a random model (reported, not an error).
+  if (matches != naive_n && !device.is_cuda() && dtype == at::kFloat) {
     return absl::InternalError(absl::StrCat("bench rollout: only ", matches, " of ", naive_n,
                                             " naive outputs equal the engine's"));
   }
@@ -233,12 +374,20 @@ std::function<absl::Status()> Setup(CLI::App& sub) {
   sub.add_option("--vocab", a->vocab, "Random model: vocabulary size");
   sub.add_option("--model-dir", a->model_dir, "HF checkpoint directory instead of a random model");
   sub.add_option("--device", a->device, "cpu, cuda, cuda:N");
+  sub.add_option("--dtype", a->dtype, "auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16");
+  sub.add_option("--random-lengths", a->random_lengths, "MIN:MAX: prompt and output lengths uniform in [MIN, MAX]");
+  sub.add_option("--hf-python", a->hf_python, "Python with transformers: also run the HF generate baseline");
+  sub.add_option("--hf-script", a->hf_script, "The HF baseline script");
+  sub.add_option("--bandwidth-gbs", a->bandwidth_gbs, "Device memory bandwidth for the roofline (GB/s)");
+  sub.add_option("--gpu-memory-utilization", a->gpu_memory_utilization, "CUDA: KV cache = this fraction of free memory");
+  sub.add_option("--cuda-graphs", a->cuda_graphs, "CUDA: replay decode steps from graphs");
+  sub.add_option("--fused-layers", a->fused_layers, "CUDA: fused decoder-layer kernels");
   sub.add_option("--threads", a->threads, "Intra-op CPU threads");
   sub.add_option("--block-size", a->block_size, "KV block size (tokens)");
   sub.add_option("--max-batch-tokens", a->max_batch_tokens, "Tokens per engine step");
   sub.add_option("--max-seqs", a->max_seqs, "Sequences per engine step");
   sub.add_option("--kv-cache-mb", a->kv_cache_mb, "KV cache size (MiB)");
-  sub.add_option("--naive-requests", a->naive_requests, "Requests the naive loop runs");
+  sub.add_option("--naive-requests", a->naive_requests, "Requests the naive loop runs (0: none)");
   sub.add_option("--seed", a->seed, "Seed for weights, prompts and sampling");
   return [a] { return Run(*a); };
 }
