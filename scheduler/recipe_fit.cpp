@@ -77,7 +77,11 @@ absl::Status CheckRecipeFits(const Recipe& recipe, const ModelConfig& config,
         "(max_position_embeddings)",
         ro.max_new_tokens, max_len));
   }
-  if (recipe.rollout.kv_blocks == 0 && m.kv_block > kDefaultKvCacheBytes) {
+  // On CUDA an engine may size its cache from the device's free memory: with rollout.kv_blocks
+  // = 0 only CPU pools have the fixed default cache to check against.
+  const bool fixed_cache = recipe.rollout.kv_blocks > 0 || recipe.pool.device_set.kind == DeviceSet::Kind::kCpu;
+  if (!fixed_cache) {
+  } else if (recipe.rollout.kv_blocks == 0 && m.kv_block > kDefaultKvCacheBytes) {
     problems.push_back(absl::StrFormat(
         "rollout.block_size (%d): one KV block takes %s, more than the engine's KV cache of %s "
         "(rollout.kv_blocks = 0 sizes the cache at %s); use a block of 16-256 tokens",

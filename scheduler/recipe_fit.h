@@ -37,7 +37,8 @@ MemoryNeeds EstimateMemory(const Recipe& recipe, const ModelConfig& config);
 std::optional<double> HostMemoryBytes();
 
 // InvalidArgument naming the recipe keys when the KV cache cannot hold one completion, a block
-// does not fit the cache, the completion length leaves no room for a prompt under the model
+// does not fit the cache (both against rollout.kv_blocks, or on CPU pools the engine's default
+// cache; a CUDA engine with kv_blocks = 0 sizes its cache at run time), the completion length leaves no room for a prompt under the model
 // length, or (when `device_memory_bytes` is known) the model cannot fit: on CPU pools every slot
 // shares that memory; on CUDA pools it is one device's.
 absl::Status CheckRecipeFits(const Recipe& recipe, const ModelConfig& config,
