@@ -80,13 +80,12 @@ absl::Status CheckRecipeFits(const Recipe& recipe, const ModelConfig& config,
   // On CUDA an engine may size its cache from the device's free memory: with rollout.kv_blocks
   // = 0 only CPU pools have the fixed default cache to check against.
   const bool fixed_cache = recipe.rollout.kv_blocks > 0 || recipe.pool.device_set.kind == DeviceSet::Kind::kCpu;
-  if (!fixed_cache) {
-  } else if (recipe.rollout.kv_blocks == 0 && m.kv_block > kDefaultKvCacheBytes) {
+  if (fixed_cache && recipe.rollout.kv_blocks == 0 && m.kv_block > kDefaultKvCacheBytes) {
     problems.push_back(absl::StrFormat(
         "rollout.block_size (%d): one KV block takes %s, more than the engine's KV cache of %s "
         "(rollout.kv_blocks = 0 sizes the cache at %s); use a block of 16-256 tokens",
         ro.block_size, Bytes(m.kv_block), Bytes(kDefaultKvCacheBytes), Bytes(kDefaultKvCacheBytes)));
-  } else {
+  } else if (fixed_cache) {
     // One completion: at least one prompt token plus max_new_tokens, capped by the model length.
     const double tokens = std::min<double>(1.0 + static_cast<double>(ro.max_new_tokens), static_cast<double>(max_len));
     const double need = std::ceil(tokens / static_cast<double>(ro.block_size)) * static_cast<double>(ro.block_size);
