@@ -145,7 +145,7 @@ TEST(EnvironmentTest, RewardsOutsideTheRangeAreRejectedWithTheKey) {
   };
   for (const Case& c : {Case{"huge", "a reward of 1e+308, outside env.reward_range [-1e+06, 1e+06]"},
                         Case{"neghuge", "a reward of -1e+308, outside env.reward_range"},
-                        Case{"inf", "no finite number \"reward\""},
+                        Case{"inf", "invalid JSON"},  // nlohmann refuses a number that overflows
                         Case{"nan", "invalid JSON"},
                         Case{"nanstr", "no finite number \"reward\""}}) {
     for (bool isolate : {false, true}) {

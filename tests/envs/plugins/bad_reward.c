@@ -1,6 +1,6 @@
 /* A plugin whose score() returns a bad reward on every Nth call, to test the numerical guards.
  * config {"bad": B, "every": N}: score call k (1-based) with k % N == 0 returns the bad reward B:
- *   "huge" 1e308   "neghuge" -1e308   "inf" 1e999 (parses to infinity)   "nan" NaN (not JSON)
+ *   "huge" 1e308   "neghuge" -1e308   "inf" 1e999 (overflows: invalid JSON)   "nan" NaN (not JSON)
  *   "nanstr" the string "nan".
  * Other calls return 1.0 for a response with an even number of bytes, else 0.0 (a signal to
  * learn, so groups are not all equal). */
