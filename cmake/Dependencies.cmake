@@ -72,3 +72,12 @@ if(HTTPLIB_LIBRARY)
 endif()
 find_path(CLI11_INCLUDE_DIR CLI/CLI.hpp REQUIRED)
 find_package(GTest)
+# prometheus-cpp (Debian 12 prometheus-cpp-dev): only its core library (registry, metric types,
+# text serializer); tidal serves the exposition over its own HTTP server. Found directly rather
+# than through its CMake config, which also demands civetweb, zlib and curl for the pull/push
+# parts tidal does not use (the GPU machine carries only the core .debs).
+find_path(PROMETHEUS_CPP_INCLUDE_DIR prometheus/registry.h REQUIRED)
+find_library(PROMETHEUS_CPP_CORE_LIBRARY NAMES prometheus-cpp-core libprometheus-cpp-core.so.1.0 REQUIRED)
+add_library(tidal_prometheus INTERFACE)
+target_include_directories(tidal_prometheus INTERFACE ${PROMETHEUS_CPP_INCLUDE_DIR})
+target_link_libraries(tidal_prometheus INTERFACE ${PROMETHEUS_CPP_CORE_LIBRARY})

@@ -2,8 +2,8 @@
 #
 # tidal_library(NAME <target> DEPS <targets...> [INCLUDE_DIRS <dirs...>] [TORCH_PCH])
 #   Globs the calling folder's *.cpp (and *.cu when TIDAL_CUDA) recursively, skipping
-#   examples/ and files ending in _main.cpp. Public include root is the repo root, so code
-#   includes "core/status.h", "rollout/engine.h", ...
+#   examples/, plugins/ (libraries of their own) and files ending in _main.cpp. Public include
+#   root is the repo root, so code includes "core/status.h", "rollout/engine.h", ...
 # tidal_test_suite(FOLDER <name> DEPS <targets...> [NEEDS_CLI])  (see below: *_gpu_test.cpp get the gpu label)
 #   tests/<name>/*_test.cpp -> one executable tidal_<name>_tests, registered test by test.
 
@@ -21,7 +21,7 @@ function(tidal_library)
     file(GLOB_RECURSE _cu CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cu)
     list(APPEND _srcs ${_cu})
   endif()
-  list(FILTER _srcs EXCLUDE REGEX "/examples/|_main\\.cpp$")
+  list(FILTER _srcs EXCLUDE REGEX "/examples/|/plugins/|_main\\.cpp$")
   if(NOT _srcs)
     # A folder with no sources yet: still a target, so dependents link the same names.
     add_library(${ARG_NAME} INTERFACE)
@@ -69,12 +69,17 @@ endfunction()
 # tests/<folder>/*_test.cpp -> tidal_<folder>_tests (label <folder>);
 # tests/<folder>/*_gpu_test.cpp -> tidal_<folder>_gpu_tests (labels gpu;<folder>): tests that need
 # a CUDA device. They skip with a message where none is; tools/device_test.sh runs them (ctest -L gpu).
+# tests/<folder>/*_slow_test.cpp -> tidal_<folder>_slow_tests (labels slow;<folder>): end-to-end
+# checks with external programs (a real Prometheus server, headless Chromium). CI runs them; a
+# quick local pass skips them with `ctest -LE slow`.
 function(tidal_test_suite)
   cmake_parse_arguments(ARG "NEEDS_CLI" "FOLDER" "DEPS" ${ARGN})
   file(GLOB _srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${ARG_FOLDER}/*_test.cpp)
   set(_gpu_srcs ${_srcs})
-  list(FILTER _srcs EXCLUDE REGEX "_gpu_test\\.cpp$")
+  set(_slow_srcs ${_srcs})
+  list(FILTER _srcs EXCLUDE REGEX "_(gpu|slow)_test\\.cpp$")
   list(FILTER _gpu_srcs INCLUDE REGEX "_gpu_test\\.cpp$")
+  list(FILTER _slow_srcs INCLUDE REGEX "_slow_test\\.cpp$")
   if(_srcs)
     _tidal_test_executable(tidal_${ARG_FOLDER}_tests "${_srcs}" "${ARG_DEPS}" "${ARG_FOLDER}"
                            "${ARG_NEEDS_CLI}")
@@ -82,5 +87,9 @@ function(tidal_test_suite)
   if(_gpu_srcs)
     _tidal_test_executable(tidal_${ARG_FOLDER}_gpu_tests "${_gpu_srcs}" "${ARG_DEPS}"
                            "gpu;${ARG_FOLDER}" "${ARG_NEEDS_CLI}")
+  endif()
+  if(_slow_srcs)
+    _tidal_test_executable(tidal_${ARG_FOLDER}_slow_tests "${_slow_srcs}" "${ARG_DEPS}"
+                           "slow;${ARG_FOLDER}" "${ARG_NEEDS_CLI}")
   endif()
 endfunction()

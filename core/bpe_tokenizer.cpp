@@ -52,12 +52,16 @@ std::optional<std::string> ByteLevelToBytes(std::string_view token) {
   return bytes;
 }
 
+}  // namespace
+
 std::string BytesToByteLevel(std::string_view bytes) {
   std::string out;
   out.reserve(bytes.size() * 2);
   for (char b : bytes) unicode::AppendUtf8(ByteLevel().to_char[static_cast<uint8_t>(b)], out);
   return out;
 }
+
+namespace {
 
 struct AddedToken {
   std::string content;

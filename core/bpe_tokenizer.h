@@ -25,10 +25,15 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "core/tokenizer.h"
 
 namespace tidal {
+
+// GPT-2's byte-level spelling of raw bytes (" hello" -> "Ġhello"), as tokenizer.json vocabularies
+// write tokens.
+std::string BytesToByteLevel(std::string_view bytes);
 
 class BpeTokenizer final : public Tokenizer {
  public:

@@ -73,7 +73,7 @@ class Endpoint {
     int send_high_water_mark;
     absl::Duration linger;
     int64_t max_frame_bytes;
-    MetricsRegistry* metrics;
+    prometheus::Registry* metrics;
     int64_t unadmitted_max_bytes = 0;  // router: cap on messages from peers not admitted; 0 = off
     bool allow_handover = true;        // router: ZMQ_ROUTER_HANDOVER
   };
@@ -114,18 +114,18 @@ class Endpoint {
   };
   // Registry children for this endpoint; all null without options.metrics.
   struct Instruments {
-    Counter* sent = nullptr;
-    Counter* received = nullptr;
-    Counter* decode_errors = nullptr;
-    Counter* send_errors = nullptr;
-    Counter* late_replies = nullptr;
-    Counter* peers_dead = nullptr;
-    Gauge* peers_alive = nullptr;
-    Histogram* request_seconds = nullptr;
+    prometheus::Counter* sent = nullptr;
+    prometheus::Counter* received = nullptr;
+    prometheus::Counter* decode_errors = nullptr;
+    prometheus::Counter* send_errors = nullptr;
+    prometheus::Counter* late_replies = nullptr;
+    prometheus::Counter* peers_dead = nullptr;
+    prometheus::Gauge* peers_alive = nullptr;
+    prometheus::Histogram* request_seconds = nullptr;
   };
-  static void Bump(std::atomic<uint64_t>& stat, Counter* counter) {
+  static void Bump(std::atomic<uint64_t>& stat, prometheus::Counter* counter) {
     stat.fetch_add(1, std::memory_order_relaxed);
-    if (counter != nullptr) counter->Inc();
+    if (counter != nullptr) counter->Increment();
   }
   void SetAliveGauge();  // callers hold mu_
 
@@ -234,11 +234,9 @@ Endpoint::Endpoint(Config config, zmq::socket_t socket, std::string resolved, in
       socket_(std::move(socket)),
       wake_fd_(wake_fd),
       tracker_(config_.heartbeat.interval, config_.heartbeat.miss) {
-  if (MetricsRegistry* r = config_.metrics) {
-    const std::vector<std::string> labels = {config_.name};
-    auto counter = [&](const char* name, const char* help) {
-      return &r->GetCounterFamily(name, help, {"endpoint"}).Labels(labels);
-    };
+  if (prometheus::Registry* r = config_.metrics) {
+    const prometheus::Labels labels = {{"endpoint", config_.name}};
+    auto counter = [&](const char* name, const char* help) { return &CounterFamily(*r, name, help).Add(labels); };
     metrics_.sent = counter("tidal_messages_sent_total", "Messages written to the socket.");
     metrics_.received = counter("tidal_messages_received_total", "Messages received and decoded.");
     metrics_.decode_errors =
@@ -250,12 +248,10 @@ Endpoint::Endpoint(Config config, zmq::socket_t socket, std::string resolved, in
     metrics_.peers_dead =
         counter("tidal_peers_dead_total", "Peers declared dead after missed heartbeats.");
     metrics_.peers_alive =
-        &r->GetGaugeFamily("tidal_peers_alive", "Peers currently alive.", {"endpoint"}).Labels(labels);
+        &GaugeFamily(*r, "tidal_peers_alive", "Peers currently alive.").Add(labels);
     metrics_.request_seconds =
-        &r->GetHistogramFamily("tidal_request_duration_seconds",
-                               "Time from sending a request to receiving its reply.",
-                               {"endpoint"}, Histogram::ExponentialBuckets(0.0001, 4, 10))
-             .Labels(labels);
+        &HistogramFamily(*r, "tidal_request_duration_seconds", "Time from sending a request to receiving its reply.")
+             .Add(labels, ExponentialBuckets(0.0001, 4, 10));
   }
   auto now = Clock::now();
   next_heartbeat_ = now;  // a Dealer announces itself at once

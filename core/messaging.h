@@ -99,7 +99,7 @@ struct RouterOptions {
   int send_high_water_mark = 10000;            // messages queued per peer before sends wait
   absl::Duration linger = absl::Milliseconds(200);
   int64_t max_frame_bytes = int64_t{1} << 32;  // larger incoming frames drop the connection
-  MetricsRegistry* metrics = nullptr;          // optional; must outlive the Router
+  prometheus::Registry* metrics = nullptr;     // optional; must outlive the Router
   // > 0: a message (all frames) above this many bytes from a peer not Admit()ted is dropped
   // before decoding (counted in decode_errors, WARN at most once a second). 0 = off.
   int64_t unadmitted_max_bytes = 0;
@@ -115,7 +115,7 @@ struct DealerOptions {
   int send_high_water_mark = 10000;
   absl::Duration linger = absl::Milliseconds(200);
   int64_t max_frame_bytes = int64_t{1} << 32;
-  MetricsRegistry* metrics = nullptr;  // optional; must outlive the Dealer
+  prometheus::Registry* metrics = nullptr;  // optional; must outlive the Dealer
 };
 
 namespace messaging_internal {

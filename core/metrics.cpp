@@ -1,310 +1,306 @@
 #include "core/metrics.h"
 
-#include <algorithm>
-#include <charconv>
-#include <cmath>
-#include <set>
-#include <stdexcept>
-#include <type_traits>
-#include <variant>
+#include <dirent.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <limits>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+
+#include <prometheus/text_serializer.h>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "core/version.h"
 
 namespace tidal {
 namespace {
 
-bool ValidMetricName(std::string_view n) {
-  if (n.empty()) return false;
-  for (size_t i = 0; i < n.size(); ++i) {
-    char c = n[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
-              (i > 0 && c >= '0' && c <= '9');
-    if (!ok) return false;
-  }
-  return true;
-}
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+using nlohmann::json;
 
-bool ValidLabelName(std::string_view n) {
-  if (n.empty() || n.substr(0, 2) == "__") return false;  // __ is reserved by Prometheus
-  for (size_t i = 0; i < n.size(); ++i) {
-    char c = n[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-              (i > 0 && c >= '0' && c <= '9');
-    if (!ok) return false;
-  }
-  return true;
-}
-
-[[noreturn]] void Misuse(std::string_view name, const std::string& what) {
-  throw std::invalid_argument(absl::StrCat("metric ", std::string(name), ": ", what));
-}
-
-std::string EscapeHelp(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
+// Units a histogram or summary may be measured in (Prometheus base units, or counted things).
+constexpr const char* kUnitSuffixes[] = {"_seconds", "_bytes", "_tokens", "_ratio", "_blocks",
+                                         "_sequences", "_groups", "_versions"};
 
 const char* TypeName(MetricType t) {
   switch (t) {
-    case MetricType::kCounter: return "counter";
-    case MetricType::kGauge: return "gauge";
-    case MetricType::kHistogram: return "histogram";
+    case MetricType::Counter: return "counter";
+    case MetricType::Gauge: return "gauge";
+    case MetricType::Summary: return "summary";
+    case MetricType::Histogram: return "histogram";
+    case MetricType::Untyped: return "untyped";
   }
   return "untyped";
 }
 
-// {a="x",b="y"} plus an optional extra pair (le for histogram buckets); "" when empty.
-std::string LabelSet(const std::vector<std::string>& names, const std::vector<std::string>& values,
-                     std::string_view extra_name = {}, std::string_view extra_value = {}) {
-  if (names.empty() && extra_name.empty()) return "";
-  std::string out = "{";
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (i > 0) out += ',';
-    absl::StrAppend(&out, names[i], "=\"", EscapeLabelValue(values[i]), "\"");
+absl::StatusOr<MetricType> TypeFromName(const std::string& s) {
+  for (MetricType t : {MetricType::Counter, MetricType::Gauge, MetricType::Summary,
+                       MetricType::Histogram, MetricType::Untyped}) {
+    if (s == TypeName(t)) return t;
   }
-  if (!extra_name.empty()) {
-    if (!names.empty()) out += ',';
-    absl::StrAppend(&out, std::string(extra_name), "=\"", std::string(extra_value), "\"");
+  return absl::InvalidArgumentError(absl::StrCat("metric type '", s, "' is unknown"));
+}
+
+// JSON has no NaN/Inf: they travel as strings.
+json Num(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  return v;
+}
+
+double FromNum(const json& j) {
+  if (j.is_number()) return j.get<double>();
+  if (j.is_string()) {
+    const std::string& s = j.get_ref<const std::string&>();
+    if (s == "+Inf") return std::numeric_limits<double>::infinity();
+    if (s == "-Inf") return -std::numeric_limits<double>::infinity();
   }
-  out += '}';
-  return out;
+  return std::numeric_limits<double>::quiet_NaN();
 }
 
 }  // namespace
 
-std::string EscapeLabelValue(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '"': out += "\\\""; break;
-      case '\n': out += "\\n"; break;
-      default: out += c;
-    }
+prometheus::Registry& ProcessRegistry() {
+  static auto* registry = new prometheus::Registry();
+  return *registry;
+}
+
+void CheckMetricConvention(const std::string& name, MetricType type, const std::string& help) {
+  auto fail = [&](const std::string& what) {
+    throw std::invalid_argument(absl::StrCat("metric ", name, ": ", what));
+  };
+  if (help.empty()) fail("needs a help text");
+  const bool total = absl::EndsWith(name, "_total");
+  if (type == MetricType::Counter && !total) fail("counter names end in _total");
+  if (type != MetricType::Counter && total) fail("only counters end in _total");
+  if (type == MetricType::Histogram) {
+    bool unit = false;
+    for (const char* s : kUnitSuffixes) unit |= absl::EndsWith(name, s);
+    if (!unit) fail("histograms name their unit (_seconds, _bytes, _tokens, ...)");
   }
-  return out;
 }
 
-std::string FormatMetricValue(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  char buf[64];
-  auto res = std::to_chars(buf, buf + sizeof(buf), v);  // shortest form that round-trips
-  return std::string(buf, res.ptr);
+prometheus::Family<prometheus::Counter>& CounterFamily(prometheus::Registry& r, const std::string& name,
+                                                       const std::string& help) {
+  CheckMetricConvention(name, MetricType::Counter, help);
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r);
 }
 
-// ---- Histogram ----
-
-Histogram::Histogram(std::vector<double> bounds)
-    : bounds_(std::move(bounds)), counts_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
-  for (size_t i = 0; i <= bounds_.size(); ++i) counts_[i].store(0, std::memory_order_relaxed);
+prometheus::Family<prometheus::Gauge>& GaugeFamily(prometheus::Registry& r, const std::string& name,
+                                                   const std::string& help) {
+  CheckMetricConvention(name, MetricType::Gauge, help);
+  return prometheus::BuildGauge().Name(name).Help(help).Register(r);
 }
 
-void Histogram::Observe(double v) {
-  // First bound >= v (Prometheus buckets are "less or equal"); NaN lands in +Inf.
-  size_t i = std::isnan(v) ? bounds_.size()
-                           : static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) -
-                                                 bounds_.begin());
-  counts_[i].fetch_add(1, std::memory_order_relaxed);
-  sum_.fetch_add(v, std::memory_order_relaxed);
+prometheus::Family<prometheus::Histogram>& HistogramFamily(prometheus::Registry& r,
+                                                           const std::string& name,
+                                                           const std::string& help) {
+  CheckMetricConvention(name, MetricType::Histogram, help);
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(r);
 }
 
-Histogram::Snapshot Histogram::snapshot() const {
-  Snapshot s;
-  s.bounds = bounds_;
-  s.cumulative.resize(bounds_.size() + 1);
-  uint64_t running = 0;
-  for (size_t i = 0; i <= bounds_.size(); ++i) {
-    running += counts_[i].load(std::memory_order_relaxed);
-    s.cumulative[i] = running;
-  }
-  s.count = running;
-  s.sum = sum_.load(std::memory_order_relaxed);
-  return s;
+prometheus::Family<prometheus::Summary>& SummaryFamily(prometheus::Registry& r, const std::string& name,
+                                                       const std::string& help) {
+  CheckMetricConvention(name, MetricType::Summary, help);
+  return prometheus::BuildSummary().Name(name).Help(help).Register(r);
 }
 
-std::vector<double> Histogram::ExponentialBuckets(double start, double factor, int count) {
+std::vector<double> ExponentialBuckets(double start, double factor, int count) {
   std::vector<double> b;
   double v = start;
   for (int i = 0; i < count; ++i, v *= factor) b.push_back(v);
   return b;
 }
 
-std::vector<double> Histogram::LinearBuckets(double start, double width, int count) {
-  std::vector<double> b;
-  for (int i = 0; i < count; ++i) b.push_back(start + width * i);
-  return b;
+std::vector<double> LatencyBuckets() { return ExponentialBuckets(0.001, 2, 16); }
+std::vector<double> ByteBuckets() { return ExponentialBuckets(1024, 4, 13); }
+std::vector<double> TokenBuckets() { return ExponentialBuckets(1, 2, 17); }
+
+std::vector<double> BucketsForName(const std::string& name) {
+  if (absl::EndsWith(name, "_seconds")) return LatencyBuckets();
+  if (absl::EndsWith(name, "_bytes")) return ByteBuckets();
+  return TokenBuckets();
 }
 
-std::vector<double> Histogram::DefaultLatencyBuckets() { return ExponentialBuckets(0.001, 2, 15); }
-
-// ---- Family ----
-
-template <class M>
-M& Family<M>::Labels(const std::vector<std::string>& values) {
-  if (values.size() != label_names_.size()) {
-    Misuse(name_, absl::StrCat("expected ", label_names_.size(), " label value(s) for [",
-                               absl::StrJoin(label_names_, ", "), "], got ", values.size()));
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = children_.find(values);
-  if (it == children_.end()) {
-    std::unique_ptr<M> child;
-    if constexpr (std::is_same_v<M, Histogram>) {
-      child = std::make_unique<Histogram>(bounds_);
-    } else {
-      child = std::make_unique<M>();
-    }
-    it = children_.emplace(values, std::move(child)).first;
-  }
-  return *it->second;
+const prometheus::Summary::Quantiles& DefaultQuantiles() {
+  static const auto* q = new prometheus::Summary::Quantiles{{0.5, 0.05}, {0.9, 0.01}};
+  return *q;
 }
 
-template class Family<Counter>;
-template class Family<Gauge>;
-template class Family<Histogram>;
-
-// ---- Registry ----
-
-struct MetricsRegistry::Entry {
-  MetricType type;
-  std::string help;
-  std::vector<std::string> label_names;
-  std::vector<double> bounds;
-  std::variant<std::unique_ptr<Family<Counter>>, std::unique_ptr<Family<Gauge>>,
-               std::unique_ptr<Family<Histogram>>>
-      family;
-};
-
-MetricsRegistry::MetricsRegistry() = default;
-MetricsRegistry::~MetricsRegistry() = default;
-
-MetricsRegistry& MetricsRegistry::Default() {
-  static auto* registry = new MetricsRegistry();  // leaked: metrics may be bumped during exit
-  return *registry;
-}
-
-MetricsRegistry::Entry& MetricsRegistry::Register(std::string_view name, std::string_view help,
-                                                  MetricType type,
-                                                  std::vector<std::string> label_names,
-                                                  std::vector<double> bounds) {
-  if (!ValidMetricName(name)) Misuse(name, "name must match [a-zA-Z_:][a-zA-Z0-9_:]*");
-  if (help.empty()) Misuse(name, "needs a help text");
-  if (type == MetricType::kCounter &&
-      (name.size() < 6 || name.substr(name.size() - 6) != "_total")) {
-    Misuse(name, "counter names end in _total");
-  }
-  std::set<std::string_view> seen;
-  for (const std::string& l : label_names) {
-    if (!ValidLabelName(l)) Misuse(name, absl::StrCat("bad label name '", l, "'"));
-    if (type == MetricType::kHistogram && l == "le") Misuse(name, "'le' is reserved in histograms");
-    if (!seen.insert(l).second) Misuse(name, absl::StrCat("label '", l, "' given twice"));
-  }
-  if (type == MetricType::kHistogram) {
-    for (size_t i = 0; i < bounds.size(); ++i) {
-      if (!std::isfinite(bounds[i]) || (i > 0 && bounds[i] <= bounds[i - 1])) {
-        Misuse(name, "histogram bounds must be finite and strictly increasing");
+void AddLabels(std::vector<MetricFamily>* families, const MetricLabelMap& labels) {
+  for (MetricFamily& f : *families) {
+    for (ClientMetric& m : f.metric) {
+      for (const auto& [k, v] : labels) {
+        bool present = false;
+        for (const auto& l : m.label) present |= l.name == k;
+        if (!present) m.label.push_back({k, v});
       }
+      std::sort(m.label.begin(), m.label.end());
     }
   }
+}
 
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = families_.find(name);
-  if (it != families_.end()) {
-    Entry& e = *it->second;
-    if (e.type != type || e.label_names != label_names || e.bounds != bounds) {
-      Misuse(name, absl::StrCat("already registered as a ", TypeName(e.type), " with labels [",
-                                absl::StrJoin(e.label_names, ", "),
-                                "]; the new registration differs"));
+std::pair<std::vector<MetricFamily>, int> MergeFamilies(std::vector<MetricFamily> families) {
+  std::vector<MetricFamily> out;
+  std::map<std::string, size_t> index;
+  int dropped = 0;
+  for (MetricFamily& f : families) {
+    auto it = index.find(f.name);
+    if (it == index.end()) {
+      index.emplace(f.name, out.size());
+      out.push_back(std::move(f));
+      continue;
     }
-    return e;
+    MetricFamily& into = out[it->second];
+    if (into.type != f.type) {
+      ++dropped;
+      continue;
+    }
+    for (ClientMetric& m : f.metric) into.metric.push_back(std::move(m));
   }
-  auto e = std::make_unique<Entry>();
-  e->type = type;
-  e->help = std::string(help);
-  e->label_names = label_names;
-  e->bounds = bounds;
-  std::string n(name);
-  switch (type) {
-    case MetricType::kCounter:
-      e->family = std::unique_ptr<Family<tidal::Counter>>(
-          new Family<tidal::Counter>(n, std::move(label_names), {}));
-      break;
-    case MetricType::kGauge:
-      e->family = std::unique_ptr<Family<tidal::Gauge>>(
-          new Family<tidal::Gauge>(n, std::move(label_names), {}));
-      break;
-    case MetricType::kHistogram:
-      e->family = std::unique_ptr<Family<tidal::Histogram>>(
-          new Family<tidal::Histogram>(n, std::move(label_names), std::move(bounds)));
-      break;
-  }
-  return *families_.emplace(n, std::move(e)).first->second;
+  std::sort(out.begin(), out.end(), [](const MetricFamily& a, const MetricFamily& b) { return a.name < b.name; });
+  return {std::move(out), dropped};
 }
 
-Family<Counter>& MetricsRegistry::GetCounterFamily(std::string_view name, std::string_view help,
-                                                   std::vector<std::string> label_names) {
-  Entry& e = Register(name, help, MetricType::kCounter, std::move(label_names), {});
-  return *std::get<std::unique_ptr<Family<tidal::Counter>>>(e.family);
+std::string RenderText(const std::vector<MetricFamily>& families) {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, families);
+  return out.str();
 }
 
-Family<Gauge>& MetricsRegistry::GetGaugeFamily(std::string_view name, std::string_view help,
-                                               std::vector<std::string> label_names) {
-  Entry& e = Register(name, help, MetricType::kGauge, std::move(label_names), {});
-  return *std::get<std::unique_ptr<Family<tidal::Gauge>>>(e.family);
-}
-
-Family<Histogram>& MetricsRegistry::GetHistogramFamily(std::string_view name,
-                                                       std::string_view help,
-                                                       std::vector<std::string> label_names,
-                                                       std::vector<double> bounds) {
-  Entry& e = Register(name, help, MetricType::kHistogram, std::move(label_names),
-                      std::move(bounds));
-  return *std::get<std::unique_ptr<Family<tidal::Histogram>>>(e.family);
-}
-
-std::string MetricsRegistry::Render() const {
-  std::string out;
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [name, entry] : families_) {
-    absl::StrAppend(&out, "# HELP ", name, " ", EscapeHelp(entry->help), "\n# TYPE ", name, " ",
-                    TypeName(entry->type), "\n");
-    std::visit(
-        [&](const auto& family) {
-          using F = std::decay_t<decltype(*family)>;
-          std::lock_guard<std::mutex> family_lock(family->mu_);
-          for (const auto& [values, child] : family->children_) {
-            if constexpr (std::is_same_v<F, Family<tidal::Histogram>>) {
-              tidal::Histogram::Snapshot snap = child->snapshot();
-              for (size_t i = 0; i <= snap.bounds.size(); ++i) {
-                std::string le = i < snap.bounds.size() ? FormatMetricValue(snap.bounds[i]) : "+Inf";
-                absl::StrAppend(&out, name, "_bucket", LabelSet(family->label_names_, values, "le", le),
-                                " ", snap.cumulative[i], "\n");
-              }
-              std::string labels = LabelSet(family->label_names_, values);
-              absl::StrAppend(&out, name, "_sum", labels, " ", FormatMetricValue(snap.sum), "\n",
-                              name, "_count", labels, " ", snap.count, "\n");
-            } else {
-              absl::StrAppend(&out, name, LabelSet(family->label_names_, values), " ",
-                              FormatMetricValue(child->value()), "\n");
-            }
-          }
-        },
-        entry->family);
+json FamiliesToJson(const std::vector<MetricFamily>& families) {
+  json out = json::array();
+  for (const MetricFamily& f : families) {
+    json metrics = json::array();
+    for (const ClientMetric& m : f.metric) {
+      json labels = json::object();
+      for (const auto& l : m.label) labels[l.name] = l.value;
+      json jm = {{"labels", labels}};
+      switch (f.type) {
+        case MetricType::Counter: jm["value"] = Num(m.counter.value); break;
+        case MetricType::Gauge: jm["value"] = Num(m.gauge.value); break;
+        case MetricType::Untyped: jm["value"] = Num(m.untyped.value); break;
+        case MetricType::Summary: {
+          json q = json::array();
+          for (const auto& x : m.summary.quantile) q.push_back({Num(x.quantile), Num(x.value)});
+          jm["count"] = m.summary.sample_count;
+          jm["sum"] = Num(m.summary.sample_sum);
+          jm["quantiles"] = q;
+          break;
+        }
+        case MetricType::Histogram: {
+          json b = json::array();
+          for (const auto& x : m.histogram.bucket) b.push_back({Num(x.upper_bound), x.cumulative_count});
+          jm["count"] = m.histogram.sample_count;
+          jm["sum"] = Num(m.histogram.sample_sum);
+          jm["buckets"] = b;
+          break;
+        }
+      }
+      metrics.push_back(std::move(jm));
+    }
+    out.push_back({{"name", f.name}, {"help", f.help}, {"type", TypeName(f.type)}, {"metrics", metrics}});
   }
   return out;
+}
+
+absl::StatusOr<std::vector<MetricFamily>> FamiliesFromJson(const json& j) {
+  if (!j.is_array()) return absl::InvalidArgumentError("metric families: expected a JSON array");
+  std::vector<MetricFamily> out;
+  try {
+    for (const json& jf : j) {
+      MetricFamily f;
+      f.name = jf.at("name").get<std::string>();
+      f.help = jf.value("help", "");
+      absl::StatusOr<MetricType> type = TypeFromName(jf.at("type").get<std::string>());
+      if (!type.ok()) return absl::InvalidArgumentError(absl::StrCat(f.name, ": ", type.status().message()));
+      f.type = *type;
+      for (const json& jm : jf.at("metrics")) {
+        ClientMetric m;
+        for (const auto& [k, v] : jm.at("labels").items()) m.label.push_back({k, v.get<std::string>()});
+        switch (f.type) {
+          case MetricType::Counter: m.counter.value = FromNum(jm.at("value")); break;
+          case MetricType::Gauge: m.gauge.value = FromNum(jm.at("value")); break;
+          case MetricType::Untyped: m.untyped.value = FromNum(jm.at("value")); break;
+          case MetricType::Summary:
+            m.summary.sample_count = jm.at("count").get<uint64_t>();
+            m.summary.sample_sum = FromNum(jm.at("sum"));
+            for (const json& q : jm.at("quantiles")) m.summary.quantile.push_back({FromNum(q.at(0)), FromNum(q.at(1))});
+            break;
+          case MetricType::Histogram:
+            m.histogram.sample_count = jm.at("count").get<uint64_t>();
+            m.histogram.sample_sum = FromNum(jm.at("sum"));
+            for (const json& b : jm.at("buckets")) {
+              m.histogram.bucket.push_back({b.at(1).get<uint64_t>(), FromNum(b.at(0))});
+            }
+            break;
+        }
+        f.metric.push_back(std::move(m));
+      }
+      out.push_back(std::move(f));
+    }
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("metric families: ", e.what()));
+  }
+  return out;
+}
+
+void RecordBuildInfo(prometheus::Registry& r) {
+  GaugeFamily(r, "tidal_build_info", "tidal build: version, LibTorch version, CUDA compiled in; always 1")
+      .Add({{"version", kVersion}, {"torch", TorchVersion()}, {"cuda", kBuiltWithCuda ? "yes" : "no"}})
+      .Set(1);
+}
+
+// Set when the library loads, i.e. at process start.
+const double kProcessStart = static_cast<double>(time(nullptr));
+
+void UpdateProcessMetrics() {
+  prometheus::Registry& r = ProcessRegistry();
+  static auto& rss = GaugeFamily(r, "process_resident_memory_bytes", "Resident memory size in bytes").Add({});
+  static auto& vsz = GaugeFamily(r, "process_virtual_memory_bytes", "Virtual memory size in bytes").Add({});
+  static auto& fds = GaugeFamily(r, "process_open_fds", "Number of open file descriptors").Add({});
+  static auto& start = GaugeFamily(r, "process_start_time_seconds",
+                                   "Start time of the process since the Unix epoch in seconds").Add({});
+  static auto& cpu = CounterFamily(r, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds").Add({});
+  static std::mutex mu;
+  static double cpu_seen = 0;
+  std::lock_guard<std::mutex> lock(mu);
+  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  std::ifstream statm("/proc/self/statm");
+  double size = 0, resident = 0;
+  if (statm >> size >> resident) {
+    vsz.Set(size * page);
+    rss.Set(resident * page);
+  }
+  std::ifstream stat("/proc/self/stat");
+  std::string line;
+  if (std::getline(stat, line)) {
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    std::vector<std::string> f = absl::StrSplit(line.substr(line.rfind(')') + 2), ' ');
+    if (f.size() > 12) {
+      double total = (std::atof(f[11].c_str()) + std::atof(f[12].c_str())) / ticks;  // utime + stime
+      if (total > cpu_seen) cpu.Increment(total - cpu_seen);
+      cpu_seen = std::max(cpu_seen, total);
+    }
+  }
+  int n = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
+    closedir(d);
+  }
+  fds.Set(n - 1);  // the directory stream itself
+  start.Set(kProcessStart);
 }
 
 }  // namespace tidal

@@ -1,155 +1,91 @@
-// Metrics registry: counters, gauges and histograms with labels, rendered in the Prometheus text
-// exposition format 0.0.4 (what GET /metrics serves, see core/metrics_server.h).
+// Metrics on prometheus-cpp (Debian's prometheus-cpp-dev): the process registry, naming rules,
+// bucket presets, the text exposition and the codec that carries a worker's metrics to the
+// controller over the control plane.
 //
 // Contract:
-// - Registration (GetCounter/GetGauge/GetHistogram and their *Family forms) and Labels()
-//   lookups take a mutex; updates (Inc/Set/Observe) are lock-free atomics. Hot paths look a child up
-//   once and keep the reference: references stay valid for the registry's lifetime.
-// - Registering a name again with the same type, label names and buckets returns
-//   the existing family, so independent modules can share one metric. Bad names, a counter
-//   without the `_total` suffix, empty help, a clash with another type or labels, or a Labels()
-//   call with the wrong number of values are programming errors: they throw std::invalid_argument
-//   naming the metric (the first test run catches them).
-// - Label values are arbitrary UTF-8 (worker names, recipe names); rendering escapes them.
-// - Render() may run concurrently with updates. Each sample is read atomically; a histogram's
-//   _count is the sum of its buckets so +Inf and _count always agree.
+// - prometheus-cpp does the bookkeeping: families, labelled children, counters, gauges,
+//   histograms and summaries are its types; updates are thread-safe, and Registry::Collect() may
+//   run concurrently with them. References returned by the *Family helpers and by Family::Add
+//   stay valid for the registry's lifetime; hot paths look a child up once and keep it.
+// - The *Family helpers are get-or-create (the registry merges a second registration of the same
+//   name) and enforce tidal's conventions before registering: counters end in `_total`,
+//   histograms name their base unit (`_seconds`, `_bytes`, `_tokens`, ...), help is not
+//   empty. Violations are programming errors: std::invalid_argument naming the metric.
+// - ProcessRegistry() is the registry of this process: a worker's roles record into it and the
+//   worker ships Collect() to the controller (FamiliesToJson); the controller labels each
+//   worker's families with device/role/run and serves them next to its own (MergeFamilies +
+//   RenderText). Nothing here blocks on I/O.
 #pragma once
 
-#include <atomic>
-#include <cstdint>
-#include <initializer_list>
 #include <map>
-#include <memory>
-#include <mutex>
 #include <string>
-#include <string_view>
 #include <vector>
+
+#include <nlohmann/json.hpp>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
+#include <prometheus/summary.h>
+
+#include "absl/status/statusor.h"
 
 namespace tidal {
 
-class Counter {
- public:
-  // `v` must be >= 0 (counters only go up); negative values are ignored.
-  void Inc(double v = 1.0) {
-    if (v > 0) value_.fetch_add(v, std::memory_order_relaxed);
-  }
-  double value() const { return value_.load(std::memory_order_relaxed); }
+using MetricLabelMap = std::map<std::string, std::string>;  // == prometheus::Labels
 
- private:
-  std::atomic<double> value_{0.0};
-};
+// The process-wide registry (leaked: metrics may be bumped during exit).
+prometheus::Registry& ProcessRegistry();
 
-class Gauge {
- public:
-  void Set(double v) { value_.store(v, std::memory_order_relaxed); }
-  void Inc(double v = 1.0) { value_.fetch_add(v, std::memory_order_relaxed); }
-  void Dec(double v = 1.0) { value_.fetch_sub(v, std::memory_order_relaxed); }
-  double value() const { return value_.load(std::memory_order_relaxed); }
+prometheus::Family<prometheus::Counter>& CounterFamily(prometheus::Registry& r, const std::string& name,
+                                                       const std::string& help);
+prometheus::Family<prometheus::Gauge>& GaugeFamily(prometheus::Registry& r, const std::string& name,
+                                                   const std::string& help);
+prometheus::Family<prometheus::Histogram>& HistogramFamily(prometheus::Registry& r,
+                                                           const std::string& name,
+                                                           const std::string& help);
+prometheus::Family<prometheus::Summary>& SummaryFamily(prometheus::Registry& r, const std::string& name,
+                                                       const std::string& help);
 
- private:
-  std::atomic<double> value_{0.0};
-};
+// Bucket presets. LatencyBuckets: 1 ms .. ~33 s (powers of two); ByteBuckets: 1 KiB .. 16 GiB
+// (powers of four); TokenBuckets: 1 .. 65536 (powers of two).
+std::vector<double> ExponentialBuckets(double start, double factor, int count);
+std::vector<double> LatencyBuckets();
+std::vector<double> ByteBuckets();
+std::vector<double> TokenBuckets();
+// The buckets a histogram name implies by its unit suffix (_seconds, _bytes, else tokens).
+std::vector<double> BucketsForName(const std::string& name);
+// Summary quantiles (median and p90 over a 60 s window).
+const prometheus::Summary::Quantiles& DefaultQuantiles();
 
-class Histogram {
- public:
-  // `bounds`: strictly increasing finite upper bounds; +Inf is implicit.
-  explicit Histogram(std::vector<double> bounds);
-  void Observe(double v);
+// Throws std::invalid_argument when `name` breaks the conventions for `type`.
+void CheckMetricConvention(const std::string& name, prometheus::MetricType type, const std::string& help);
 
-  struct Snapshot {
-    std::vector<double> bounds;
-    std::vector<uint64_t> cumulative;  // per bound, then +Inf last
-    double sum = 0;
-    uint64_t count = 0;
-  };
-  Snapshot snapshot() const;
+// ---- exposition
 
-  // Powers-of-`factor` buckets: start, start*factor, ... (count of them).
-  static std::vector<double> ExponentialBuckets(double start, double factor, int count);
-  static std::vector<double> LinearBuckets(double start, double width, int count);
-  // 1 ms .. ~16 s: the default for latencies in seconds.
-  static std::vector<double> DefaultLatencyBuckets();
-
- private:
-  const std::vector<double> bounds_;
-  std::unique_ptr<std::atomic<uint64_t>[]> counts_;  // bounds_.size() + 1 (the +Inf bucket)
-  std::atomic<double> sum_{0.0};
-};
-
-enum class MetricType { kCounter, kGauge, kHistogram };
-
-// All children of one metric name, one per distinct label-value tuple.
-template <class M>
-class Family {
- public:
-  // The child for these label values (in the order of the family's label names), created on
-  // first use. Throws std::invalid_argument on the wrong number of values.
-  M& Labels(const std::vector<std::string>& values);
-  M& Labels(std::initializer_list<std::string_view> values) {
-    return Labels(std::vector<std::string>(values.begin(), values.end()));
-  }
-
- private:
-  friend class MetricsRegistry;
-  Family(std::string name, std::vector<std::string> label_names, std::vector<double> bounds)
-      : name_(std::move(name)), label_names_(std::move(label_names)), bounds_(std::move(bounds)) {}
-
-  const std::string name_;
-  const std::vector<std::string> label_names_;
-  const std::vector<double> bounds_;  // histograms only
-  mutable std::mutex mu_;
-  std::map<std::vector<std::string>, std::unique_ptr<M>> children_;  // sorted: stable output
-};
-
-class MetricsRegistry {
- public:
-  MetricsRegistry();
-  ~MetricsRegistry();
-  MetricsRegistry(const MetricsRegistry&) = delete;
-  MetricsRegistry& operator=(const MetricsRegistry&) = delete;
-
-  // The process-wide registry the /metrics endpoint serves unless told otherwise.
-  static MetricsRegistry& Default();
-
-  // Get-or-create: the family registered under `name`, created on first call.
-  Family<Counter>& GetCounterFamily(std::string_view name, std::string_view help,
-                                    std::vector<std::string> label_names);
-  Family<Gauge>& GetGaugeFamily(std::string_view name, std::string_view help,
-                                std::vector<std::string> label_names);
-  Family<Histogram>& GetHistogramFamily(std::string_view name, std::string_view help,
-                                        std::vector<std::string> label_names,
-                                        std::vector<double> bounds);
-
-  // Unlabeled shorthands.
-  Counter& GetCounter(std::string_view name, std::string_view help) {
-    return GetCounterFamily(name, help, {}).Labels(std::vector<std::string>{});
-  }
-  Gauge& GetGauge(std::string_view name, std::string_view help) {
-    return GetGaugeFamily(name, help, {}).Labels(std::vector<std::string>{});
-  }
-  Histogram& GetHistogram(std::string_view name, std::string_view help,
-                          std::vector<double> bounds) {
-    return GetHistogramFamily(name, help, {}, std::move(bounds)).Labels(std::vector<std::string>{});
-  }
-
-  // Prometheus text exposition format 0.0.4, families sorted by name.
-  std::string Render() const;
-
- private:
-  struct Entry;
-  Entry& Register(std::string_view name, std::string_view help, MetricType type,
-                  std::vector<std::string> label_names, std::vector<double> bounds);
-
-  mutable std::mutex mu_;
-  std::map<std::string, std::unique_ptr<Entry>, std::less<>> families_;
-};
-
-// The Content-Type for Render()'s output.
+// Adds `labels` to every sample of `families`; a label a sample already has keeps its value.
+void AddLabels(std::vector<prometheus::MetricFamily>* families, const MetricLabelMap& labels);
+// One family per name, samples concatenated in order; a later family whose type differs from the
+// first of its name is dropped (and counted in the return value's second field).
+std::pair<std::vector<prometheus::MetricFamily>, int> MergeFamilies(
+    std::vector<prometheus::MetricFamily> families);
+// Prometheus text exposition format 0.0.4 (prometheus-cpp's TextSerializer).
+std::string RenderText(const std::vector<prometheus::MetricFamily>& families);
 inline constexpr char kPrometheusContentType[] = "text/plain; version=0.0.4; charset=utf-8";
 
-// Formatting helpers, exposed for tests: label value escaping (\\, \", \n) and sample values
-// (shortest round-trip decimal, +Inf, -Inf, NaN).
-std::string EscapeLabelValue(std::string_view v);
-std::string FormatMetricValue(double v);
+// ---- control-plane codec (a worker's Collect() -> the controller)
+nlohmann::json FamiliesToJson(const std::vector<prometheus::MetricFamily>& families);
+absl::StatusOr<std::vector<prometheus::MetricFamily>> FamiliesFromJson(const nlohmann::json& j);
+
+// ---- standard families
+
+// tidal_build_info{version,torch,cuda} 1.
+void RecordBuildInfo(prometheus::Registry& r);
+// process_resident_memory_bytes, process_virtual_memory_bytes, process_cpu_seconds_total,
+// process_open_fds, process_start_time_seconds of this process (from /proc/self) in
+// ProcessRegistry(). Call before collecting it; thread-safe.
+void UpdateProcessMetrics();
 
 }  // namespace tidal

@@ -129,8 +129,19 @@ class Binder {
 
   // Rules that span keys. A rule whose inputs already failed is skipped: one root cause, one
   // message.
+  // A relative env.plugin path (also after python:) is relative to the recipe file that wrote it,
+  // as include: paths are. It is stored absolute, so that the resolved recipe the workers load
+  // (run_dir/recipe.yaml, in another folder) names the same file.
+  void ResolvePluginPath() {
+    Recipe& r = *recipe_;
+    if (!set_.count("env.plugin") || r.env.IsBuiltin() || r.env.plugin.empty()) return;
+    const std::string prefix = r.env.IsPython() ? "python:" : "";
+    r.env.plugin = prefix + ResolveFromFile(LocOf("env.plugin").file, r.env.plugin.substr(prefix.size()));
+  }
+
   void CheckCrossField() {
     Recipe& r = *recipe_;
+    ResolvePluginPath();
     absl::StatusOr<DeviceSet> devices = ParseDeviceSet(r.pool.devices);
     if (devices.ok()) r.pool.device_set = *devices;
     if (devices.ok() && Ok({"pool.devices", "pool.tags.rollout", "pool.tags.train"})) {
@@ -163,8 +174,12 @@ class Binder {
             absl::StrCat("expected `byte` or a directory with a tokenizer.json; `", r.model.tokenizer,
                          "` has no tokenizer.json"));
     }
-    if (Ok({"env.plugin"}) && !r.env.plugin.empty() && !r.env.IsBuiltin() && !IsFile(r.env.plugin)) {
-      Issue(LocOf("env.plugin"), "env.plugin", absl::StrCat("plugin library `", r.env.plugin, "` does not exist"));
+    if (Ok({"env.plugin"}) && !r.env.plugin.empty() && !r.env.IsBuiltin() &&
+        !IsFile(r.env.plugin.substr(r.env.IsPython() ? 7 : 0))) {
+      Issue(LocOf("env.plugin"), "env.plugin",
+            absl::StrCat(r.env.IsPython() ? "Python file `" : "plugin library `",
+                         r.env.plugin.substr(r.env.IsPython() ? 7 : 0),
+                         "` does not exist (a relative path resolves from the recipe file that sets it; on the command line, from the working directory)"));
     }
     if (Ok({"openai.serve", "openai.sessions_only"}) && r.openai.sessions_only && !r.openai.serve) {
       Issue(LocOf("openai.sessions_only"), "openai.sessions_only",

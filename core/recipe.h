@@ -136,8 +136,11 @@ struct Recipe {
     double timeout_s = 0;
     int64_t eval_prompts = 0;
     std::array<double, 2> reward_range{};  // {low, high}: rewards outside are rejected
+    bool multi_turn = false;  // episodes through step() instead of one scored turn
+    int64_t max_turns = 0;
 
     bool IsBuiltin() const { return plugin.rfind("builtin:", 0) == 0; }
+    bool IsPython() const { return plugin.rfind("python:", 0) == 0; }
     std::string BuiltinName() const { return IsBuiltin() ? plugin.substr(8) : std::string(); }
   };
   struct Algo {
@@ -180,9 +183,10 @@ struct Recipe {
     int64_t keep = 0;
   };
   struct Metrics {
-    int64_t port = 0;  // 0 = no HTTP endpoint
+    int64_t port = 0;  // 0 = any free port, -1 = no HTTP endpoint
     std::string bind;
     bool jsonl = false;
+    bool tensorboard = false;
   };
   struct Eval {
     int64_t every = 0;  // 0 = only at the start and the end

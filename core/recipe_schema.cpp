@@ -391,8 +391,11 @@ std::string CheckPlugin(const std::string& plugin) {
   if (plugin.rfind("builtin:", 0) == 0) {
     return plugin.size() > 8 ? "" : "`builtin:` needs an environment name, like builtin:letter_count";
   }
+  if (plugin.rfind("python:", 0) == 0) {
+    return plugin.size() > 7 ? "" : "`python:` needs the path of a Python file, like python:my_env.py";
+  }
   if (plugin.size() < 3 || plugin.substr(plugin.size() - 3) != ".so") {
-    return absl::StrCat("`", plugin, "` is neither builtin:NAME nor a path to a shared library (.so)");
+    return absl::StrCat("`", plugin, "` is neither builtin:NAME, python:FILE.py nor a path to a shared library (.so)");
   }
   return "";
 }
@@ -449,8 +452,8 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(rollout.block_size, 16, "Tokens per paged-KV block.", Above(0)),
       KEY(rollout.kv_blocks, 0, "Paged-KV blocks per engine; 0 = size from free memory.", Min(0)),
 
-      KEY(env.plugin, "", "Environment: `builtin:NAME` or a path to a plugin shared library (.so).", Required(),
-          Check(CheckPlugin, "builtin:NAME | path/to/plugin.so")),
+      KEY(env.plugin, "", "Environment: `builtin:NAME`, a path to a plugin shared library (.so), or `python:FILE.py` (an environment written in Python, run in env-worker processes). A relative path is relative to the recipe file that sets it, as `include:` is.", Required(),
+          Check(CheckPlugin, "builtin:NAME | path/to/plugin.so | python:path/to/env.py")),
       KEY(env.args, nlohmann::json::object(), "Free-form map handed to the environment as JSON."),
       KEY(env.isolate, true,
           "Run environment plugins in separate env-worker processes: a crash or a hang kills only that process (restarted for the next call), never the controller or a worker. `false` loads the plugin into the calling process (faster calls; only for trusted plugins)."),
@@ -458,6 +461,8 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(env.eval_prompts, 200, "Prompts of each evaluation pass.", Min(0)),
       KEY(env.reward_range, {-1e6, 1e6},
           "[low, high]: a reward outside it (an environment's or an agent's) fails its trajectory with a reason instead of being trained on; it keeps a runaway value such as 1e308 from overflowing the advantages."),
+      KEY(env.multi_turn, false, "Play each sample as an episode: the plugin's step() judges every model turn and its observation (loss-masked) is appended before the next turn; the sample's reward is the sum of step() rewards. false: one turn, scored by score()."),
+      KEY(env.max_turns, 4, "Model turns per episode at most (env.multi_turn); each turn gets up to rollout.max_new_tokens.", Above(0)),
 
       KEY(algo.name, AlgoName::kGrpo, "Policy-gradient algorithm."),
       KEY(algo.clip, {0.2, 0.28}, "[low, high]: the importance ratio is clipped to [1 - low, 1 + high] (DAPO clip-higher).", Range(0, 10)),
@@ -501,9 +506,13 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(checkpoint.resume, false, "Resume from the newest checkpoint in `checkpoint.dir` if there is one."),
       KEY(checkpoint.keep, 2, "Newest checkpoints kept on disk.", Above(0)),
 
-      KEY(metrics.port, 9400, "Port of the Prometheus /metrics endpoint; 0 = off.", Range(0, 65535)),
+      KEY(metrics.port, 0,
+          "Port of the controller's HTTP endpoint (Prometheus /metrics and the web dashboard at /); "
+          "0 = any free port (written to <run_dir>/metrics_endpoint.json), -1 = off.",
+          Range(-1, 65535)),
       KEY(metrics.bind, "127.0.0.1", "Address the metrics endpoint listens on."),
-      KEY(metrics.jsonl, true, "Also append every step's metrics to <run_dir>/metrics.jsonl."),
+      KEY(metrics.jsonl, true, "Also append every step's metrics to <run_dir>/metrics.jsonl (the dashboard reads it)."),
+      KEY(metrics.tensorboard, true, "Also write TensorBoard event files to <run_dir>/tensorboard."),
 
       KEY(eval.every, 0, "Steps between evaluations; 0 = only at the start and the end.", Min(0)),
       KEY(eval.greedy, true, "Evaluate with greedy decoding (else with the rollout sampling settings)."),
@@ -556,7 +565,7 @@ const std::vector<RecipeSection>& RecipeSections() {
       {"train", "Optimizer and trainer."},
       {"weight_sync", "Pushing new policy versions from trainers to rollout engines."},
       {"checkpoint", "Saving and resuming."},
-      {"metrics", "Prometheus endpoint and metric logs."},
+      {"metrics", "Prometheus endpoint, web dashboard and metric logs (docs/observability.md)."},
       {"eval", "Periodic evaluation."},
       {"openai", "The OpenAI-compatible agent endpoint on the rollout workers; agent sessions grouped by their reported `group` (else in arrival order) into groups of `rollout.group_size`."},
       {"control", "Control plane between the controller and the workers."},
@@ -686,7 +695,8 @@ std::string ExplainRecipeSchema(ExplainFormat format) {
                   "including file; maps merge key by key and the including file wins. Includes may nest; cycles "
                   "are errors.\n"
                   "- Overrides `key.path=value` on the command line are parsed as YAML (`algo.clip=[0.1,0.3]`, "
-                  "`env.args.min_len=4`) and checked like the file; `key.path=` resets a key to its default.\n"
+                  "`env.args.min_len=4`) and checked like the file; an override replaces the key's whole value, "
+                  "a map too (`env.args={}` drops every argument); `key.path=` resets a key to its default.\n"
                   "- Errors name `file:line:col` and the key path; every error of a recipe is reported at once.\n\n");
   std::string current = "\x01";
   std::set<std::string> headed;

@@ -7,6 +7,8 @@
 
 #include <limits.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -341,22 +343,46 @@ void ApplyOverride(const std::string& override_text, SourceNode* root, std::vect
     };
     relocate(leaf);
   }
-  // Wrap it in maps up to the root.
-  SourceNode node = std::move(leaf);
-  for (size_t i = keys.size() - 1; i-- > 0;) {
-    SourceNode parent;
-    parent.SetYaml(YAML::Node(YAML::NodeType::Map));
-    parent.loc = loc;
-    parent.key = keys[i];
-    parent.key_loc = loc;
-    parent.children.push_back(std::move(node));
-    node = std::move(parent);
+  // Walk (creating maps) down to the key's parent, then set the key: an override replaces the
+  // key's whole value, maps included (`env.args={}` empties the map; `env.args.k=v` sets one
+  // entry), unlike an include, whose maps merge.
+  SourceNode* at = root;
+  for (size_t i = 0; i + 1 < keys.size(); ++i) {
+    SourceNode* child = at->Find(keys[i]);
+    if (child == nullptr || !child->IsMap()) {
+      SourceNode parent;
+      parent.SetYaml(YAML::Node(YAML::NodeType::Map));
+      parent.loc = loc;
+      parent.key = keys[i];
+      parent.key_loc = loc;
+      if (child != nullptr) {
+        *child = std::move(parent);
+      } else {
+        at->children.push_back(std::move(parent));
+        child = &at->children.back();
+      }
+    }
+    at = child;
   }
-  SourceNode top;
-  top.SetYaml(YAML::Node(YAML::NodeType::Map));
-  top.loc = loc;
-  top.children.push_back(std::move(node));
-  MergeSource(root, std::move(top));
+  if (SourceNode* existing = at->Find(keys.back())) {
+    *existing = std::move(leaf);
+  } else {
+    at->children.push_back(std::move(leaf));
+  }
+}
+
+std::string ResolveFromFile(const std::string& file, const std::string& rel) {
+  std::string path = rel;
+  if (path.empty() || path[0] != '/') {
+    struct stat st;  // only a real file (not "<override>") anchors a relative path
+    const bool is_file = ::stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    path = ResolveRelative(is_file ? DirName(file) : "", rel);
+    if (path.empty() || path[0] != '/') {
+      char cwd[PATH_MAX];
+      if (::getcwd(cwd, sizeof cwd) != nullptr) path = Normalize(absl::StrCat(cwd, "/", path));
+    }
+  }
+  return Normalize(path);
 }
 
 }  // namespace tidal

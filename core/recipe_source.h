@@ -77,7 +77,13 @@ SourceNode ParseRecipeSource(const std::string& yaml_text, const std::string& so
 // `over` wins: maps merge recursively, everything else replaces (null over a map is a no-op).
 void MergeSource(SourceNode* base, SourceNode over);
 
-// Parses "key.path=value" (value as YAML) and merges it on top of `root`.
+// Parses "key.path=value" (value as YAML) and sets that key of `root` to it: the old value is
+// replaced whole, maps included; an empty value unsets the key (its default applies).
 void ApplyOverride(const std::string& override_text, SourceNode* root, std::vector<RecipeIssue>* issues);
+
+// `rel` resolved against the folder of `file` (the recipe file that wrote it), as `include:`
+// paths are, and made absolute; when `file` is not a readable file (an override), against the
+// working directory. An absolute `rel` is only normalised.
+std::string ResolveFromFile(const std::string& file, const std::string& rel);
 
 }  // namespace tidal

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "envs/env_backend.h"
+#include "envs/plugin_library.h"
 
 namespace tidal::envs {
 
@@ -26,7 +27,8 @@ absl::StatusOr<std::unique_ptr<Environment>> Environment::Open(const EnvSpec& sp
         PluginErrorPrefix(spec.plugin), ": env.args must be a mapping, got ", spec.args.dump()));
   }
   std::unique_ptr<EnvBackend> backend;
-  if (spec.isolate) {
+  // The Python interpreter (and the user's code) lives only in env-worker processes.
+  if (spec.isolate || IsPythonPlugin(spec.plugin)) {
     TIDAL_ASSIGN_OR_RETURN(backend, OpenIsolatedBackend(spec));
   } else {
     TIDAL_ASSIGN_OR_RETURN(backend, OpenInProcessBackend(spec));

@@ -160,7 +160,7 @@ class InProcessBackend final : public EnvBackend {
 absl::StatusOr<std::unique_ptr<EnvBackend>> OpenInProcessBackend(const EnvSpec& spec) {
   TIDAL_ASSIGN_OR_RETURN(const tidal_env_api* api, LoadPluginApi(spec.plugin));
   const std::string who = PluginErrorPrefix(spec.plugin);
-  const std::string config = spec.args.dump();
+  const std::string config = PluginCreateConfig(spec.plugin, spec.args);
   tidal_env* env = nullptr;
   const char* error = nullptr;
   int rc = TIDAL_ENV_ERROR;

@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "envs/builtins/builtins.h"
+#include "envs/helper_binary.h"
 
 namespace tidal::envs {
 namespace {
@@ -30,6 +31,12 @@ const BuiltinEntry kBuiltins[] = {
 
 constexpr char kBuiltinPrefix[] = "builtin:";
 constexpr size_t kBuiltinPrefixLen = sizeof(kBuiltinPrefix) - 1;
+constexpr char kPythonPrefix[] = "python:";
+constexpr size_t kPythonPrefixLen = sizeof(kPythonPrefix) - 1;
+constexpr char kPythonBridge[] = "libtidal_env_python.so";  // envs/plugins/python_env.cpp
+
+// dlopens `path` and validates its table; `plugin` names it in messages.
+absl::StatusOr<const tidal_env_api*> LoadLibraryApi(const std::string& plugin, const std::string& path);
 
 }  // namespace
 
@@ -87,15 +94,42 @@ absl::StatusOr<const tidal_env_api*> LoadPluginApi(const std::string& plugin) {
   }
   if (plugin.empty()) return absl::InvalidArgumentError("env plugin: empty plugin reference");
   struct stat st;
+  if (absl::StartsWith(plugin, kPythonPrefix)) {
+    const std::string file = plugin.substr(kPythonPrefixLen);
+    if (file.empty() || ::stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return absl::NotFoundError(absl::StrCat(who, ": Python file not found"));
+    }
+    absl::StatusOr<std::string> bridge = FindHelperBinary(kPythonBridge, "TIDAL_ENV_PYTHON");
+    if (!bridge.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          who, ": ", bridge.status().message(), " (tidal builds it when python3-dev is installed)"));
+    }
+    return LoadLibraryApi(plugin, *bridge);
+  }
   if (::stat(plugin.c_str(), &st) != 0) {
     return absl::NotFoundError(absl::StrCat(
-        who, ": file not found (give a path to a shared library, or builtin:NAME)"));
+        who, ": file not found (give a path to a shared library, builtin:NAME or python:FILE.py)"));
   }
+  // A path without '/' would make dlopen search the library path instead of the file named.
+  return LoadLibraryApi(plugin, plugin.find('/') == std::string::npos ? "./" + plugin : plugin);
+}
+
+std::string PluginCreateConfig(const std::string& plugin, const nlohmann::json& args) {
+  if (absl::StartsWith(plugin, kPythonPrefix)) {
+    return nlohmann::json{{"file", plugin.substr(kPythonPrefixLen)}, {"args", args}}.dump();
+  }
+  return args.dump();
+}
+
+bool IsPythonPlugin(const std::string& plugin) { return absl::StartsWith(plugin, kPythonPrefix); }
+
+namespace {
+
+absl::StatusOr<const tidal_env_api*> LoadLibraryApi(const std::string& plugin, const std::string& path) {
+  const std::string who = absl::StrCat("env plugin '", plugin, "'");
   // dlopen/dlerror share per-thread error state; one loader at a time keeps messages paired.
   static std::mutex mu;
   std::lock_guard<std::mutex> lock(mu);
-  // A path without '/' would make dlopen search the library path instead of the file named.
-  const std::string path = plugin.find('/') == std::string::npos ? "./" + plugin : plugin;
   void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
     const char* err = ::dlerror();
@@ -124,4 +158,5 @@ absl::StatusOr<const tidal_env_api*> LoadPluginApi(const std::string& plugin) {
   return api;
 }
 
+}  // namespace
 }  // namespace tidal::envs

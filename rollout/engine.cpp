@@ -201,7 +201,8 @@ class Engine::Impl {
       s->logprobs.push_back(sampled.logprobs[r]);
       s->versions.push_back(version);
       ++stats.generated_tokens;
-      out.tokens.push_back({s->id, tok, sampled.logprobs[r], version});
+      out.tokens.push_back({s->id, tok, sampled.logprobs[r], version,
+                            sampled.top.empty() ? std::vector<TopLogprob>() : std::move(sampled.top[r])});
       StopCheck stop = CheckStop(s->params, s->OutputTokens(),
                                  s->params.ignore_eos ? std::span<const int32_t>() : eos,
                                  s->NumTokens(), cfg.max_model_len, cfg.detokenize);

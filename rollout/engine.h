@@ -103,6 +103,7 @@ struct TokenEvent {
   int32_t token;
   float logprob;
   int64_t version;
+  std::vector<TopLogprob> top_logprobs;  // only when the request's params ask for them
 };
 
 struct StepOutput {

@@ -2,17 +2,25 @@
 // anywhere (the official `openai` client included) can drive the policy, and its calls become
 // token-exact training trajectories.
 //
-//   POST /v1/chat/completions   messages -> Qwen chat format (core/chat_template.h) -> tokens
+//   POST /v1/chat/completions   messages (+ tools) -> Qwen chat format (core/chat_template.h)
 //   POST /v1/completions        prompt as text or as a list of token ids
-//   GET  /v1/models
+//   GET  /v1/models, /v1/models/{id}, /health
 //   POST /tokenize                 {"prompt": text} -> {"tokens": [...], "count": n} (vLLM's)
 //   POST /v1/sessions/{id}/reward  {"reward": 1.0, "group": "task-7", "info": {...}} ends the
 //                                 session ("group" and "info" optional)
-// Supported request fields: model (ignored), max_tokens / max_completion_tokens, temperature,
-// top_p, seed, stop (string or list; needs EngineConfig::detokenize), logprobs (+ top_logprobs
-// ignored), n = 1 only, no streaming, and vLLM's "return_token_ids" (the choice gets
-// "prompt_token_ids" and "token_ids", for token-exact multi-turn agents). Other fields are
-// ignored as the OpenAI API does.
+// Request fields (both endpoints): model (must be options.model_name), max_tokens,
+// temperature, top_p, n, stream (+ stream_options.include_usage: server-sent events, one chunk
+// per engine step), stop (string or list; matched by the server on the decoded text, which
+// aborts the call in the engine; the stop text is cut from the returned text), seed, user,
+// presence/frequency_penalty (0 only), logit_bias (empty only), and the vLLM extensions top_k,
+// min_p, ignore_eos, "return_token_ids" (the choice gets "prompt_token_ids" and "token_ids",
+// for token-exact multi-turn agents) and session_id. Chat adds max_completion_tokens, logprobs
+// + top_logprobs, tools (rendered through the chat template; Qwen <tool_call> blocks in the
+// output come back as message.tool_calls, finish_reason "tool_calls"), tool_choice ("auto" or
+// "none"), parallel_tool_calls, response_format ({"type": "text"} only). Completions add
+// logprobs (an int: the top-k per token), echo (false only), suffix (empty only), best_of (1).
+// Anything else, or an unsupported value, is a 400 whose message names the field; so is an
+// unknown model name.
 //
 // Recording: a call carrying a session id ("session_id" in the body, i.e. the client's
 // extra_body, or the X-Session-Id header) is recorded exactly as the engine ran it: prompt token
@@ -52,6 +60,7 @@
 
 namespace httplib {
 class Server;
+struct Response;
 }
 
 namespace tidal::rollout {
@@ -99,10 +108,14 @@ class OpenAIServer {
   // Sessions with recorded calls and no reward yet.
   int64_t NumOpenSessions();
 
-  // For an owner that drives the engine (drive_engine = false), on its engine thread:
-  bool HasWaiting();                 // calls waiting to enter the engine
+  // For an owner that drives the engine (drive_engine = false), on its engine thread, around
+  // each Engine::Step(): Admit before it, Observe on its output, then Deliver each finished one.
+  bool HasWaiting();                 // calls waiting to enter the engine (or to be stopped)
   int64_t CallsInFlight();           // calls waiting or running
-  void Admit(Engine& engine);        // moves waiting calls into `engine`
+  // Aborts calls that hit a stop string or whose stream client left, then moves waiting calls
+  // into `engine`.
+  void Admit(Engine& engine);
+  void Observe(const StepOutput& step);  // this step's tokens of the server's calls
   bool Deliver(RequestOutput& out);  // completes the call `out` belongs to; false if none
   // Fails every waiting and running call (an engine failure); aborts the running ones in
   // `engine` when given.
@@ -110,25 +123,22 @@ class OpenAIServer {
 
  private:
   struct Pending;
+  struct Call;
   void EngineLoop();
-  // Runs one request through the engine thread and waits for its output.
-  absl::StatusOr<RequestOutput> Generate(Request request);
+  // Queues one request for the engine; Wait blocks until it finished (or failed).
+  std::shared_ptr<Pending> Submit(Request request, std::vector<std::string> stops);
+  void Wait(const std::shared_ptr<Pending>& p);
+  // Asks the engine thread to abort calls whose client went away.
+  void Cancel(const std::vector<std::shared_ptr<Pending>>& calls);
   void Record(const std::string& session, const RequestOutput& out);
-  void HandleChat(const std::string& body, const std::string& session_header, int* status,
-                  std::string* reply);
-  void HandleCompletion(const std::string& body, const std::string& session_header,
-                        int* status, std::string* reply);
+  // Both completion endpoints: validate the body into a Call, then answer it whole or streamed.
+  void Handle(bool chat, const std::string& body, const std::string& session_header,
+              httplib::Response& res);
+  absl::StatusOr<Call> ParseCall(bool chat, const std::string& raw, const std::string& session_header) const;
+  nlohmann::json Choice(const Call& call, size_t index, const RequestOutput& out) const;
+  void Stream(std::shared_ptr<Call> call, httplib::Response& res);
   void HandleReward(const std::string& session, const std::string& body, int* status,
                     std::string* reply);
-  absl::StatusOr<SamplingParams> ParamsFrom(const nlohmann::json& body) const;
-  // What both completion endpoints share: sampling params from the body, the engine call and
-  // the session record; on failure the error reply is written and nullopt returned.
-  std::optional<RequestOutput> Run(const nlohmann::json& body, std::vector<int32_t> prompt,
-                                   const char* id_prefix, const std::string& session, int* status,
-                                   std::string* reply);
-  // Writes the 200 reply around `choice` (token ids added when the body asks for them).
-  void Respond(const nlohmann::json& body, const RequestOutput& out, const std::string& session,
-               const char* object, nlohmann::json choice, int* status, std::string* reply);
 
   Engine* engine_;  // null when the owner drives the engine
   const Tokenizer* tokenizer_;
@@ -141,6 +151,7 @@ class OpenAIServer {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Pending>> incoming_;
   std::map<std::string, std::shared_ptr<Pending>> running_;
+  std::vector<std::string> to_abort_;  // running call ids to abort at the next Admit
   bool stopping_ = false;
   int64_t next_id_ = 0;
 

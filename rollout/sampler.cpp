@@ -19,12 +19,51 @@ double UniformForToken(uint64_t seed, int64_t index) {
   return static_cast<double>(bits >> 11) * 0x1.0p-53;
 }
 
+namespace {
+
+// OpenAI-style top_logprobs: each row's params.top_logprobs most likely tokens of `logprobs`
+// (the returned distribution, [R, V]); nothing when no row asks.
+void AddTopLogprobs(const at::Tensor& logprobs, std::span<const SampleRow> rows, SampleResult* out) {
+  int64_t max_top = 0;
+  for (const SampleRow& row : rows) max_top = std::max<int64_t>(max_top, row.params->top_logprobs);
+  if (max_top <= 0) return;
+  const int64_t r = logprobs.size(0);
+  max_top = std::min(max_top, logprobs.size(1));
+  auto [top_v, top_i] = logprobs.topk(max_top, /*dim=*/1, /*largest=*/true, /*sorted=*/true);
+  top_v = top_v.to(at::kCPU, at::kFloat).contiguous();
+  top_i = top_i.cpu().contiguous();
+  out->top.assign(r, {});
+  for (int64_t i = 0; i < r; ++i) {
+    const int64_t k = std::min<int64_t>(rows[i].params->top_logprobs, max_top);
+    for (int64_t j = 0; j < k; ++j) {
+      out->top[i].push_back({static_cast<int32_t>(top_i.data_ptr<int64_t>()[i * max_top + j]),
+                             top_v.data_ptr<float>()[i * max_top + j]});
+    }
+  }
+}
+
+}  // namespace
+
 SampleResult Sample(const at::Tensor& logits_in, std::span<const SampleRow> rows) {
   TORCH_CHECK(logits_in.dim() == 2 && logits_in.size(0) == std::ssize(rows),
               "Sample: logits must be [R, V] with R = ", rows.size(), " rows, got ",
               logits_in.sizes());
 #ifdef TIDAL_WITH_CUDA
-  if (logits_in.is_cuda()) return SampleOnDevice(logits_in, rows);
+  if (logits_in.is_cuda()) {
+    SampleResult out = SampleOnDevice(logits_in, rows);
+    bool any_top = false;
+    for (const SampleRow& row : rows) any_top |= row.params->top_logprobs > 0;
+    if (any_top) {  // rare (OpenAI top_logprobs): computed apart from the sampling kernel
+      std::vector<float> inv_t;
+      for (const SampleRow& row : rows) {
+        inv_t.push_back(row.params->Greedy() ? 1.0f : static_cast<float>(1.0 / row.params->temperature));
+      }
+      at::Tensor logits = logits_in.to(at::kFloat);
+      at::Tensor inv = at::tensor(inv_t, logits.options()).unsqueeze(1);
+      AddTopLogprobs(at::log_softmax(logits * inv, /*dim=*/1), rows, &out);
+    }
+    return out;
+  }
 #endif
   const int64_t r = logits_in.size(0), v = logits_in.size(1);
   SampleResult out;
@@ -91,6 +130,8 @@ SampleResult Sample(const at::Tensor& logits_in, std::span<const SampleRow> rows
     at::Tensor chosen = order.gather(1, pos).squeeze(1).cpu();
     for (int64_t j = 0; j < s; ++j) tokens[sampled_rows[j]] = chosen.data_ptr<int64_t>()[j];
   }
+
+  AddTopLogprobs(logprobs, rows, &out);
 
   at::Tensor tok = at::tensor(tokens, logits.options().dtype(at::kLong));
   at::Tensor lp = logprobs.gather(1, tok.unsqueeze(1)).squeeze(1).cpu().contiguous();

@@ -54,9 +54,17 @@ struct SampleRow {
   int64_t token_index;  // index of the token being generated among the request's outputs
 };
 
+struct TopLogprob {
+  int32_t token;
+  float logprob;
+};
+
 struct SampleResult {
   std::vector<int32_t> tokens;
   std::vector<float> logprobs;
+  // Per row, its params' top_logprobs most likely tokens, most likely first (ties: lower id);
+  // empty when no row asks for any.
+  std::vector<std::vector<TopLogprob>> top;
 };
 
 // logits: [R, V] (any device; used as fp32); rows.size() == R. CUDA logits go to

@@ -13,6 +13,8 @@
 
 namespace tidal::rollout {
 
+inline constexpr int32_t kMaxTopLogprobs = 20;  // OpenAI's limit
+
 struct SamplingParams {
   // 0 means greedy (argmax); otherwise logits are divided by it before softmax.
   double temperature = 1.0;
@@ -23,6 +25,9 @@ struct SamplingParams {
   std::vector<int32_t> stop_token_ids;    // in addition to the engine's eos ids
   std::vector<std::string> stop_strings;  // needs EngineConfig::detokenize
   bool ignore_eos = false;                // do not stop on the engine's eos ids
+  // Also report the k most likely tokens of each step's distribution (the same full-vocabulary
+  // logprobs as the sampled token's) in TokenEvent::top_logprobs; 0 = off (OpenAI top_logprobs).
+  int32_t top_logprobs = 0;
 
   bool Greedy() const { return temperature == 0.0; }
   // Field ranges; messages name the field and the value found.
@@ -32,6 +37,7 @@ struct SamplingParams {
     if (!(top_p > 0.0 && top_p <= 1.0)) return absl::InvalidArgumentError(absl::StrCat("sampling: top_p must be in (0, 1], got ", top_p));
     if (!(min_p >= 0.0 && min_p <= 1.0)) return absl::InvalidArgumentError(absl::StrCat("sampling: min_p must be in [0, 1], got ", min_p));
     if (max_new_tokens < 1) return absl::InvalidArgumentError(absl::StrCat("sampling: max_new_tokens must be >= 1, got ", max_new_tokens));
+    if (top_logprobs < 0 || top_logprobs > kMaxTopLogprobs) return absl::InvalidArgumentError(absl::StrCat("sampling: top_logprobs must be in [0, ", kMaxTopLogprobs, "], got ", top_logprobs));
     for (const std::string& s : stop_strings) {
       if (s.empty()) return absl::InvalidArgumentError("sampling: stop_strings contains an empty string");
     }

@@ -6,6 +6,7 @@
 
 #include <atomic>
 
+#include "core/remove_tree.h"
 #include "scheduler/controller_internal.h"
 
 namespace tidal::scheduler {
@@ -22,6 +23,16 @@ bool StopRequested() { return g_stop.load(); }
 absl::Status Controller::PrepareRunDir() {
   run_dir_ = recipe_.run_dir;
   std::error_code ec;
+  // Never mix two runs in one directory: a second `tidal run` of the same recipe would truncate
+  // the first one's metrics and interleave checkpoints.
+  if (fs::exists(fs::path(run_dir_) / "recipe.yaml", ec) && !recipe_.checkpoint.resume) {
+    if (!options_.overwrite) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "run_dir '", run_dir_, "' already holds a run; continue it with `tidal run --resume ", run_dir_,
+          "`, choose another run_dir (run_dir=... or name=...), or pass --overwrite to replace it"));
+    }
+    TIDAL_RETURN_IF_ERROR(RemoveTree(run_dir_));
+  }
   fs::create_directories(fs::path(run_dir_) / "logs", ec);
   if (ec) {
     return absl::PermissionDeniedError(
@@ -70,6 +81,7 @@ absl::Status Controller::StartWorkers() {
   // token gets nothing larger than a Register decoded.
   ro.allow_handover = false;
   ro.unadmitted_max_bytes = kUnadmittedMaxBytes;
+  ro.metrics = &ProcessRegistry();  // control-plane traffic on /metrics
   TIDAL_ASSIGN_OR_RETURN(router_, Router::Bind(ro));
   TIDAL_LOG(INFO) << "control plane on " << router_->endpoint();
 
@@ -199,13 +211,13 @@ absl::Status Controller::RunWarmup() {
     if ((step + 1) % 10 == 0 || step + 1 == sft.steps) {
       WriteEvent({{"event", "warmup"}, {"step", step + 1}, {"loss", sft_loss_}, {"wall", Now()}});
       if (options_.progress) {
-        std::fprintf(stderr, "%swarm-up %lld/%lld | sft loss %.4f | %s%s", tty_ ? "\r\033[K" : "",
+        std::fprintf(stdout, "%swarm-up %lld/%lld | sft loss %.4f | %s%s", tty_ ? "\r\033[K" : "",
                      static_cast<long long>(step + 1), static_cast<long long>(sft.steps), sft_loss_,
                      FormatDuration(Now() - t).c_str(), tty_ ? "" : "\n");
       }
     }
   }
-  if (options_.progress && tty_) std::fprintf(stderr, "\n");
+  if (options_.progress && tty_) std::fprintf(stdout, "\n");
   warmup_seconds_ = Now() - t;
   return absl::OkStatus();
 }
@@ -252,7 +264,7 @@ absl::Status Controller::RunEval(const std::string& name, double* accuracy) {
               {"correct", eval_->correct}, {"total", eval_->total},
               {"seconds", Now() - eval_->started}, {"wall", Now()}});
   if (metrics_) metrics_->Set("tidal_eval_accuracy", {{"split", "eval"}}, acc);
-  std::fprintf(stderr, "%seval (%s, policy v%lld): greedy accuracy %.3f (%d/%d) in %.1f s\n",
+  std::fprintf(stdout, "%seval (%s, policy v%lld): greedy accuracy %.3f (%d/%d) in %.1f s\n",
                tty_ ? "\r\033[K" : "", name.c_str(), static_cast<long long>(eval_->version), acc,
                eval_->correct, eval_->total, Now() - eval_->started);
   eval_.reset();
@@ -315,6 +327,39 @@ absl::Status Controller::FinishRl() {
   return absl::OkStatus();
 }
 
+absl::Status Controller::CheckpointLast() {
+  TIDAL_RETURN_IF_ERROR(WaitUntil([&] { return !train_running_ && ckpt_replies_ == 0; }, "the last train step"));
+  if (steps_done_ <= 0 || train_group_.empty()) return absl::OkStatus();
+  const std::string dir = (fs::path(ckpt_dir_) / absl::StrCat("step-", steps_done_)).string();
+  std::error_code ec;
+  if (fs::exists(fs::path(dir) / "controller_state.json", ec)) return absl::OkStatus();
+  ckpt_replies_ = static_cast<int>(train_group_.size());
+  for (int dev : train_group_) {
+    workers_[dev].train_ops++;
+    SendTo(dev, Checkpoint{steps_done_, dir});
+  }
+  pending_ckpt_dir_ = dir;
+  TIDAL_RETURN_IF_ERROR(WaitUntil([&] { return ckpt_replies_ == 0; }, "the last checkpoint"));
+  TIDAL_LOG(INFO) << "checkpointed the last step in " << dir;
+  return absl::OkStatus();
+}
+
+bool Controller::RestoreStartEval() {
+  if (resume_dir_.empty()) return false;
+  std::ifstream in(fs::path(run_dir_) / "metrics.jsonl");
+  bool found = false;
+  for (std::string line; std::getline(in, line);) {
+    json e = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (e.is_object() && e.value("event", "") == "eval" && e.value("name", "") == "after_warmup" &&
+        e.contains("accuracy") && e["accuracy"].is_number()) {
+      eval_acc_start_ = e["accuracy"].get<double>();
+      found = true;
+    }
+  }
+  if (found) TIDAL_LOG(INFO) << "resumed: after-warm-up eval accuracy " << eval_acc_start_ << " (from metrics.jsonl)";
+  return found;
+}
+
 absl::Status Controller::ExportFinal() {
   std::string dir = (fs::path(run_dir_) / "final").string();
   export_replies_ = static_cast<int>(train_group_.size());
@@ -326,28 +371,6 @@ absl::Status Controller::ExportFinal() {
   TIDAL_RETURN_IF_ERROR(WaitUntil([&] { return export_replies_ == 0; }, "the final model export"));
   if (!export_error_.empty()) return absl::InternalError(absl::StrCat("export to ", dir, ": ", export_error_));
   TIDAL_LOG(INFO) << "final model (HF format) in " << dir;
-  return absl::OkStatus();
-}
-
-absl::Status Controller::CheckpointOnStop() {
-  if (recipe_.checkpoint.every <= 0 || steps_done_ <= resume_step_) return absl::OkStatus();
-  finishing_ = true;  // no new steps; WaitUntil keeps pumping under the stop request
-  const double deadline = Now() + 60.0;
-  // A step in progress finishes first, so the checkpoint holds exactly steps_done_ steps.
-  TIDAL_RETURN_IF_ERROR(WaitUntil([&] { return (!train_running_ && ckpt_replies_ == 0) || Now() > deadline; },
-                                  "the running train step"));
-  if (train_running_ || ckpt_replies_ != 0) return absl::DeadlineExceededError("the train step did not finish");
-  const std::string dir = (fs::path(ckpt_dir_) / absl::StrCat("step-", steps_done_)).string();
-  if (fs::exists(fs::path(dir) / "controller_state.json")) return absl::OkStatus();  // just written
-  ckpt_replies_ = static_cast<int>(train_group_.size());
-  for (int dev : train_group_) {
-    workers_[dev].train_ops++;
-    SendTo(dev, Checkpoint{steps_done_, dir});
-  }
-  pending_ckpt_dir_ = dir;
-  TIDAL_RETURN_IF_ERROR(WaitUntil([&] { return ckpt_replies_ == 0 || Now() > deadline; }, "the checkpoint"));
-  if (ckpt_replies_ != 0) return absl::DeadlineExceededError(absl::StrCat(dir, " was not written in time"));
-  TIDAL_LOG(INFO) << "stopped: checkpoint " << dir << " written";
   return absl::OkStatus();
 }
 
@@ -401,27 +424,36 @@ absl::StatusOr<RunSummary> Controller::Run() {
     TIDAL_ASSIGN_OR_RETURN(envs::Task t, tasks_source_->Get(static_cast<uint64_t>(i), envs::Split::kEval));
     eval_tasks_.push_back(std::move(t));
   }
-  if (recipe_.metrics.port > 0) {
-    TIDAL_ASSIGN_OR_RETURN(metrics_, MetricsSink::Serve(recipe_.metrics.bind, static_cast<int>(recipe_.metrics.port)));
-    TIDAL_LOG(INFO) << "metrics on " << metrics_->url();
-  } else {
-    metrics_ = MetricsSink::Local();
+  TelemetryOptions to;
+  to.run = recipe_.name;
+  to.run_dir = run_dir_;
+  to.bind = recipe_.metrics.bind;
+  to.port = static_cast<int>(recipe_.metrics.port);
+  to.tensorboard = recipe_.metrics.tensorboard;
+  to.append = recipe_.checkpoint.resume;
+  TIDAL_ASSIGN_OR_RETURN(telemetry_, RunTelemetry::Start(to));
+  metrics_ = &telemetry_->metrics();
+  if (options_.progress && !telemetry_->url().empty()) {
+    std::fprintf(stderr, "dashboard: %s | metrics: %s\n", telemetry_->dashboard_url().c_str(), telemetry_->url().c_str());
   }
 
   absl::Status status = StartWorkers();
   if (status.ok()) status = RunWarmup();
   if (status.ok()) status = PublishInitialWeights();
-  if (status.ok()) status = RunEval("after_warmup", &eval_acc_start_);
+  if (status.ok() && !RestoreStartEval()) status = RunEval("after_warmup", &eval_acc_start_);
   if (status.ok()) status = RunRl();
+  // Ctrl-C / SIGTERM during the run: wind down, but keep what was trained (checkpoint + export).
+  const bool stopped = absl::IsCancelled(status) && StopRequested() && fatal_.ok();
   absl::Status finish = fatal_.ok() ? FinishRl() : absl::OkStatus();
   if (status.ok()) status = finish;
-  if (g_stop.load() && fatal_.ok()) {
-    // Ctrl-C / SIGTERM: keep what was trained (resume with checkpoint.resume=true).
-    if (absl::Status ck = CheckpointOnStop(); !ck.ok()) TIDAL_LOG(WARN) << "checkpoint on stop: " << ck;
+  if ((status.ok() || stopped) && finish.ok() && rl_started_ > 0) {
+    absl::Status kept = CheckpointLast();
+    if (kept.ok() && status.ok()) kept = RunEval("final", &eval_acc_end_);
+    if (kept.ok()) kept = ExportFinal();
+    if (status.ok()) status = kept;
+    if (!kept.ok()) TIDAL_LOG(ERROR) << "keeping the trained policy: " << kept;
   }
-  if (status.ok()) status = RunEval("final", &eval_acc_end_);
-  if (status.ok()) status = ExportFinal();
-  std::fprintf(stderr, "%s", tty_ ? "\n" : "");
+  std::fprintf(stdout, "%s", tty_ ? "\n" : "");
   Shutdown();
   AccountRemaining(status);
   pool_.Advance(Now());
@@ -431,7 +463,7 @@ absl::StatusOr<RunSummary> Controller::Run() {
   std::ofstream(fs::path(run_dir_) / "summary.json") << js.dump(2) << "\n";
   js["event"] = "summary";
   WriteEvent(js);
-  std::fprintf(stderr, "%s", summary.Format().c_str());
+  std::fprintf(stdout, "%s", summary.Format().c_str());
   if (!status.ok()) return status;
   return summary;
 }

@@ -23,7 +23,9 @@
 //   logs/              controller.log, worker-N.log
 //   metrics.jsonl      one JSON object per event (warmup, step, eval, summary)
 //   checkpoints/step-N trainer checkpoints + controller_state.json (checkpoint.dir)
-//   final/             the final policy in HF format (config.json + model.safetensors)
+//   final/             the final policy in HF format (weights + tokenizer files); written at
+//                      the end of every run, a stopped one (SIGINT/SIGTERM) included, after a
+//                      checkpoint of the last trained step (so `tidal run --resume` continues)
 //   openai_endpoints.json  with openai.serve: {"endpoints": [{"device", "url"}]}, rewritten
 //                      whenever a worker (re)starts
 //   summary.json       the run summary
@@ -38,7 +40,10 @@
 namespace tidal::scheduler {
 
 struct RunOptions {
-  bool progress = true;       // print the progress line to stderr
+  bool progress = true;       // print the progress line (stdout; logs go to stderr)
+  // An existing run_dir that already holds a run (recipe.yaml) is refused unless the recipe
+  // resumes (checkpoint.resume) or this is set, which deletes the old run first.
+  bool overwrite = false;
   std::string worker_binary;  // default: this executable
 };
 

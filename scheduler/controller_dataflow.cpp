@@ -11,6 +11,15 @@ void Controller::UpdateBusy() {
                     : w.train_ops > 0;
     if (w.state != WorkerSlot::State::kReady) busy = false;
     pool_.SetBusy(d, busy, now);
+    // The timeline's state: work of the other tag still draining (paused groups, a checkpoint)
+    // under the new tag is a switch in progress.
+    const bool train_tag = pool_.device(d).tag == Tag::kTrain;
+    const bool other_work = train_tag ? !(w.rl.empty() && w.eval.empty()) || w.agent_calls > 0 : w.train_ops > 0;
+    const char* state = w.state != WorkerSlot::State::kReady ? "down"
+                        : other_work                         ? "switching"
+                        : busy                               ? (train_tag ? "train" : "rollout")
+                                                             : "idle";
+    if (telemetry_) telemetry_->DeviceState(pool_.device(d).slot.Name(), state, now);
   }
 }
 
@@ -37,6 +46,7 @@ void Controller::ApplyPolicy() {
     if (want[d] == Tag::kRollout && !workers_[d].hosts_engine) continue;
     pool_.SetTag(d, want[d], now);
     SendTo(d, SetTag{TagName(want[d])});
+    if (metrics_) metrics_->Add("tidal_tag_moves_total", {{"device", pool_.device(d).slot.Name()}, {"to", TagName(want[d])}}, 1);
     TIDAL_LOG(DEBUG) << "device " << d << " -> " << TagName(want[d]);
   }
   if (metrics_) {

@@ -149,6 +149,10 @@ void Controller::Handle(const Envelope& env) {
     --w.train_ops;
     --export_replies_;
     if (!r->error.empty()) export_error_ = r->error;
+  } else if (env.Is<WorkerMetrics>()) {
+    auto r = env.As<WorkerMetrics>();
+    if (!r.ok()) return bad(r.status());
+    telemetry_->OnWorkerMetrics(pool_.device(d).slot.Name(), TagName(pool_.device(d).home), r->families, Now());
   } else if (env.Is<WorkerError>()) {
     auto r = env.As<WorkerError>();
     if (!r.ok()) return bad(r.status());
@@ -263,7 +267,7 @@ void Controller::OnAgentSessions(int d, AgentSessions m) {
     for (TrajectoryGroup& g : *done) StoreGroup(std::move(g));
   }
   if (metrics_) {
-    metrics_->Set("tidal_agent_sessions_total", {}, static_cast<double>(agent_groups_.sessions()));
+    metrics_->SetTotal("tidal_agent_sessions_total", {}, static_cast<double>(agent_groups_.sessions()));
     metrics_->Set("tidal_agent_open_groups", {}, agent_groups_.open_groups());
   }
 }
@@ -332,15 +336,15 @@ void Controller::OnTrainStepDone(int d, const TrainStepDone& r) {
              {"stats", train_stats_}};
   WriteEvent(ev);
   if (metrics_) {
-    metrics_->Set("tidal_step", {}, static_cast<double>(step));
+    metrics_->SetTotal("tidal_steps_total", {}, static_cast<double>(step));
     metrics_->Set("tidal_policy_version", {}, static_cast<double>(version_));
     metrics_->Set("tidal_reward_mean", {}, acct_.last_reward);
     metrics_->Set("tidal_train_accuracy", {}, acct_.last_accuracy);
     metrics_->Set("tidal_staleness_mean", {}, acct_.last_staleness);
     metrics_->Add("tidal_train_tokens_total", {}, static_cast<double>(r.tokens));
-    for (auto it = train_stats_.begin(); it != train_stats_.end(); ++it) {
-      if (it.value().is_number()) metrics_->Set("tidal_train_" + it.key(), {}, it.value().get<double>());
-    }
+    metrics_->Observe("tidal_train_step_wall_seconds", {}, secs);
+    // The trainer's statistics (loss parts, grad norm, mismatch KL) are summaries in the train
+    // workers' metrics (scheduler/worker_metrics.h), labelled by device.
   }
   if (recipe_.checkpoint.every > 0 && step % recipe_.checkpoint.every == 0 &&
       steps_done_ < recipe_.train.steps) {
@@ -361,6 +365,7 @@ void Controller::OnWeightBucket(int d, const Envelope& env) {
     TIDAL_LOG(WARN) << "bad weight bucket from device " << d;
     return;
   }
+  if (b->index == 0) relay_started_ = Now();
   const bool complete = relay_.Accept(*b, env.frames[0]);
   // Stream each bucket on as it arrives (the receiver verifies every one before it swaps).
   for (int dev = 0; dev < pool_.size(); ++dev) {
@@ -371,6 +376,7 @@ void Controller::OnWeightBucket(int d, const Envelope& env) {
   }
   if (complete && metrics_) {
     metrics_->Add("tidal_weight_sync_versions_total", {}, 1);
+    metrics_->Observe("tidal_weight_sync_relay_seconds", {}, Now() - relay_started_);
     metrics_->Set("tidal_weight_sync_version_bytes", {}, static_cast<double>(b->total_bytes));
   }
 }

@@ -46,6 +46,7 @@
 #include "scheduler/protocol.h"
 #include "scheduler/run_report.h"
 #include "scheduler/task_source.h"
+#include "scheduler/run_telemetry.h"
 #include "scheduler/tag_policy.h"
 #include "scheduler/train_step.h"
 #include "scheduler/trajectory_store.h"
@@ -105,8 +106,6 @@ class Controller {
   absl::Status PrepareRunDir();
   absl::Status StartWorkers();
   void Shutdown();
-  // On a stop request: waits for the running train step, then checkpoints (checkpoint.every > 0).
-  absl::Status CheckpointOnStop();
   // After Shutdown: drops every prompt still open, with the reason the run ended.
   void AccountRemaining(const absl::Status& status);
 
@@ -132,6 +131,11 @@ class Controller {
   absl::Status RunRl();
   absl::Status FinishRl();
   absl::Status ExportFinal();
+  // Checkpoints the last trained step unless a checkpoint of it exists (waits for a train step
+  // in flight first).
+  absl::Status CheckpointLast();
+  // A resumed run does not repeat the after-warm-up eval: its accuracy comes from metrics.jsonl.
+  bool RestoreStartEval();
 
   // ---- data flow
   int Credit() const { return scheduler::Credit(recipe_.rollout.max_seqs, recipe_.rollout.group_size); }
@@ -174,7 +178,9 @@ class Controller {
   std::unique_ptr<Router> router_;
   std::unique_ptr<LocalLauncher> launcher_;
   std::unique_ptr<TaskSource> tasks_source_;  // the environment, off the loop thread
-  std::unique_ptr<MetricsSink> metrics_;
+  std::unique_ptr<RunTelemetry> telemetry_;  // endpoint + dashboard, TensorBoard, timeline
+  MetricsSink* metrics_ = nullptr;           // telemetry_'s
+  double relay_started_ = 0;                 // first bucket of the version streaming in
   std::unique_ptr<MetricsLog> jsonl_;
 
   TagPolicy policy_;
@@ -228,7 +234,7 @@ class Controller {
   DeviceTime rl_time_start_, rl_time_end_;  // pool totals when RL started / ended
   double last_progress_ = -1, last_metrics_ = -1;
   double eval_acc_start_ = -1, eval_acc_end_ = -1, last_eval_acc_ = -1;
-  bool tty_ = isatty(STDERR_FILENO);
+  bool tty_ = isatty(STDOUT_FILENO);  // progress goes to stdout, logs to stderr
 };
 
 template <class T>

@@ -3,6 +3,7 @@
 namespace tidal::scheduler::detail {
 
 void Controller::WriteEvent(json event) {
+  if (telemetry_) telemetry_->OnEvent(event);
   if (!jsonl_) return;
   absl::Status s = jsonl_->Write(std::move(event));
   if (!s.ok()) TIDAL_LOG(WARN) << s;
@@ -30,13 +31,17 @@ void Controller::Progress(bool force) {
   line.staleness = acct_.last_staleness;
   line.idle_fraction = pool_.Total().IdleFraction();
   line.eta_seconds = EtaSeconds(now - rl_started_, steps_done_ - resume_step_, recipe_.train.steps - steps_done_);
-  std::fprintf(stderr, tty_ ? "\r\033[K%s" : "%s\n", line.Format().c_str());
+  std::fprintf(stdout, tty_ ? "\r\033[K%s" : "%s\n", line.Format().c_str());
 }
 
 void Controller::ExportMetrics() {
   if (!metrics_) return;
   ExportPoolMetrics(*metrics_, pool_, workers_, ledger_.Summary(), store_.size(),
                     {relay_.versions(), relay_.bytes_relayed(), weight_rejected_});
+  if (telemetry_) {
+    telemetry_->SetLive({{"step", steps_done_}, {"steps", recipe_.train.steps}, {"workers", WorkerStatus(pool_, workers_)}},
+                        Now());
+  }
 }
 
 RunSummary Controller::Summarize() const {

@@ -19,6 +19,9 @@
 //      (weight_transport "inprocess": no buckets at all; each train rank installs the version
 //      into its own engine and sends WeightApplied)
 //   -> Checkpoint / <- CheckpointDone;  -> ExportModel / <- ExportDone   (train ranks)
+//   <- WorkerMetrics{families}                                   about once a second, and after
+//                                                                every train step: the worker's
+//                                                                metrics (core/metrics.h)
 //   -> Shutdown                                                  worker exits 0
 //
 // Ordering: the messaging layer keeps per-connection order, and the protocol relies on it: the
@@ -229,6 +232,14 @@ struct Shutdown {
   std::string reason;
 };
 TIDAL_MESSAGE(Shutdown, reason)
+
+// A snapshot of the worker's ProcessRegistry() (core/metrics.h FamiliesToJson): cumulative
+// counters, histograms and summaries plus current gauges, so a lost or late snapshot loses no
+// events. The controller serves the newest one per device on /metrics.
+struct WorkerMetrics {
+  nlohmann::json families = nlohmann::json::array();
+};
+TIDAL_MESSAGE(WorkerMetrics, families)
 
 // A worker-side failure the controller should know about (the worker keeps running).
 struct WorkerError {

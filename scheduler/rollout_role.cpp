@@ -6,6 +6,7 @@
 #include "core/logging.h"
 #include "envs/environment.h"
 #include "rollout/engine.h"
+#include "scheduler/worker_metrics.h"
 #include "weight_sync/weight_assembler.h"
 
 namespace tidal::scheduler {
@@ -14,10 +15,24 @@ using SteadyClock = std::chrono::steady_clock;
 
 class RolloutRole::Impl {
  public:
+  // env.multi_turn: each sample is an episode on its own environment instance. The trajectory
+  // is the prompt, then every model turn (trained on) and every observation (loss mask 0:
+  // the policy did not write it), in order; the next turn is generated on all of it.
+  struct Episode {
+    std::unique_ptr<envs::Environment> env;
+    Trajectory traj;
+    std::string request_id;  // the turn now in the engine
+    int turns = 0;
+    double reward = 0;
+    std::optional<bool> correct;  // the last step's info.correct
+    double queue_s = 0, e2e_s = 0;
+  };
   struct Group {
     RolloutWork work;
     std::vector<std::optional<rollout::RequestOutput>> outputs;
+    std::vector<Episode> episodes;  // multi-turn only
     int pending = 0;
+    std::string error;  // a failed environment call: the whole group fails with it
   };
 
   RolloutSettings settings;
@@ -38,8 +53,15 @@ class RolloutRole::Impl {
   static std::string Key(const RolloutWork& w) {
     return absl::StrCat(w.eval ? "e" : "p", w.prompt_id);
   }
+  std::vector<std::unique_ptr<envs::Environment>> idle_envs;  // multi-turn instances for reuse
+
   absl::Status Start(const RolloutWork& work);
   RolloutResult Finish(Group& g);
+  rollout::SamplingParams ParamsFor(const RolloutWork& work) const;
+  // Multi-turn: feeds a finished turn to its episode's step(); queues the next turn or ends the
+  // episode (true: the sample is done).
+  bool OnTurn(Group& g, int sample, rollout::RequestOutput& turn);
+  RolloutResult FinishEpisodes(Group& g);
 };
 
 RolloutRole::RolloutRole(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -135,25 +157,121 @@ absl::Status RolloutRole::Impl::Start(const RolloutWork& work) {
   g.outputs.resize(n);
   g.pending = n;
   const std::string key = Key(work);
+  if (settings.multi_turn) {
+    // Each episode's instance replays the task the controller drew (same seed and split).
+    const uint64_t seed = work.eval ? static_cast<uint64_t>(work.prompt_id) : work.task_seed;
+    const envs::Split split = work.eval ? envs::Split::kEval : envs::Split::kTrain;
+    g.episodes.resize(n);
+    for (Episode& e : g.episodes) {
+      if (!idle_envs.empty()) {
+        e.env = std::move(idle_envs.back());
+        idle_envs.pop_back();
+      } else {
+        TIDAL_ASSIGN_OR_RETURN(e.env, envs::Environment::Open(settings.env));
+      }
+      TIDAL_RETURN_IF_ERROR(e.env->Reset(seed, split).status());
+      e.traj.prompt_ids = ids;
+    }
+  }
   for (int i = 0; i < n; ++i) {
     rollout::Request r;
     r.id = absl::StrCat(key, ".", work.attempt, ".", i);
     r.prompt = ids;
-    if (work.greedy) {
-      r.params.temperature = 0.0;
-    } else {
-      r.params.temperature = settings.temperature;
-      r.params.top_p = settings.top_p;
-      r.params.top_k = static_cast<int32_t>(settings.top_k);
-      r.params.min_p = settings.min_p;
-    }
-    r.params.max_new_tokens = work.max_new_tokens > 0 ? work.max_new_tokens : settings.max_new_tokens;
+    r.params = ParamsFor(work);
     // Reproducible per (task, attempt, sample), independent of arrival order.
     r.seed = work.task_seed * 1000003ull + static_cast<uint64_t>(work.attempt) * 131ull + i;
+    if (settings.multi_turn) g.episodes[i].request_id = r.id;
     TIDAL_RETURN_IF_ERROR(engine->AddRequest(std::move(r)));
   }
   groups[key] = std::move(g);
   return absl::OkStatus();
+}
+
+rollout::SamplingParams RolloutRole::Impl::ParamsFor(const RolloutWork& work) const {
+  rollout::SamplingParams p;
+  if (work.greedy) {
+    p.temperature = 0.0;
+  } else {
+    p.temperature = settings.temperature;
+    p.top_p = settings.top_p;
+    p.top_k = static_cast<int32_t>(settings.top_k);
+    p.min_p = settings.min_p;
+  }
+  p.max_new_tokens = work.max_new_tokens > 0 ? work.max_new_tokens : settings.max_new_tokens;
+  return p;
+}
+
+bool RolloutRole::Impl::OnTurn(Group& g, int sample, rollout::RequestOutput& turn) {
+  Episode& e = g.episodes[sample];
+  Trajectory& t = e.traj;
+  t.response_ids.insert(t.response_ids.end(), turn.tokens.begin(), turn.tokens.end());
+  t.logprobs.insert(t.logprobs.end(), turn.logprobs.begin(), turn.logprobs.end());
+  t.versions.insert(t.versions.end(), turn.versions.begin(), turn.versions.end());
+  t.loss_mask.insert(t.loss_mask.end(), turn.tokens.size(), 1);
+  t.finish_reason = std::string(rollout::FinishReasonName(turn.finish_reason));
+  if (e.turns == 0) e.queue_s = turn.queue_s;
+  e.e2e_s += turn.e2e_s;
+  ++e.turns;
+  if (!g.error.empty()) return true;
+  // The plugin judges this turn's text only (the header's contract).
+  absl::StatusOr<envs::StepResult> step = e.env->Step(tokenizer->Decode(turn.tokens, /*skip_special_tokens=*/true));
+  if (!step.ok()) {
+    g.error = std::string(step.status().message());
+    return true;
+  }
+  e.reward += step->reward;
+  if (step->info.is_object() && step->info.contains("correct") && step->info["correct"].is_boolean()) {
+    e.correct = step->info["correct"].get<bool>();
+  }
+  const int64_t budget = config.max_position_embeddings - settings.max_new_tokens;
+  if (step->done || e.turns >= settings.max_turns || turn.finish_reason == rollout::FinishReason::kAbort) return true;
+  // The observation joins the context, loss-masked, with the version of the turn before it.
+  const std::vector<int32_t> obs = tokenizer->Encode(step->observation);
+  const int64_t version = t.versions.empty() ? 0 : t.versions.back();
+  t.response_ids.insert(t.response_ids.end(), obs.begin(), obs.end());
+  t.logprobs.insert(t.logprobs.end(), obs.size(), 0.0f);
+  t.versions.insert(t.versions.end(), obs.size(), version);
+  t.loss_mask.insert(t.loss_mask.end(), obs.size(), 0);
+  if (static_cast<int64_t>(t.prompt_ids.size() + t.response_ids.size()) > budget) return true;
+  rollout::Request r;
+  r.id = absl::StrCat(Key(g.work), ".", g.work.attempt, ".", sample, "t", e.turns);
+  r.prompt = t.prompt_ids;
+  r.prompt.insert(r.prompt.end(), t.response_ids.begin(), t.response_ids.end());
+  r.params = ParamsFor(g.work);
+  r.seed = g.work.task_seed * 1000003ull + static_cast<uint64_t>(g.work.attempt) * 131ull + sample +
+           static_cast<uint64_t>(e.turns) * 7919ull;
+  e.request_id = r.id;
+  absl::Status added = engine->AddRequest(std::move(r));
+  if (!added.ok()) {
+    g.error = std::string(added.message());
+    return true;
+  }
+  return false;
+}
+
+RolloutResult RolloutRole::Impl::FinishEpisodes(Group& g) {
+  RolloutResult r;
+  r.prompt_id = g.work.prompt_id;
+  r.attempt = g.work.attempt;
+  r.eval = g.work.eval;
+  double first_queue = 1e30, last_end = 0;
+  for (Episode& e : g.episodes) {
+    Trajectory t = std::move(e.traj);
+    t.reward = e.reward;
+    t.correct = e.correct.value_or(e.reward >= 1.0);
+    t.text = tokenizer->Decode(t.response_ids, /*skip_special_tokens=*/true);
+    first_queue = std::min(first_queue, e.queue_s);
+    last_end = std::max(last_end, e.e2e_s);
+    r.samples.push_back(std::move(t));
+    if (e.env) idle_envs.push_back(std::move(e.env));
+  }
+  if (!g.error.empty()) {
+    r.error = g.error;
+    r.samples.clear();
+  }
+  r.queue_seconds = first_queue;
+  r.generate_seconds = last_end - first_queue;
+  return r;
 }
 
 absl::Status RolloutRole::Add(const RolloutWork& work) {
@@ -170,7 +288,12 @@ std::vector<int64_t> RolloutRole::Abort(const std::vector<int64_t>& ids) {
   auto abort_group = [&](std::map<std::string, Impl::Group>::iterator it) {
     for (size_t i = 0; i < it->second.outputs.size(); ++i) {
       if (it->second.outputs[i]) continue;
-      (void)m.engine->Abort(absl::StrCat(it->first, ".", it->second.work.attempt, ".", i));
+      const bool episode = !it->second.episodes.empty();
+      (void)m.engine->Abort(episode ? it->second.episodes[i].request_id
+                                    : absl::StrCat(it->first, ".", it->second.work.attempt, ".", i));
+    }
+    for (auto& e : it->second.episodes) {
+      if (e.env) m.idle_envs.push_back(std::move(e.env));
     }
     if (!it->second.work.eval) out.push_back(it->second.work.prompt_id);
     return m.groups.erase(it);
@@ -206,7 +329,9 @@ RolloutResult RolloutRole::Impl::Finish(Group& g) {
     t.text = tokenizer->Decode(o->tokens, /*skip_special_tokens=*/true);
     first_queue = std::min(first_queue, o->queue_s);
     last_end = std::max(last_end, o->e2e_s);
+    const auto score_t0 = SteadyClock::now();
     absl::StatusOr<envs::ScoreResult> score = env->Score(g.work.hidden, t.text);
+    RecordEnvCall("score", std::chrono::duration<double>(SteadyClock::now() - score_t0).count(), score.ok());
     if (!score.ok()) {
       r.error = std::string(score.status().message());
       r.samples.clear();
@@ -228,11 +353,29 @@ std::vector<RolloutResult> RolloutRole::Step() {
   std::vector<RolloutResult> out;
   if (!HasWork()) return out;
   if (m.openai) m.openai->Admit(*m.engine);
+  const auto step_t0 = SteadyClock::now();
   absl::StatusOr<rollout::StepOutput> step = m.engine->Step();
   if (!step.ok()) {
     if (m.openai) m.openai->FailAll(step.status(), m.engine.get());
     throw std::runtime_error(absl::StrCat("engine step: ", step.status().message()));
   }
+  {
+    const rollout::EngineStats st = m.engine->stats();
+    EngineStepSample sample;
+    sample.seconds = std::chrono::duration<double>(SteadyClock::now() - step_t0).count();
+    sample.running = step->num_seqs;
+    sample.waiting = std::max<int64_t>(0, m.engine->NumUnfinished() - step->num_seqs);
+    sample.prefill_tokens = step->num_prefill_tokens;
+    sample.decode_tokens = step->num_decode_tokens;
+    sample.kv_blocks_total = st.num_blocks;
+    sample.kv_blocks_free = st.free_blocks;
+    sample.preemptions = st.preemptions;
+    sample.prefix_queried_tokens = st.prefix_queried_tokens;
+    sample.prefix_hit_tokens = st.prefix_hit_tokens;
+    sample.generated_tokens = st.generated_tokens;
+    RecordEngineStep(sample);
+  }
+  if (m.openai) m.openai->Observe(*step);  // streams and stop strings of agent calls
   for (auto& o : step->finished) {
     if (m.openai && m.openai->Deliver(o)) continue;
     // Request ids are "<key>.<attempt>.<sample>".
@@ -240,12 +383,18 @@ std::vector<RolloutResult> RolloutRole::Step() {
     size_t b = o.id.rfind('.');
     auto it = m.groups.find(o.id.substr(0, a));
     if (it == m.groups.end()) continue;  // aborted meanwhile
-    int sample = std::atoi(o.id.c_str() + b + 1);
+    int sample = std::atoi(o.id.c_str() + b + 1);  // multi-turn ids end "<sample>t<turn>"
     Impl::Group& g = it->second;
     if (sample < 0 || sample >= static_cast<int>(g.outputs.size()) || g.outputs[sample]) continue;
-    g.outputs[sample] = std::move(o);
+    if (!g.episodes.empty()) {
+      if (g.episodes[sample].request_id != o.id) continue;
+      if (!m.OnTurn(g, sample, o)) continue;  // the episode goes on
+      g.outputs[sample] = rollout::RequestOutput{};  // marks the sample done
+    } else {
+      g.outputs[sample] = std::move(o);
+    }
     if (--g.pending == 0) {
-      out.push_back(m.Finish(g));
+      out.push_back(g.episodes.empty() ? m.Finish(g) : m.FinishEpisodes(g));
       m.groups.erase(it);
     }
   }
@@ -255,15 +404,18 @@ std::vector<RolloutResult> RolloutRole::Step() {
 std::optional<WeightApplied> RolloutRole::OnBucket(const weight_sync::WeightBucket& bucket,
                                                    const Payload& bytes) {
   Impl& m = *impl_;
+  RecordWeightBytes("received", static_cast<double>(bytes.size()));
   if (bucket.version != m.assembler.version()) m.assembler.Begin(bucket.version);
   const bool was_ok = m.assembler.error().ok();
   absl::Status s = m.assembler.Add(bucket, bytes);
   if (!s.ok()) {
     if (!was_ok) return std::nullopt;  // report a poisoned version once
+    RecordWeightRejected();
     return WeightApplied{bucket.version, false, std::string(s.message()), 0, version()};
   }
   if (!m.assembler.Complete()) return std::nullopt;
   absl::StatusOr<NamedTensors> w = m.assembler.Take();
+  if (!w.ok()) RecordWeightRejected();
   if (!w.ok()) return WeightApplied{bucket.version, false, std::string(w.status().message()), 0, version()};
   return Install(*w, bucket.version);
 }
@@ -286,6 +438,7 @@ WeightApplied RolloutRole::Install(const NamedTensors& weights, int64_t version)
     absl::StatusOr<std::unique_ptr<rollout::Engine>> e = rollout::Engine::Create(m.config, *use, m.engine_config);
     if (e.ok()) {
       m.engine = std::move(*e);
+      ResetEngineBaseline();
       if (!m.active) m.engine->Pause(rollout::PauseMode::kKeep);
       std::vector<RolloutWork> waiting = std::move(m.waiting);
       m.waiting.clear();
@@ -304,6 +457,11 @@ WeightApplied RolloutRole::Install(const NamedTensors& weights, int64_t version)
   r.error = s.ok() ? "" : std::string(s.message());
   r.serving_version = this->version();
   r.seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+  if (r.ok) {
+    RecordWeightSync("apply", r.seconds);
+  } else {
+    RecordWeightRejected();
+  }
   return r;
 }
 

@@ -44,7 +44,9 @@ struct RolloutSettings {
   envs::EnvSpec env;
   double temperature = 1.0, top_p = 1.0, min_p = 0.0;
   int64_t top_k = 0;
-  int64_t max_new_tokens = 64;
+  int64_t max_new_tokens = 64;       // per model turn
+  bool multi_turn = false;           // play samples as step() episodes (env.multi_turn)
+  int64_t max_turns = 4;
   int64_t block_size = 16, kv_blocks = 0, max_batch_tokens = 2048, max_seqs = 64;
   std::string device = "cpu";
   at::ScalarType dtype = at::kFloat;    // what the engine serves (EngineConfig::dtype): model.dtype, bf16 on CUDA

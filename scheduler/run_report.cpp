@@ -67,25 +67,42 @@ void ExportPoolMetrics(MetricsSink& sink, const DevicePool& pool, const Fleet& f
     std::string name = dev.slot.Name();
     for (Tag t : {Tag::kRollout, Tag::kTrain}) {
       int k = static_cast<int>(t);
-      sink.Set("tidal_device_seconds", {{"device", name}, {"tag", TagName(t)}, {"state", "busy"}}, dev.time.busy[k]);
-      sink.Set("tidal_device_seconds", {{"device", name}, {"tag", TagName(t)}, {"state", "idle"}}, dev.time.idle[k]);
+      sink.SetTotal("tidal_device_seconds_total", {{"device", name}, {"tag", TagName(t)}, {"state", "busy"}}, dev.time.busy[k]);
+      sink.SetTotal("tidal_device_seconds_total", {{"device", name}, {"tag", TagName(t)}, {"state", "idle"}}, dev.time.idle[k]);
     }
     sink.Set("tidal_device_tag_is_train", {{"device", name}}, dev.tag == Tag::kTrain ? 1 : 0);
     sink.Set("tidal_device_idle_fraction", {{"device", name}}, dev.time.IdleFraction());
     sink.Set("tidal_device_inflight_groups", {{"device", name}},
              d < fleet.size() ? static_cast<double>(fleet[d].rollout_load()) : 0.0);
+    if (d < fleet.size()) {
+      sink.SetTotal("tidal_worker_restarts_total", {{"device", name}}, fleet[d].restarts);
+      sink.Set("tidal_worker_up", {{"device", name}}, fleet[d].state == WorkerSlot::State::kReady ? 1 : 0);
+    }
   }
   sink.Set("tidal_pool_idle_fraction", {}, pool.Total().IdleFraction());
   sink.Set("tidal_prompts", {{"state", "queued"}}, static_cast<double>(s.queued));
   sink.Set("tidal_prompts", {{"state", "in_flight"}}, static_cast<double>(s.in_flight));
   sink.Set("tidal_prompts", {{"state", "stored"}}, static_cast<double>(s.stored));
-  sink.Set("tidal_prompts", {{"state", "trained"}}, static_cast<double>(s.trained));
-  sink.Set("tidal_prompts", {{"state", "dropped"}}, static_cast<double>(s.dropped));
-  sink.Set("tidal_prompts_requeued", {}, static_cast<double>(s.requeued));
+  sink.SetTotal("tidal_prompts_created_total", {}, static_cast<double>(s.created));
+  sink.SetTotal("tidal_prompts_trained_total", {}, static_cast<double>(s.trained));
+  sink.SetTotal("tidal_prompts_requeued_total", {}, static_cast<double>(s.requeued));
   sink.Set("tidal_store_groups", {}, store_groups);
-  sink.Set("tidal_weight_sync_bytes_relayed", {}, static_cast<double>(weights.bytes_relayed));
-  sink.Set("tidal_weight_sync_rejected", {}, static_cast<double>(weights.rejected));
-  sink.Set("tidal_worker_restarts", {}, static_cast<double>(fleet.Restarts()));
+  sink.SetTotal("tidal_weight_sync_relayed_bytes_total", {}, static_cast<double>(weights.bytes_relayed));
+  sink.SetTotal("tidal_weight_sync_rejected_total", {}, static_cast<double>(weights.rejected));
+}
+
+json WorkerStatus(const DevicePool& pool, const Fleet& fleet) {
+  static const char* kState[] = {"none", "starting", "ready", "dead", "exited"};
+  json workers = json::array();
+  for (int d = 0; d < pool.size() && d < fleet.size(); ++d) {
+    const WorkerSlot& w = fleet[d];
+    const auto& dev = pool.device(d);
+    workers.push_back({{"device", dev.slot.Name()}, {"home", TagName(dev.home)}, {"tag", TagName(dev.tag)},
+                       {"state", kState[static_cast<int>(w.state)]}, {"restarts", w.restarts},
+                       {"tag_moves", dev.tag_moves}, {"idle_fraction", dev.time.IdleFraction()},
+                       {"in_flight", static_cast<int64_t>(w.rollout_load()) + w.agent_calls}});
+  }
+  return workers;
 }
 
 json RunSummary::ToJson() const {

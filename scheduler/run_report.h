@@ -91,6 +91,10 @@ double IdleFractionBetween(const DeviceTime& start, const DeviceTime& end);
 struct WeightSyncCounts {
   int64_t versions = 0, bytes_relayed = 0, rejected = 0;
 };
+// The dashboard's worker table (scheduler/dashboard.h): per device its home tag, tag now, worker
+// state, restarts, tag moves, idle share and in-flight work.
+nlohmann::json WorkerStatus(const DevicePool& pool, const Fleet& fleet);
+
 void ExportPoolMetrics(MetricsSink& sink, const DevicePool& pool, const Fleet& fleet,
                        const LedgerSummary& ledger, int store_groups, const WeightSyncCounts& weights);
 

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "core/communicator_factory.h"
+#include "core/hf_tokenizer_files.h"
 #include "core/logging.h"
 #include "trainer/trainer.h"
 
@@ -166,6 +167,15 @@ const std::string& TrainRole::device() const { return impl_->config.device; }
 
 absl::Status TrainRole::SaveCheckpoint(const std::string& dir) { return impl_->trainer->SaveCheckpoint(dir); }
 
-absl::Status TrainRole::ExportHf(const std::string& dir) { return impl_->trainer->ExportHf(dir); }
+absl::Status TrainRole::ExportHf(const std::string& dir) {
+  TIDAL_RETURN_IF_ERROR(impl_->trainer->ExportHf(dir));
+  if (impl_->config.rank != 0) return absl::OkStatus();
+  // The tokenizer, its chat template and the generation settings travel with the weights, so the
+  // directory loads in transformers (and `tidal generate`) on its own.
+  HfTokenizerSource source{.tokenizer_spec = impl_->config.tokenizer_spec,
+                           .model_path = impl_->config.model_path,
+                           .max_positions = impl_->config.model.max_position_embeddings};
+  return WriteHfTokenizerFiles(dir, source, *impl_->tokenizer);
+}
 
 }  // namespace tidal::scheduler

@@ -22,6 +22,7 @@ namespace tidal::scheduler {
 struct TrainRoleConfig {
   ModelConfig model;
   std::string model_path;  // HF checkpoint to start from ("" = random init from seed)
+  std::string tokenizer_spec = "byte";  // recipe model.tokenizer: exported beside the weights
   uint64_t seed = 1;
   int rank = 0, world = 1;
   std::string comm_group;

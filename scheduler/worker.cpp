@@ -18,6 +18,8 @@
 #include "scheduler/protocol.h"
 #include "scheduler/rollout_role.h"
 #include "scheduler/train_role.h"
+#include "scheduler/worker_metrics.h"
+#include "core/metrics.h"
 #include "weight_sync/inprocess_transport.h"
 #include "weight_sync/transport_factory.h"
 #include "weight_sync/weight_packer.h"
@@ -33,6 +35,7 @@ TrainRoleConfig TrainConfigFromRecipe(const Recipe& r, const WorkerSetup& setup,
   TrainRoleConfig c;
   c.model = model;
   c.model_path = r.model.path;
+  c.tokenizer_spec = r.model.tokenizer;
   c.seed = static_cast<uint64_t>(r.seed);
   c.rank = setup.train_rank;
   c.world = static_cast<int>(setup.train_group.size());
@@ -109,6 +112,8 @@ absl::StatusOr<RolloutSettings> RolloutSettingsFromRecipe(const Recipe& r, const
   s.top_k = r.rollout.top_k;
   s.min_p = r.rollout.min_p;
   s.max_new_tokens = r.rollout.max_new_tokens;
+  s.multi_turn = r.env.multi_turn;
+  s.max_turns = r.env.max_turns;
   s.block_size = r.rollout.block_size;
   s.kv_blocks = r.rollout.kv_blocks;
   s.max_batch_tokens = r.rollout.max_batch_tokens;
@@ -143,6 +148,8 @@ class Worker {
   absl::StatusOr<double> Publish(int64_t version);
   // Sends the agent sessions that finished, and the agent load when it changed.
   void ReportAgentSessions();
+  // Sends WorkerMetrics when `force` or a second has passed since the last snapshot.
+  void ReportMetrics(bool force);
   template <class T>
   void Send(const T& msg, std::vector<Payload> frames = {}) {
     absl::Status s = dealer_->Send(msg, std::move(frames));
@@ -162,6 +169,7 @@ class Worker {
   std::unique_ptr<weight_sync::InProcessTransport> in_process_;
   bool shutdown_ = false;
   int64_t reported_agent_calls_ = 0;
+  SteadyClock::time_point last_metrics_{};
 };
 
 absl::Status Worker::Setup() {
@@ -173,6 +181,7 @@ absl::Status Worker::Setup() {
   d.name = absl::StrFormat("worker-%d-%d", options_.rank, getpid());
   d.heartbeat.interval = absl::Milliseconds(options_.heartbeat_ms);
   d.heartbeat.miss = options_.heartbeat_miss;
+  d.metrics = &ProcessRegistry();  // control-plane traffic, shipped with the worker's metrics
   TIDAL_ASSIGN_OR_RETURN(dealer_, Dealer::Connect(d));
   Register reg;
   reg.role = "worker";
@@ -187,6 +196,7 @@ absl::Status Worker::Setup() {
   }
   TIDAL_ASSIGN_OR_RETURN(setup_, dealer_->Call<WorkerSetup>(reg, absl::Seconds(60)));
   TIDAL_ASSIGN_OR_RETURN(recipe_, LoadRecipe(setup_.recipe_path));
+  RecordBuildInfo(ProcessRegistry());
 
   TIDAL_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, LoadTokenizer(recipe_.model.tokenizer));
   std::shared_ptr<const Tokenizer> tokenizer(std::move(tok));
@@ -232,15 +242,22 @@ absl::StatusOr<double> Worker::Publish(int64_t version) {
     // Collective over the train group (every colocated rank hosts an engine): each rank gathers
     // the policy on its own device in the engine's dtype and its engine copies it in place.
     TIDAL_RETURN_IF_ERROR(in_process_->Publish(version).status());
+    RecordWeightSync("in_process", Since(t0));
     return Since(t0);
   }
   // Collective: uniform across train ranks (all of them host engines, or none does).
   TIDAL_ASSIGN_OR_RETURN(NamedTensors full, train_->FullWeights(/*all_ranks=*/rollout_ != nullptr));
+  RecordWeightSync("gather", Since(t0));
   if (train_->rank() == 0) {
+    auto t_send = SteadyClock::now();
     int64_t bucket_bytes = std::max<int64_t>(1, recipe_.weight_sync.bucket_mb) << 20;
+    double sent = 0;
     for (auto& b : weight_sync::PackWeights(full, version, bucket_bytes)) {
+      sent += static_cast<double>(b.bytes.size());
       Send(b.header, {b.bytes});
     }
+    RecordWeightSync("send", Since(t_send));
+    RecordWeightBytes("sent", sent);
   }
   if (rollout_) Send(rollout_->Install(full, version));
   return Since(t0);
@@ -271,6 +288,12 @@ void Worker::ReportAgentSessions() {
     msg.sessions.push_back(std::move(a));
   }
   Send(msg);
+}
+
+void Worker::ReportMetrics(bool force) {
+  if (!force && Since(last_metrics_) < 1.0) return;
+  last_metrics_ = SteadyClock::now();
+  Send(WorkerMetrics{WorkerMetricsSnapshot()});
 }
 
 absl::Status Worker::Handle(const Envelope& env) {
@@ -326,6 +349,7 @@ absl::Status Worker::Handle(const Envelope& env) {
   } else if (env.Is<SftStep>()) {
     TIDAL_ASSIGN_OR_RETURN(SftStep m, env.As<SftStep>());
     TIDAL_ASSIGN_OR_RETURN(SftStepDone done, train_->Sft(m));
+    RecordTrainPhase("sft", done.seconds);
     Send(done);
   } else if (env.Is<TrainStep>()) {
     TIDAL_ASSIGN_OR_RETURN(TrainStep m, env.As<TrainStep>());
@@ -340,7 +364,11 @@ absl::Status Worker::Handle(const Envelope& env) {
       done.stats["phase_switch_seconds"] = phases_.switch_seconds;
       phases_.switch_seconds = 0;
     }
+    RecordTrainPhase("compute", done.seconds);
+    RecordTrainPhase("publish", done.publish_seconds);
+    RecordTrainStep(done.tokens, done.stats, /*report_stats=*/train_->rank() == 0);
     Send(done);
+    ReportMetrics(/*force=*/true);  // every step's numbers reach /metrics, however fast steps are
   } else if (env.Is<PublishWeights>()) {
     TIDAL_RETURN_IF_ERROR(env.As<PublishWeights>().status());
     auto t0 = SteadyClock::now();
@@ -350,6 +378,9 @@ absl::Status Worker::Handle(const Envelope& env) {
   } else if (env.Is<Checkpoint>()) {
     TIDAL_ASSIGN_OR_RETURN(Checkpoint m, env.As<Checkpoint>());
     absl::Status s = train_->SaveCheckpoint(m.dir);
+    // The checkpoint's HF view (weights + tokenizer files): usable by `tidal generate` and
+    // transformers without resuming the run. Collective, like the save.
+    if (s.ok()) s = train_->ExportHf(m.dir + "/hf");
     Send(CheckpointDone{m.step, m.dir, s.ok() ? "" : std::string(s.message())});
   } else if (env.Is<ExportModel>()) {
     TIDAL_ASSIGN_OR_RETURN(ExportModel m, env.As<ExportModel>());
@@ -401,7 +432,9 @@ absl::Status Worker::Run() {
       for (auto& r : done) Send(r);
     }
     ReportAgentSessions();
+    ReportMetrics(/*force=*/false);
   }
+  ReportMetrics(/*force=*/true);
   TIDAL_LOG(INFO) << "shutting down";
   return absl::OkStatus();
 }

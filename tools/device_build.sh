@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds tidal on the GPU machine (Ubuntu 24.04, see ../shared/design/DEVICE.md). ZeroMQ, Abseil,
-# httplib, CLI11 and nlohmann-json are missing there: their Debian 12 packages travel in .debs/
+# httplib, CLI11, nlohmann-json and prometheus-cpp are missing there: their Debian 12 packages travel in .debs/
 # (git-ignored; fill it here with tools/device_fetch_debs.sh) and are unpacked into /tmp/debroot,
 # never into /. Usage on the device: tools/device_build.sh [targets...]
 set -euo pipefail

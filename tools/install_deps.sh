@@ -7,10 +7,10 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 stamp_dir="$root/.venv-stamps"
 mkdir -p "$stamp_dir"
 
-APT_PACKAGES=(build-essential cmake ninja-build ccache pkg-config git python3 python3-venv
+APT_PACKAGES=(build-essential cmake ninja-build ccache pkg-config git python3 python3-venv python3-dev
   libzmq3-dev cppzmq-dev libyaml-cpp-dev libabsl-dev libgtest-dev libgmock-dev
-  nlohmann-json3-dev libcpp-httplib-dev libcli11-dev prometheus curl libseccomp-dev
-  clang libclang-rt-14-dev)
+  nlohmann-json3-dev libcpp-httplib-dev libcli11-dev prometheus curl
+  prometheus-cpp-dev libjs-chart.js chromium libseccomp-dev clang libclang-rt-14-dev)
 apt_stamp="$stamp_dir/apt.$(echo "${APT_PACKAGES[*]}" | md5sum | cut -c1-12)"
 if [ ! -f "$apt_stamp" ]; then
   missing=()
@@ -26,7 +26,7 @@ if [ ! -f "$apt_stamp" ]; then
   touch "$apt_stamp"
 fi
 
-PY_PACKAGES=(torch==2.11.0 transformers tokenizers safetensors numpy openai)
+PY_PACKAGES=(torch==2.11.0 transformers tokenizers safetensors numpy openai tensorboard)
 venv="$root/.venv"
 py_stamp="$stamp_dir/py.$(echo "${PY_PACKAGES[*]}" | md5sum | cut -c1-12)"
 if [ ! -x "$venv/bin/python" ]; then

@@ -6,4 +6,5 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 "$root/tools/build.sh"
 cd "$root"
-exec "$build/bin/tidal" run recipes/quickstart.yaml "$@"
+# --overwrite: running the quickstart again replaces runs/quickstart/ (tidal refuses to mix runs).
+exec "$build/bin/tidal" run --overwrite recipes/quickstart.yaml "$@"

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -93,6 +94,88 @@ TEST(ChatTemplate, ByteTokenizerEncodesTheSameFormatWithItsSpecials) {
                                      '\n'};
   EXPECT_EQ(ids, want);
   EXPECT_EQ(tok.Decode(ids), *text);
+}
+
+}  // namespace
+}  // namespace tidal
+
+namespace tidal {
+namespace {
+
+// Tools and tool calls, rendered by transformers with Qwen3's template (the fixture's
+// tokenizer_config.json) in the test itself: the tools block, tojson's spacing and key order,
+// assistant tool calls with and without content, grouped tool responses.
+TEST(ChatTemplate, ToolsAndToolCallsMatchTransformers) {
+  const std::string python = TIDAL_PYTHON;
+  if (std::system((python + " -c 'import transformers' 2>/dev/null").c_str()) != 0) {
+    GTEST_SKIP() << "no python with transformers at " << python;
+  }
+  const std::string tools_text = R"([
+    {"type": "function", "function": {"name": "calc", "description": "Évalue une expression",
+      "parameters": {"type": "object", "properties": {"expr": {"type": "string"}, "digits": {"type": "integer", "default": 2}},
+                     "required": ["expr"]}}},
+    {"type": "function", "function": {"name": "now", "description": "time \"now\"\n", "parameters": {"type": "object", "properties": {}}}}])";
+  const std::string messages_text = R"([
+    {"role": "system", "content": "You are careful."},
+    {"role": "user", "content": "what is 2+3, and the time?"},
+    {"role": "assistant", "content": "", "tool_calls": [
+      {"type": "function", "function": {"name": "calc", "arguments": "{\"expr\": \"2+3\"}"}}]},
+    {"role": "tool", "content": "5"},
+    {"role": "assistant", "content": "Let me check the time.", "tool_calls": [
+      {"type": "function", "function": {"name": "now", "arguments": "{}"}},
+      {"type": "function", "function": {"name": "calc", "arguments": "{\"expr\": \"1\"}"}}]},
+    {"role": "tool", "content": "noon"},
+    {"role": "tool", "content": "1"},
+    {"role": "user", "content": "thanks"}])";
+  const std::string dir = ::testing::TempDir();
+  std::ofstream(dir + "/tools.json") << tools_text;
+  std::ofstream(dir + "/messages.json") << messages_text;
+  std::ofstream(dir + "/render.py") << R"PY(
+import json, sys
+from transformers import AutoTokenizer
+d, fixture = sys.argv[1], sys.argv[2]
+tok = AutoTokenizer.from_pretrained(fixture)
+text = tok.apply_chat_template(json.load(open(d + "/messages.json")), tools=json.load(open(d + "/tools.json")),
+                               tokenize=False, add_generation_prompt=True)
+open(d + "/rendered.txt", "w").write(text)
+)PY";
+  ASSERT_EQ(std::system((python + " " + dir + "/render.py " + dir + " " + kQwen3Dir + " >/dev/null 2>&1").c_str()), 0);
+  std::ifstream in(dir + "/rendered.txt");
+  const std::string expected((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+
+  ChatTemplateOptions options;
+  for (const auto& tool : nlohmann::ordered_json::parse(tools_text)) options.tools.push_back(TemplateToJson(tool));
+  std::vector<ChatMessage> messages;
+  for (const auto& m : Json::parse(messages_text)) {
+    ChatMessage cm{.role = m["role"], .content = m["content"]};
+    for (const auto& c : m.value("tool_calls", Json::array())) {
+      cm.tool_calls.push_back({c["function"]["name"], c["function"]["arguments"]});
+    }
+    messages.push_back(cm);
+  }
+  auto text = RenderQwenChat(messages, options);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text, expected);
+}
+
+TEST(ChatTemplate, ParsesQwenToolCallsBack) {
+  ParsedToolCalls p = ParseQwenToolCalls(
+      "I will compute.\n<tool_call>\n{\"name\": \"calc\", \"arguments\": {\"expr\": \"2+3\"}}\n</tool_call>\n"
+      "<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>");
+  EXPECT_EQ(p.content, "I will compute.");
+  ASSERT_EQ(p.calls.size(), 2u);
+  EXPECT_EQ(p.calls[0].name, "calc");
+  EXPECT_EQ(Json::parse(p.calls[0].arguments), Json({{"expr", "2+3"}}));
+  EXPECT_EQ(p.calls[1].name, "now");
+  // Malformed or unterminated blocks leave the text alone.
+  for (const char* bad : {"<tool_call>\n{\"name\": \"calc\"\n</tool_call>", "<tool_call>\n{\"name\": \"x\", \"arguments\": {}}",
+                          "<tool_call>\nnot json\n</tool_call>"}) {
+    p = ParseQwenToolCalls(bad);
+    EXPECT_TRUE(p.calls.empty()) << bad;
+    EXPECT_EQ(p.content, bad);
+  }
+  EXPECT_EQ(TemplateToJson(nlohmann::ordered_json::parse(R"({"b": [1, 2.5, "é\n"], "a": {}, "c": null})")),
+            "{\"b\": [1, 2.5, \"é\\n\"], \"a\": {}, \"c\": null}");
 }
 
 }  // namespace

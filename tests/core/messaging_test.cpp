@@ -432,7 +432,7 @@ TEST(MessagingTest, ShutdownWakesReceiversAndFailsPendingRequests) {
 }
 
 TEST(MessagingTest, CountsIntoAMetricsRegistry) {
-  MetricsRegistry metrics;
+  prometheus::Registry metrics;
   RouterOptions ro;
   ro.heartbeat = RelaxedHeartbeat();
   ro.metrics = &metrics;
@@ -454,16 +454,15 @@ TEST(MessagingTest, CountsIntoAMetricsRegistry) {
   ASSERT_TRUE((*dealer)->Call<Pong>(Ping{1}, absl::Seconds(5)).ok());
   reply.get();
 
-  auto& alive = metrics.GetGaugeFamily("tidal_peers_alive", "Peers currently alive.", {"endpoint"});
-  EXPECT_EQ(alive.Labels({"controller"}).value(), 1);
-  EXPECT_EQ(alive.Labels({"rollout-6"}).value(), 1);
-  std::string text = metrics.Render();
+  auto& alive = GaugeFamily(metrics, "tidal_peers_alive", "Peers currently alive.");
+  EXPECT_EQ(alive.Add({{"endpoint", "controller"}}).Value(), 1);
+  EXPECT_EQ(alive.Add({{"endpoint", "rollout-6"}}).Value(), 1);
+  std::string text = RenderText(metrics.Collect());
   EXPECT_NE(text.find("tidal_request_duration_seconds_count{endpoint=\"rollout-6\"} 1\n"),
             std::string::npos)
       << text;
-  auto& received = metrics.GetCounterFamily("tidal_messages_received_total",
-                                            "Messages received and decoded.", {"endpoint"});
-  EXPECT_EQ(received.Labels({"controller"}).value(), (*router)->stats().received);
+  auto& received = CounterFamily(metrics, "tidal_messages_received_total", "Messages received and decoded.");
+  EXPECT_EQ(received.Add({{"endpoint", "controller"}}).Value(), (*router)->stats().received);
   EXPECT_GE((*router)->stats().received, 2u);  // a heartbeat and the request at least
 }
 

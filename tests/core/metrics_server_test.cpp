@@ -1,21 +1,27 @@
+// core/metrics_server.h: the exposition over HTTP (checked by promtool), extra routes, slow
+// clients, bind errors.
 #include "core/metrics_server.h"
-#include "tests/core/temp_dir.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <httplib.h>
-#include <ftw.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cmath>
+#include <chrono>
 #include <cstdio>
-#include <limits>
 #include <fstream>
 #include <sstream>
+
+#include "core/metrics.h"
+#include "tests/core/http_get.h"
+#include "tests/core/temp_dir.h"
 
 namespace tidal {
 namespace {
 
+using testing_util::HttpGet;
 using testing_util::TempDir;
 
 struct CommandResult {
@@ -23,7 +29,7 @@ struct CommandResult {
   std::string output;
 };
 
-// Runs promtool on `text` (via a file on stdin) and returns its exit code and output.
+// Runs `promtool check metrics` on `text` and returns its exit code and output.
 CommandResult PromtoolCheck(const std::string& text) {
   TempDir dir;
   std::string in = dir.path() + "/metrics.txt";
@@ -40,55 +46,47 @@ CommandResult PromtoolCheck(const std::string& text) {
   return res;
 }
 
-void Populate(MetricsRegistry& r) {
-  r.GetCounter("tidal_train_steps_total", "Optimizer steps taken.").Inc(12);
-  auto& tok = r.GetCounterFamily("tidal_rollout_tokens_total", "Tokens generated per worker.",
-                                 {"worker", "recipe"});
-  tok.Labels({"rollout-0", "letter \"count\"\\grpo\n"}).Inc(4096);
-  tok.Labels({"rollout-1", "plain"}).Inc(1024);
-  r.GetGauge("tidal_policy_version", "Newest policy version.").Set(3);
-  r.GetGaugeFamily("tidal_logprob_mismatch", "Mean |rollout - trainer| logprob.", {"worker"})
-      .Labels({"rollout-0"})
-      .Set(std::nan(""));
-  r.GetGauge("tidal_staleness_limit", "Configured staleness bound.")
-      .Set(std::numeric_limits<double>::infinity());
-  auto& lat = r.GetHistogramFamily("tidal_step_duration_seconds", "Train step wall time.",
-                                   {"phase"}, Histogram::DefaultLatencyBuckets());
-  for (double v : {0.002, 0.02, 0.2, 2.0, 200.0}) lat.Labels({"forward"}).Observe(v);
-  lat.Labels({"backward"}).Observe(0.5);
-  // A labeled family with no children yet renders only HELP/TYPE.
-  r.GetCounterFamily("tidal_worker_deaths_total", "Workers declared dead.", {"worker"});
+void Populate(prometheus::Registry& r) {
+  CounterFamily(r, "tidal_train_steps_total", "Optimizer steps taken").Add({}).Increment(12);
+  auto& tok = CounterFamily(r, "tidal_rollout_tokens_total", "Tokens generated per worker");
+  tok.Add({{"worker", "rollout-0"}, {"recipe", "letter \"count\"\\grpo\n"}}).Increment(4096);
+  tok.Add({{"worker", "rollout-1"}, {"recipe", "plain"}}).Increment(1024);
+  GaugeFamily(r, "tidal_policy_version", "Newest policy version").Add({}).Set(3);
+  auto& lat = HistogramFamily(r, "tidal_step_duration_seconds", "Train step wall time");
+  for (double v : {0.002, 0.02, 0.2, 2.0, 200.0}) lat.Add({{"phase", "forward"}}, LatencyBuckets()).Observe(v);
+  SummaryFamily(r, "tidal_train_loss", "Loss of the step").Add({}, DefaultQuantiles()).Observe(0.3);
 }
 
 TEST(MetricsServerTest, ServesPrometheusTextThatPromtoolAccepts) {
-  MetricsRegistry registry;
+  prometheus::Registry registry;
   Populate(registry);
-  auto server = MetricsServer::Start(registry);
+  auto render = [&] {
+    auto families = registry.Collect();
+    AddLabels(&families, {{"run", "test"}});
+    return RenderText(families);
+  };
+  auto server = MetricsServer::Start(render);
   ASSERT_TRUE(server.ok()) << server.status();
   EXPECT_GT((*server)->port(), 0);
   EXPECT_EQ((*server)->url(), "http://127.0.0.1:" + std::to_string((*server)->port()) + "/metrics");
 
-  httplib::Client client("127.0.0.1", (*server)->port());
-  client.set_connection_timeout(5);
-  client.set_read_timeout(5);
-  auto res = client.Get("/metrics");
-  ASSERT_TRUE(res) << httplib::to_string(res.error());
-  EXPECT_EQ(res->status, 200);
-  EXPECT_EQ(res->get_header_value("Content-Type"), kPrometheusContentType);
-  EXPECT_EQ(res->body, registry.Render());
-  EXPECT_NE(res->body.find("tidal_step_duration_seconds_bucket{phase=\"forward\",le=\"+Inf\"} 5"),
-            std::string::npos);
+  auto res = HttpGet((*server)->port(), "/metrics");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res.status, 200);
+  EXPECT_EQ(res.headers["content-type"], kPrometheusContentType);
+  EXPECT_NE(res.body.find("tidal_step_duration_seconds_bucket{phase=\"forward\",run=\"test\",le=\"+Inf\"} 5"),
+            std::string::npos)
+      << res.body;
 
-  CommandResult check = PromtoolCheck(res->body);
-  EXPECT_EQ(check.exit_code, 0) << check.output << "\n--- scraped:\n" << res->body;
+  CommandResult check = PromtoolCheck(res.body);
+  EXPECT_EQ(check.exit_code, 0) << check.output << "\n--- scraped:\n" << res.body;
   EXPECT_EQ(check.output, "");  // no lint warnings either
 
-  // Updates show up in the next scrape.
-  registry.GetCounter("tidal_train_steps_total", "Optimizer steps taken.").Inc();
-  auto again = client.Get("/metrics");
+  CounterFamily(registry, "tidal_train_steps_total", "Optimizer steps taken").Add({}).Increment();
+  auto again = HttpGet((*server)->port(), "/metrics");
   ASSERT_TRUE(again);
-  EXPECT_NE(again->body.find("tidal_train_steps_total 13\n"), std::string::npos);
-  EXPECT_EQ(client.Get("/nope")->status, 404);
+  EXPECT_NE(again.body.find("tidal_train_steps_total{run=\"test\"} 13\n"), std::string::npos) << again.body;
+  EXPECT_EQ(HttpGet((*server)->port(), "/nope").status, 404);
 }
 
 TEST(MetricsServerTest, PromtoolRejectsBrokenText) {
@@ -97,20 +95,61 @@ TEST(MetricsServerTest, PromtoolRejectsBrokenText) {
   EXPECT_NE(check.exit_code, 0) << check.output;
 }
 
+TEST(MetricsServerTest, ExtraRoutesAreServed) {
+  MetricsServerOptions o;
+  o.routes.push_back({"/", [] { return HttpReply{200, "text/html", "<html>hi</html>"}; }});
+  o.routes.push_back({"/api/x.json", [] { return HttpReply{503, "application/json", "{}"}; }});
+  auto server = MetricsServer::Start([] { return std::string(); }, o);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto index = HttpGet((*server)->port(), "/");
+  ASSERT_TRUE(index);
+  EXPECT_EQ(index.body, "<html>hi</html>");
+  EXPECT_EQ(index.headers["content-type"], "text/html");
+  EXPECT_EQ(HttpGet((*server)->port(), "/api/x.json").status, 503);
+}
+
+// Connections that send nothing (or half a request) must not keep a scrape from being answered:
+// each holds a pool thread only until the I/O timeout.
+TEST(MetricsServerTest, SlowClientsDoNotBlockScrapes) {
+  MetricsServerOptions o;
+  o.threads = 4;
+  o.io_timeout_ms = 500;
+  auto server = MetricsServer::Start([] { return std::string("tidal_up 1\n"); }, o);
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::vector<int> slow;
+  for (int i = 0; i < 12; ++i) {  // three times the pool
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>((*server)->port()));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    const char* partial = "GET /metrics HTTP/1.1\r\nHost: x\r\n";  // never finished
+    ASSERT_GT(write(fd, partial, strlen(partial)), 0);
+    slow.push_back(fd);
+  }
+  auto res = HttpGet((*server)->port(), "/metrics");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res.body, "tidal_up 1\n");
+  for (int fd : slow) close(fd);
+}
+
 TEST(MetricsServerTest, TakenPortIsAnError) {
-  MetricsRegistry registry;
-  auto first = MetricsServer::Start(registry);
+  auto render = [] { return std::string(); };
+  auto first = MetricsServer::Start(render);
   ASSERT_TRUE(first.ok()) << first.status();
-  auto second = MetricsServer::Start(registry, {"127.0.0.1", (*first)->port()});
+  MetricsServerOptions o;
+  o.port = (*first)->port();
+  auto second = MetricsServer::Start(render, o);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
-  auto bad = MetricsServer::Start(registry, {"127.0.0.1", 70000});
+  o.port = 70000;
+  auto bad = MetricsServer::Start(render, o);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(MetricsServerTest, StartsAndStopsQuickly) {
-  MetricsRegistry registry;
   for (int i = 0; i < 5; ++i) {
-    auto s = MetricsServer::Start(registry);
+    auto s = MetricsServer::Start([] { return std::string(); });
     ASSERT_TRUE(s.ok()) << s.status();
   }  // destructors must not hang
 }

@@ -1,122 +1,125 @@
+// core/metrics.h: tidal's conventions on prometheus-cpp, label merging and the control-plane codec.
 #include "core/metrics.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
-#include <stdexcept>
 #include <thread>
 
 namespace tidal {
 namespace {
 
-TEST(MetricsTest, RendersCountersAndGaugesWithLabels) {
-  MetricsRegistry r;
-  auto& steps = r.GetCounter("tidal_train_steps_total", "Optimizer steps taken.");
-  steps.Inc();
-  steps.Inc(2);
-  steps.Inc(-5);  // ignored: counters only go up
-  auto& tokens = r.GetCounterFamily("tidal_rollout_tokens_total", "Tokens generated.", {"worker"});
-  tokens.Labels({"rollout-1"}).Inc(100);
-  tokens.Labels({"rollout-0"}).Inc(0.5);
-  r.GetGauge("tidal_policy_version", "Newest policy version.\nSecond line \\ here.").Set(7);
+using prometheus::MetricFamily;
+using prometheus::MetricType;
 
-  EXPECT_EQ(r.Render(),
-            "# HELP tidal_policy_version Newest policy version.\\nSecond line \\\\ here.\n"
-            "# TYPE tidal_policy_version gauge\n"
-            "tidal_policy_version 7\n"
-            "# HELP tidal_rollout_tokens_total Tokens generated.\n"
-            "# TYPE tidal_rollout_tokens_total counter\n"
-            "tidal_rollout_tokens_total{worker=\"rollout-0\"} 0.5\n"
-            "tidal_rollout_tokens_total{worker=\"rollout-1\"} 100\n"
-            "# HELP tidal_train_steps_total Optimizer steps taken.\n"
-            "# TYPE tidal_train_steps_total counter\n"
-            "tidal_train_steps_total 3\n");
+bool Has(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
+
+TEST(MetricsTest, RendersCountersGaugesHistogramsAndSummariesWithLabels) {
+  prometheus::Registry r;
+  CounterFamily(r, "tidal_rollout_tokens_total", "Tokens generated").Add({{"worker", "w0"}}).Increment(4096);
+  GaugeFamily(r, "tidal_policy_version", "Newest policy version").Add({}).Set(3);
+  auto& h = HistogramFamily(r, "tidal_step_seconds", "Step time").Add({{"phase", "train"}}, LatencyBuckets());
+  for (double v : {0.002, 0.02, 2.0, 200.0}) h.Observe(v);
+  SummaryFamily(r, "tidal_train_loss", "Loss").Add({}, DefaultQuantiles()).Observe(0.5);
+  std::string text = RenderText(r.Collect());
+  EXPECT_TRUE(Has(text, "# TYPE tidal_rollout_tokens_total counter\n")) << text;
+  EXPECT_TRUE(Has(text, "tidal_rollout_tokens_total{worker=\"w0\"} 4096\n")) << text;
+  EXPECT_TRUE(Has(text, "tidal_policy_version 3\n")) << text;
+  EXPECT_TRUE(Has(text, "tidal_step_seconds_bucket{phase=\"train\",le=\"+Inf\"} 4\n")) << text;
+  EXPECT_TRUE(Has(text, "tidal_step_seconds_count{phase=\"train\"} 4\n")) << text;
+  EXPECT_TRUE(Has(text, "tidal_train_loss{quantile=\"0.5\"} 0.5\n")) << text;
 }
 
-TEST(MetricsTest, EscapesLabelValuesAndFormatsSpecialValues) {
-  EXPECT_EQ(EscapeLabelValue("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-  EXPECT_EQ(FormatMetricValue(0.1), "0.1");
-  EXPECT_EQ(FormatMetricValue(1e-7), "1e-07");
-  EXPECT_EQ(FormatMetricValue(std::numeric_limits<double>::infinity()), "+Inf");
-  EXPECT_EQ(FormatMetricValue(-std::numeric_limits<double>::infinity()), "-Inf");
-  EXPECT_EQ(FormatMetricValue(std::nan("")), "NaN");
-  EXPECT_EQ(std::stod(FormatMetricValue(1.0 / 3.0)), 1.0 / 3.0);  // round-trips
-
-  MetricsRegistry r;
-  r.GetGaugeFamily("g", "A gauge.", {"path", "env"}).Labels({"C:\\tmp\n", "say \"hi\""}).Set(-1.5);
-  EXPECT_NE(r.Render().find("g{path=\"C:\\\\tmp\\n\",env=\"say \\\"hi\\\"\"} -1.5\n"),
-            std::string::npos)
-      << r.Render();
-}
-
-TEST(MetricsTest, HistogramBucketsAreCumulativeWithInfSumAndCount) {
-  MetricsRegistry r;
-  auto& h = r.GetHistogramFamily("tidal_step_seconds", "Step time.", {"phase"}, {0.1, 1, 10})
-                .Labels({"train"});
-  for (double v : {0.05, 0.1, 0.5, 2.0, 20.0, 30.0}) h.Observe(v);
-  auto snap = h.snapshot();
-  EXPECT_EQ(snap.cumulative, (std::vector<uint64_t>{2, 3, 4, 6}));  // 0.1 is "le 0.1"
-  EXPECT_EQ(snap.count, 6u);
-  EXPECT_DOUBLE_EQ(snap.sum, 52.65);
-  EXPECT_EQ(r.Render(),
-            "# HELP tidal_step_seconds Step time.\n"
-            "# TYPE tidal_step_seconds histogram\n"
-            "tidal_step_seconds_bucket{phase=\"train\",le=\"0.1\"} 2\n"
-            "tidal_step_seconds_bucket{phase=\"train\",le=\"1\"} 3\n"
-            "tidal_step_seconds_bucket{phase=\"train\",le=\"10\"} 4\n"
-            "tidal_step_seconds_bucket{phase=\"train\",le=\"+Inf\"} 6\n"
-            "tidal_step_seconds_sum{phase=\"train\"} 52.65\n"
-            "tidal_step_seconds_count{phase=\"train\"} 6\n");
-  EXPECT_EQ(Histogram::ExponentialBuckets(1, 2, 4), (std::vector<double>{1, 2, 4, 8}));
-  EXPECT_EQ(Histogram::LinearBuckets(0, 5, 3), (std::vector<double>{0, 5, 10}));
-}
-
-TEST(MetricsTest, SameRegistrationSharesTheFamilyAndMisuseThrows) {
-  MetricsRegistry r;
-  auto& a = r.GetCounterFamily("x_total", "X.", {"w"});
-  auto& b = r.GetCounterFamily("x_total", "X again.", {"w"});
+TEST(MetricsTest, ConventionsAreEnforcedAndRegistrationIsGetOrCreate) {
+  prometheus::Registry r;
+  EXPECT_THROW(CounterFamily(r, "tidal_restarts", "x"), std::invalid_argument);
+  EXPECT_THROW(GaugeFamily(r, "tidal_bytes_total", "x"), std::invalid_argument);
+  EXPECT_THROW(HistogramFamily(r, "tidal_latency", "x"), std::invalid_argument);
+  EXPECT_THROW(GaugeFamily(r, "tidal_x", ""), std::invalid_argument);
+  auto& a = CounterFamily(r, "tidal_moves_total", "Moves");
+  auto& b = CounterFamily(r, "tidal_moves_total", "Moves");
   EXPECT_EQ(&a, &b);
-  EXPECT_EQ(&a.Labels({"1"}), &b.Labels({"1"}));
-  EXPECT_THROW(r.GetGauge("x_total", "X."), std::invalid_argument);         // other type
-  EXPECT_THROW(r.GetCounterFamily("x_total", "X.", {"v"}), std::invalid_argument);  // other labels
-  EXPECT_THROW(a.Labels({"1", "2"}), std::invalid_argument);
-  EXPECT_THROW(r.GetCounter("steps", "No suffix."), std::invalid_argument);
-  EXPECT_THROW(r.GetGauge("bad-name", "Dash."), std::invalid_argument);
-  EXPECT_THROW(r.GetGauge("g", ""), std::invalid_argument);
-  EXPECT_THROW(r.GetGaugeFamily("g", "G.", {"__reserved"}), std::invalid_argument);
-  EXPECT_THROW(r.GetGaugeFamily("g", "G.", {"a", "a"}), std::invalid_argument);
-  EXPECT_THROW(r.GetHistogramFamily("h", "H.", {"le"}, {1}), std::invalid_argument);
-  EXPECT_THROW(r.GetHistogram("h", "H.", {2, 1}), std::invalid_argument);
-  try {
-    r.GetCounter("steps", "No suffix.");
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("metric steps"), std::string::npos) << e.what();
-  }
+  a.Add({{"d", "0"}}).Increment();
+  b.Add({{"d", "0"}}).Increment();
+  EXPECT_EQ(a.Add({{"d", "0"}}).Value(), 2);
+  // Same name, another type: prometheus-cpp refuses.
+  EXPECT_ANY_THROW(prometheus::BuildGauge().Name("tidal_moves_total").Help("x").Register(r));
+}
+
+TEST(MetricsTest, AddLabelsAndMergeCombineProcesses) {
+  prometheus::Registry w0, w1;
+  CounterFamily(w0, "tidal_engine_preemptions_total", "p").Add({}).Increment(2);
+  CounterFamily(w1, "tidal_engine_preemptions_total", "p").Add({}).Increment(5);
+  GaugeFamily(w1, "tidal_engine_preemptions_other", "clash").Add({}).Set(1);
+  auto f0 = w0.Collect();
+  auto f1 = w1.Collect();
+  AddLabels(&f0, {{"device", "cpu:0"}, {"run", "r"}});
+  AddLabels(&f1, {{"device", "cpu:1"}, {"run", "r"}});
+  std::vector<MetricFamily> all = f0;
+  all.insert(all.end(), f1.begin(), f1.end());
+  // A same-named family of another type is dropped, not rendered twice.
+  MetricFamily bad;
+  bad.name = "tidal_engine_preemptions_total";
+  bad.help = "x";
+  bad.type = MetricType::Gauge;
+  bad.metric.resize(1);
+  all.push_back(bad);
+  auto [merged, dropped] = MergeFamilies(all);
+  EXPECT_EQ(dropped, 1);
+  ASSERT_EQ(merged.size(), 2u);
+  std::string text = RenderText(merged);
+  EXPECT_TRUE(Has(text, "tidal_engine_preemptions_total{device=\"cpu:0\",run=\"r\"} 2\n")) << text;
+  EXPECT_TRUE(Has(text, "tidal_engine_preemptions_total{device=\"cpu:1\",run=\"r\"} 5\n")) << text;
+  size_t first = text.find("# TYPE tidal_engine_preemptions_total");
+  EXPECT_EQ(text.find("# TYPE tidal_engine_preemptions_total", first + 1), std::string::npos) << text;
+  // A label the sample already has keeps its value.
+  AddLabels(&f0, {{"device", "other"}});
+  EXPECT_TRUE(Has(RenderText(f0), "device=\"cpu:0\""));
+}
+
+TEST(MetricsTest, JsonCodecRoundTripsEveryType) {
+  prometheus::Registry r;
+  CounterFamily(r, "tidal_a_total", "a").Add({{"k", "v\"q"}}).Increment(7);
+  GaugeFamily(r, "tidal_b", "b").Add({}).Set(std::numeric_limits<double>::infinity());
+  GaugeFamily(r, "tidal_c", "c").Add({}).Set(std::nan(""));
+  auto& h = HistogramFamily(r, "tidal_d_bytes", "d").Add({}, ByteBuckets());
+  h.Observe(1e6);
+  h.Observe(10);
+  SummaryFamily(r, "tidal_e_seconds", "e").Add({}, DefaultQuantiles()).Observe(1.5);
+  auto families = r.Collect();
+  nlohmann::json j = FamiliesToJson(families);
+  // Through text, as the control plane carries it.
+  auto back = FamiliesFromJson(nlohmann::json::parse(j.dump()));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(RenderText(*back), RenderText(families));
+  EXPECT_FALSE(FamiliesFromJson(nlohmann::json::object()).ok());
+  EXPECT_FALSE(FamiliesFromJson(nlohmann::json::parse(R"([{"name":"x","type":"bogus","metrics":[]}])")).ok());
+  EXPECT_FALSE(FamiliesFromJson(nlohmann::json::parse(R"([{"name":"x","type":"gauge"}])")).ok());
+}
+
+TEST(MetricsTest, BuildInfoAndProcessMetrics) {
+  RecordBuildInfo(ProcessRegistry());
+  UpdateProcessMetrics();
+  std::string text = RenderText(ProcessRegistry().Collect());
+  EXPECT_TRUE(Has(text, "tidal_build_info{cuda=")) << text;
+  EXPECT_TRUE(Has(text, "process_resident_memory_bytes ")) << text;
+  EXPECT_TRUE(Has(text, "process_cpu_seconds_total ")) << text;
+  EXPECT_FALSE(Has(text, "process_resident_memory_bytes 0\n")) << text;
 }
 
 TEST(MetricsTest, ConcurrentUpdatesAreNotLost) {
-  MetricsRegistry r;
-  auto& fam = r.GetCounterFamily("ops_total", "Ops.", {"t"});
-  auto& h = r.GetHistogram("lat_seconds", "Latency.", {0.5});
-  constexpr int kThreads = 4, kIters = 20000;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      auto& mine = fam.Labels({std::to_string(t % 2)});
-      for (int i = 0; i < kIters; ++i) {
-        mine.Inc();
-        h.Observe(i % 2 == 0 ? 0.25 : 1.0);
-        if (i % 1000 == 0) (void)r.Render();  // scrapes race with updates
-      }
+  prometheus::Registry r;
+  auto& c = CounterFamily(r, "tidal_n_total", "n").Add({});
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&] {
+      for (int i = 0; i < 10000; ++i) c.Increment();
     });
   }
-  for (auto& th : threads) th.join();
-  EXPECT_EQ(fam.Labels({"0"}).value() + fam.Labels({"1"}).value(), kThreads * kIters);
-  auto snap = h.snapshot();
-  EXPECT_EQ(snap.count, static_cast<uint64_t>(kThreads * kIters));
-  EXPECT_EQ(snap.cumulative[0], static_cast<uint64_t>(kThreads * kIters / 2));
-  EXPECT_DOUBLE_EQ(snap.sum, kThreads * kIters / 2 * 1.25);
+  for (int i = 0; i < 50; ++i) (void)RenderText(r.Collect());
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(c.Value(), 40000);
 }
 
 }  // namespace

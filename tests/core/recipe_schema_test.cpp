@@ -109,7 +109,7 @@ TEST(RecipeSchemaTest, EnumChoicesAreTheEnumSpellings) {
 
 TEST(RecipeSchemaTest, ConstraintTexts) {
   EXPECT_EQ(FindRecipeKey("rollout.top_p")->constraint_text, "in (0, 1]");
-  EXPECT_EQ(FindRecipeKey("metrics.port")->constraint_text, "in [0, 65535]");
+  EXPECT_EQ(FindRecipeKey("metrics.port")->constraint_text, "in [-1, 65535]");
   EXPECT_EQ(FindRecipeKey("train.steps")->constraint_text, "> 0");
   EXPECT_TRUE(FindRecipeKey("train.steps")->required);
   EXPECT_EQ(FindRecipeKey("algo.clip")->type_name, "[float, float]");

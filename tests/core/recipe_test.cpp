@@ -8,6 +8,7 @@
 #include <ftw.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -85,7 +86,7 @@ TEST_F(RecipeTest, MinimalRecipeGetsEveryDefault) {
   EXPECT_EQ(r->env.BuiltinName(), "letter_count");
   EXPECT_TRUE(r->env.args.is_object());
   EXPECT_TRUE(r->env.args.empty());
-  EXPECT_EQ(r->metrics.port, 9400);
+  EXPECT_EQ(r->metrics.port, 0);
   EXPECT_EQ(r->metrics.bind, "127.0.0.1");
   EXPECT_EQ(r->control.heartbeat_ms, 500);
 }
@@ -163,7 +164,7 @@ pool: {devices: gpu:2}
   EXPECT_THAT(all, HasSubstr("`algo.clip`: expected a list of 2 numbers, got a list of 1"));
   EXPECT_THAT(all, HasSubstr("`algo.adv_std_norm`: expected true or false, got `maybe`"));
   EXPECT_THAT(all, HasSubstr("`train.lr`: must be > 0, got -1"));
-  EXPECT_THAT(all, HasSubstr("`metrics.port`: must be in [0, 65535], got 70000"));
+  EXPECT_THAT(all, HasSubstr("`metrics.port`: must be in [-1, 65535], got 70000"));
   EXPECT_THAT(all, HasSubstr(":11:17: `pool.devices`: `gpu:2`: expected cpu:N"));
   EXPECT_THAT(all, HasSubstr(absl::StrCat(path, ": `env.plugin`: required key is missing")));
   EXPECT_THAT(all, HasSubstr("`train.steps`: required key is missing"));
@@ -350,6 +351,56 @@ metrics: {bind: "0.0.0.0", port: 0}
   EXPECT_TRUE(b->env.args["f"].is_number_float());
   EXPECT_TRUE(b->env.args["s"].is_string());
   EXPECT_EQ(b->run_dir, "runs/123");
+}
+
+TEST_F(RecipeTest, OverrideReplacesAWholeMapAndAKeyPathSetsOneEntry) {
+  std::string path = Write("r.yaml", R"(name: tiny
+env: {plugin: "builtin:letter_count", args: {min_len: 4, max_len: 12}}
+train: {steps: 10}
+)");
+  absl::StatusOr<Recipe> r = LoadRecipe(path, {"env.args={}"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->env.args, nlohmann::json::object());
+  r = LoadRecipe(path, {"env.args={max_len: 3}"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->env.args, nlohmann::json({{"max_len", 3}}));
+  r = LoadRecipe(path, {"env.args.min_len=5"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->env.args, nlohmann::json({{"min_len", 5}, {"max_len", 12}}));
+  r = LoadRecipe(path, {"env.args="});  // unset: the default (no args)
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->env.args, nlohmann::json::object());
+  r = LoadRecipe(path, {"env.args={}", "env.args.k=1"});  // later overrides build on earlier ones
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->env.args, nlohmann::json({{"k", 1}}));
+}
+
+TEST_F(RecipeTest, RelativePluginPathsResolveFromTheRecipeThatWritesThem) {
+  Write("plugins/env.so", "");
+  Write("plugins/env.py", "");
+  Write("base/b.yaml", "env: {plugin: ../plugins/env.so}\n");
+  std::string run = Write("run.yaml", absl::StrCat("include: base/b.yaml\n", "name: tiny\ntrain: {steps: 1}\n"));
+  absl::StatusOr<Recipe> r = LoadRecipe(run, {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->env.plugin, Path("plugins/env.so"));  // absolute: the resolved recipe still works
+  std::string py = Write("py.yaml", "name: tiny\nenv: {plugin: \"python:plugins/env.py\"}\ntrain: {steps: 1}\n");
+  r = LoadRecipe(py, {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->env.plugin, "python:" + Path("plugins/env.py"));
+  absl::StatusOr<Recipe> again = LoadRecipeFromString(RecipeToYaml(*r), "/elsewhere/resolved.yaml");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->env.plugin, r->env.plugin);
+  // A missing file names the resolved path; an override is relative to the working directory.
+  std::string gone = Write("gone.yaml", "name: tiny\nenv: {plugin: \"python:nope.py\"}\ntrain: {steps: 1}\n");
+  EXPECT_THAT(absl::StrJoin(Errors(LoadRecipe(gone, {})), "\n"),
+              HasSubstr(absl::StrCat("Python file `", Path("nope.py"), "` does not exist")));
+  char cwd[4096];
+  ASSERT_NE(::getcwd(cwd, sizeof cwd), nullptr);
+  ASSERT_EQ(::chdir(dir_.c_str()), 0);
+  r = LoadRecipe(run, {"env.plugin=plugins/env.so"});
+  ASSERT_EQ(::chdir(cwd), 0);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->env.plugin, Path("plugins/env.so"));
 }
 
 TEST(DeviceSetTest, Spellings) {

@@ -63,16 +63,26 @@ TEST(RunReportTest, ExportsPoolFleetLedgerAndWeights) {
   LedgerSummary l;
   l.queued = 4;
   l.trained = 9;
-  auto sink = MetricsSink::Local();
+  auto sink = MetricsSink::Local("r");
   ExportPoolMetrics(*sink, pool, fleet, l, 3, {2, 2048, 1});
   std::string text = sink->Render();
-  EXPECT_NE(text.find("tidal_device_inflight_groups{device=\"cpu:0\"} 2"), std::string::npos) << text;
-  EXPECT_NE(text.find("tidal_prompts{state=\"queued\"} 4"), std::string::npos) << text;
-  EXPECT_NE(text.find("tidal_prompts{state=\"trained\"} 9"), std::string::npos) << text;
-  EXPECT_NE(text.find("tidal_store_groups 3"), std::string::npos) << text;
-  EXPECT_NE(text.find("tidal_weight_sync_bytes_relayed 2048"), std::string::npos) << text;
-  EXPECT_NE(text.find("tidal_weight_sync_rejected 1"), std::string::npos) << text;
-  EXPECT_NE(text.find("tidal_worker_restarts 1"), std::string::npos) << text;
+  auto has = [&](const std::string& s) { return text.find(s) != std::string::npos; };
+  const std::string c = "role=\"controller\",run=\"r\"";
+  EXPECT_TRUE(has("tidal_device_inflight_groups{device=\"cpu:0\"," + c + "} 2")) << text;
+  EXPECT_TRUE(has("tidal_prompts{" + c + ",state=\"queued\"} 4")) << text;
+  // Running totals are counters (_total); tidal_prompts holds current counts only.
+  EXPECT_TRUE(has("tidal_prompts_trained_total{" + c + "} 9")) << text;
+  EXPECT_FALSE(has("state=\"trained\"")) << text;
+  EXPECT_TRUE(has("tidal_store_groups{" + c + "} 3")) << text;
+  EXPECT_TRUE(has("# TYPE tidal_weight_sync_relayed_bytes_total counter\ntidal_weight_sync_relayed_bytes_total{" + c + "} 2048")) << text;
+  EXPECT_TRUE(has("tidal_weight_sync_rejected_total{" + c + "} 1")) << text;
+  EXPECT_TRUE(has("tidal_worker_restarts_total{device=\"cpu:0\"," + c + "} 1")) << text;
+  EXPECT_TRUE(has("# TYPE tidal_device_seconds_total counter")) << text;
+  nlohmann::json w = WorkerStatus(pool, fleet);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0]["device"], "cpu:0");
+  EXPECT_EQ(w[0]["restarts"], 1);
+  EXPECT_EQ(w[0]["in_flight"], 2);
 }
 
 TEST(RunReportTest, SummaryJsonAndText) {

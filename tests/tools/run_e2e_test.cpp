@@ -82,6 +82,21 @@ TEST_F(RunE2eTest, ShortRunCompletesWithEveryPromptAccounted) {
   EXPECT_TRUE(fs::exists(run.dir() / "checkpoints" / "step-2" / "controller_state.json"));
   EXPECT_TRUE(fs::exists(run.dir() / "final" / "config.json"));
   EXPECT_TRUE(fs::exists(run.dir() / "final" / "model.safetensors"));
+  // Self-contained HF views: the final model and every checkpoint carry the tokenizer files, so
+  // `tidal generate` (and transformers) load them alone.
+  for (const fs::path& hf : {run.dir() / "final", run.dir() / "checkpoints" / "step-2" / "hf"}) {
+    for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                          "generation_config.json"}) {
+      EXPECT_TRUE(fs::exists(hf / f)) << hf / f;
+    }
+  }
+  FILE* gen = ::popen((std::string(TIDAL_BIN) + " generate " + (run.dir() / "final").string() +
+                       " 'count l in hello:' --temperature 0 --max-new-tokens 4 2>/dev/null").c_str(), "r");
+  ASSERT_NE(gen, nullptr);
+  std::string gen_out;
+  for (int c; (c = std::fgetc(gen)) != EOF;) gen_out.push_back(static_cast<char>(c));
+  EXPECT_EQ(::pclose(gen), 0) << gen_out;
+  EXPECT_TRUE(json::parse(gen_out, nullptr, false).contains("text")) << gen_out;
   // Every device's time is accounted as busy or idle under some tag.
   for (const auto& d : s["devices"]) {
     double t = d["busy_rollout_s"].get<double>() + d["busy_train_s"].get<double>() +
@@ -214,6 +229,65 @@ TEST_F(RunE2eTest, BadRecipeFailsBeforeStartingWorkers) {
   TidalRun run(recipe_, root_ / "run", {"pool.policy=sideways"});
   EXPECT_EQ(run.Wait(30), 2);
   EXPECT_NE(run.Output().find("pool.policy"), std::string::npos) << run.Output();
+}
+
+// `tidal run` without --resume / --overwrite never reuses a run directory that holds a run.
+TEST_F(RunE2eTest, ExistingRunDirIsRefusedUnlessResumingOrOverwriting) {
+  {
+    TidalRun first(recipe_, root_ / "run", {"train.steps=1", "env.eval_prompts=4", "warmup.sft.steps=1"});
+    ASSERT_EQ(first.Wait(90), 0) << first.Output();
+  }
+  const std::string base = std::string(TIDAL_BIN) + " run " + recipe_.string() + " run_dir=" +
+                           (root_ / "run").string() + " train.steps=1 env.eval_prompts=4 warmup.sft.steps=1 --quiet";
+  const std::string out = (root_ / "second.out").string();
+  int rc = std::system((base + " > " + out + " 2>&1").c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 2) << ReadFile(out);
+  EXPECT_NE(ReadFile(out).find("already holds a run"), std::string::npos) << ReadFile(out);
+  EXPECT_TRUE(fs::exists(root_ / "run" / "final" / "model.safetensors"));  // untouched
+  rc = std::system((base + " --overwrite > " + out + " 2>&1").c_str());
+  EXPECT_EQ(rc, 0) << ReadFile(out);
+  EXPECT_EQ(json::parse(ReadFile(root_ / "run" / "summary.json"))["steps"], 1);
+}
+
+// SIGINT mid-run: the last trained step is checkpointed and exported; `tidal run --resume` then
+// continues from it with the run's own recipe, without repeating the warm-up or its eval.
+TEST_F(RunE2eTest, StoppedRunKeepsItsPolicyAndResumes) {
+  TidalRun run(recipe_, root_ / "run", {"train.steps=200", "checkpoint.every=0", "eval.every=0"});
+  auto deadline = Clock::now() + std::chrono::seconds(90);
+  while (Clock::now() < deadline && run.Events("step").size() < 2) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GE(run.Events("step").size(), 2u) << run.Output();
+  ASSERT_EQ(kill(run.pid(), SIGINT), 0);
+  const int rc = run.Wait(90);
+  EXPECT_NE(rc, 0) << run.Output();  // stopped, not finished
+  json s = run.Summary();
+  ASSERT_TRUE(s.is_object()) << run.Output();
+  const int64_t stopped_at = s["steps"].get<int64_t>();
+  ASSERT_GE(stopped_at, 2);
+  ASSERT_LT(stopped_at, 200);
+  EXPECT_TRUE(fs::exists(run.dir() / "checkpoints" / ("step-" + std::to_string(stopped_at)) / "controller_state.json"))
+      << run.Output();
+  EXPECT_TRUE(fs::exists(run.dir() / "final" / "model.safetensors")) << run.Output();
+  EXPECT_TRUE(fs::exists(run.dir() / "final" / "tokenizer.json"));
+
+  // Resume from another working directory, with a new step target.
+  const std::string out = (root_ / "resume.out").string();
+  const int resumed = std::system(("cd / && timeout 120 " + std::string(TIDAL_BIN) + " run --resume " +
+                                   run.dir().string() + " train.steps=" + std::to_string(stopped_at + 2) +
+                                   " --quiet > " + out + " 2>&1").c_str());
+  ASSERT_EQ(resumed, 0) << ReadFile(out);
+  EXPECT_EQ(json::parse(ReadFile(run.dir() / "summary.json"))["steps"], stopped_at + 2) << ReadFile(out);
+  EXPECT_NE(ReadFile(run.dir() / "logs" / "controller.log").find("resuming from"), std::string::npos);
+  int after_warmup = 0, finals = 0, warmups = 0;
+  for (const auto& e : run.Events()) {
+    if (e.value("event", "") == "eval" && e.value("name", "") == "after_warmup") ++after_warmup;
+    if (e.value("event", "") == "eval" && e.value("name", "") == "final") ++finals;
+    if (e.value("event", "") == "warmup") ++warmups;
+  }
+  EXPECT_EQ(after_warmup, 1);  // not repeated by the resumed run
+  EXPECT_EQ(finals, 1);        // the stopped run skipped its final eval; the resumed one ran it
+  EXPECT_EQ(warmups, 4);        // kTinyRecipe's 4 warm-up steps, once
 }
 
 }  // namespace

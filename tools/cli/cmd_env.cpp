@@ -1,6 +1,8 @@
 // `tidal env check PLUGIN`: load an environment plugin the way a run would, play a few tasks
 // and print what the model would see and how the reference answer scores. The first thing to
-// run after writing a plugin (docs/plugins.md). `tidal env list`: the built-in environments.
+// run after writing a plugin (docs/plugins.md). It also checks determinism: a second instance
+// must return the same task for each seed (runs reset tasks in several processes), else the
+// check fails naming the seed. `tidal env list`: the built-in environments.
 #include <iostream>
 
 #include "envs/environment.h"
@@ -36,11 +38,24 @@ absl::Status Check(const CheckOptions& o) {
   }
   const auto split = o.split == "eval" ? tidal::envs::Split::kEval : tidal::envs::Split::kTrain;
   TIDAL_ASSIGN_OR_RETURN(auto env, tidal::envs::Environment::Open(spec));
+  TIDAL_ASSIGN_OR_RETURN(auto twin, tidal::envs::Environment::Open(spec));
   std::cout << "loaded " << o.plugin << (o.isolate ? " (isolated env-worker)" : "")
             << " with args " << spec.args.dump() << "\n";
   for (int i = 0; i < o.tasks; ++i) {
     const uint64_t seed = o.seed + static_cast<uint64_t>(i);
     TIDAL_ASSIGN_OR_RETURN(auto task, env->Reset(seed, split));
+    TIDAL_ASSIGN_OR_RETURN(auto again, twin->Reset(seed, split));
+    const auto as_json = [](const tidal::envs::Task& t) {
+      return json{{"prompt", t.prompt}, {"messages", t.messages ? *t.messages : json()},
+                  {"hidden", t.hidden}, {"reference", t.reference ? json(*t.reference) : json()}};
+    };
+    if (as_json(task) != as_json(again)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "env plugin '", o.plugin, "': reset(seed ", seed, ", ", o.split,
+          ") is not deterministic: two instances returned different tasks:\n  ",
+          as_json(task).dump(), "\n  ", as_json(again).dump(),
+          "\n(every process of a run resets tasks; derive everything from the seed and config)"));
+    }
     std::cout << "\n[" << o.split << " seed " << seed << "]\n"
               << "  prompt:    " << json(task.prompt).dump() << "\n";
     if (task.messages) std::cout << "  messages:  " << task.messages->dump() << "\n";
@@ -62,13 +77,14 @@ absl::Status Check(const CheckOptions& o) {
                 << "\n";
     }
   }
-  std::cout << "\nok: " << o.tasks << " task(s) played without errors\n";
+  std::cout << "\nok: " << o.tasks << " task(s) played without errors; each seed gave the same task"
+            << " in a second instance\n";
   return absl::OkStatus();
 }
 
 std::function<absl::Status()> SetupCheck(CLI::App& sub) {
   auto o = std::make_shared<CheckOptions>();
-  sub.add_option("plugin", o->plugin, "builtin:NAME or a path to a plugin .so")->required();
+  sub.add_option("plugin", o->plugin, "builtin:NAME, a path to a plugin .so, or python:FILE.py")->required();
   sub.add_option("--args", o->args, "env.args as a JSON object")->capture_default_str();
   sub.add_flag("--isolate", o->isolate, "run the plugin in an env-worker process");
   sub.add_option("--timeout", o->timeout_s, "per-call time limit in seconds")

@@ -27,6 +27,11 @@ struct CommandSpec {
 
 std::vector<CommandSpec>& CommandRegistry();
 
+// The whole CLI from the registry ("model inspect" nests under "model"), plus --version; a chosen
+// subcommand stores its action in `action`, which must outlive `app`'s parse. main() and
+// `tidal completion` (which walks the tree) use it.
+void BuildCommandTree(CLI::App& app, std::function<absl::Status()>& action);
+
 struct CommandRegistrar {
   explicit CommandRegistrar(CommandSpec spec) { CommandRegistry().push_back(std::move(spec)); }
 };

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "absl/strings/str_split.h"
+#include "core/version.h"
 #include "tools/cli/command.h"
 
 namespace tidal::cli {
@@ -10,13 +11,11 @@ std::vector<CommandSpec>& CommandRegistry() {
   static std::vector<CommandSpec> registry;
   return registry;
 }
-}  // namespace tidal::cli
 
-int main(int argc, char** argv) {
-  CLI::App app{"tidal: reinforcement-learning training of LLMs"};
+void BuildCommandTree(CLI::App& app, std::function<absl::Status()>& action) {
   app.require_subcommand(1);
-  std::function<absl::Status()> action;
-  for (auto& spec : tidal::cli::CommandRegistry()) {
+  app.set_version_flag("--version", std::string("tidal ") + tidal::kVersion);
+  for (auto& spec : CommandRegistry()) {
     // "model inspect" nests under "model": create each parent once, then the leaf.
     CLI::App* parent = &app;
     std::vector<std::string> words = absl::StrSplit(spec.name, ' ');
@@ -35,6 +34,13 @@ int main(int argc, char** argv) {
     auto run = spec.setup(*sub);
     sub->callback([&action, run] { action = run; });
   }
+}
+}  // namespace tidal::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"tidal: reinforcement-learning training of LLMs"};
+  std::function<absl::Status()> action;
+  tidal::cli::BuildCommandTree(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

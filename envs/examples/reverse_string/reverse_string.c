@@ -9,12 +9,13 @@
  * The eval split holds the strings whose first character is the alphabet's last one; training
  * never sees them.
  *
- * The plugin needs no JSON library: it writes its JSON with snprintf and reads the few keys it
- * needs with a tiny scanner, which is enough because it controls the hidden value's format. */
+ * The plugin needs no JSON library: it reads its config, options and hidden values with the
+ * header-only helpers of <tidal/env_json.h> and writes its replies with snprintf. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <tidal/env_json.h>
 #include <tidal/env_plugin.h>
 
 #define MAX_LEN 64
@@ -25,27 +26,6 @@ struct tidal_env {
   char target[MAX_LEN + 1]; /* the reversal the current episode expects */
   char out[1024];           /* owns the string returned by the last call (see the ABI) */
 };
-
-/* Finds "key": in a JSON text and returns a pointer just past the colon (or NULL). */
-static const char* find_key(const char* json, const char* key) {
-  char pattern[64];
-  snprintf(pattern, sizeof pattern, "\"%s\"", key);
-  const char* p = strstr(json, pattern);
-  if (!p) return NULL;
-  p += strlen(pattern);
-  while (*p == ' ' || *p == ':') ++p;
-  return p;
-}
-
-/* Copies the JSON string value at p (no escapes: our values are plain letters). */
-static int read_string(const char* p, char* out, size_t cap) {
-  if (!p || *p != '"') return 0;
-  ++p;
-  size_t n = 0;
-  while (*p && *p != '"' && *p != '\\' && n + 1 < cap) out[n++] = *p++;
-  out[n] = 0;
-  return *p == '"';
-}
 
 static uint64_t splitmix(uint64_t* s) {
   uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
@@ -63,11 +43,10 @@ static int create(const char* config, tidal_env** out_env, const char** out_erro
   env->min_len = 3;
   env->max_len = 6;
   strcpy(env->alphabet, "abcdef");
-  const char* p;
-  if ((p = find_key(config, "min_len"))) env->min_len = atoi(p);
-  if ((p = find_key(config, "max_len"))) env->max_len = atoi(p);
-  if ((p = find_key(config, "alphabet")) &&
-      !read_string(p, env->alphabet, sizeof env->alphabet)) {
+  env->min_len = (int)tidal_json_int(config, "min_len", env->min_len);
+  env->max_len = (int)tidal_json_int(config, "max_len", env->max_len);
+  if (tidal_json_find(config, "alphabet") &&
+      tidal_json_string(config, "alphabet", env->alphabet, sizeof env->alphabet) < 0) {
     free(env);
     *out_error = "args.alphabet: expected a string of plain characters";
     return TIDAL_ENV_ERROR;
@@ -89,7 +68,8 @@ static int create(const char* config, tidal_env** out_env, const char** out_erro
 static void destroy(tidal_env* env) { free(env); }
 
 static int reset(tidal_env* env, uint64_t seed, const char* options, const char** out) {
-  const int eval = strstr(options, "\"eval\"") != NULL;
+  char split[16];
+  const int eval = tidal_json_string(options, "split", split, sizeof split) > 0 && strcmp(split, "eval") == 0;
   const size_t k = strlen(env->alphabet);
   const char held_out = env->alphabet[k - 1];
   uint64_t state = seed;
@@ -125,7 +105,7 @@ static double reward_for(const char* target, const char* response, double* match
 
 static int score(tidal_env* env, const char* hidden, const char* response, const char** out) {
   char target[MAX_LEN + 1];
-  if (!read_string(find_key(hidden, "target"), target, sizeof target)) {
+  if (tidal_json_string(hidden, "target", target, sizeof target) < 0) {
     *out = "score: hidden value has no \"target\" string";
     return TIDAL_ENV_ERROR;
   }

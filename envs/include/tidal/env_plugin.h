@@ -28,7 +28,26 @@
  * context before the model's next turn (ignored when done). score() is the reward-only form:
  * it must depend only on (hidden, response) and the config, never on reset/step state, so the
  * host may call it on any instance for any task (e.g. to re-score a finished response).
- * Determinism: reset(seed, options) with equal config must return the same task.
+ * Determinism: reset(seed, options) with equal config must return the same task, in every
+ * process (rollout workers, env workers and the controller each create their own instances;
+ * `tidal env check` verifies it by resetting twice per seed).
+ *
+ * What a run does with the plugin (`tidal run`, docs/plugins.md):
+ *   - The response text given to score() and step() is the model's completion only: no prompt,
+ *     decoded to UTF-8 with special tokens (end-of-text, <|im_end|>) removed; it ends where the
+ *     model stopped (an end token or rollout.max_new_tokens), so it may carry text after the
+ *     answer. Multi-turn: each step() gets only the latest turn.
+ *   - The training reward: single-turn environments get score(hidden, response)["reward"];
+ *     multi-turn environments (recipe env.multi_turn) are played with step() and the episode's
+ *     reward is the sum of the rewards step() returned. score() also scores eval answers.
+ *   - Accuracy (the run's `acc` and the eval accuracy): a boolean "correct" in the info object
+ *     counts the response as right or wrong; without it, reward >= 1.0 counts as right.
+ *   - Splits: training prompts come from reset(seed, {"split": "train"}) with seeds drawn from
+ *     the run's seed; the SFT warm-up trains on "reference" of further train tasks; the eval
+ *     set is reset(i, {"split": "eval"}) for i = 0 .. env.eval_prompts - 1, answered greedily.
+ *     Keeping the two splits disjoint is the plugin's job: hold tasks out by content (e.g. a
+ *     checksum of the task), not by seed, since both splits see small seeds.
+ *   - JSON in C: <tidal/env_json.h> reads config / options / hidden values and quotes strings.
  *
  * Return values: every function except destroy returns TIDAL_ENV_OK (0) or TIDAL_ENV_ERROR (1).
  * On error the output pointer points to a human-readable UTF-8 message instead of JSON (a
