@@ -420,7 +420,10 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(
     impl->merges.reserve(parsed.merges.size());
     std::string joined;
     for (size_t rank = 0; rank < parsed.merges.size(); ++rank) {
-      const auto& [left, right] = parsed.merges[rank];
+      // Plain references, not a structured binding: lambdas may not capture bindings before
+      // clang 16 (the fuzz build uses Debian's clang 14).
+      const std::string& left = parsed.merges[rank].first;
+      const std::string& right = parsed.merges[rank].second;
       auto lb = ByteLevelToBytes(left), rb = ByteLevelToBytes(right);
       const auto describe = [&] {
         return absl::StrCat("model.merges[", rank, "] [\"", left, "\", \"", right, "\"]");

@@ -1,5 +1,7 @@
 #include "core/hf_checkpoint.h"
 
+#include "core/finite_check.h"
+
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -137,6 +139,7 @@ absl::Status WriteHfCheckpoint(const std::string& dir, const ModelConfig& config
                                const NamedTensors& weights) {
   TIDAL_RETURN_IF_ERROR(config.Validate());
   TIDAL_RETURN_IF_ERROR(CheckWeights(config, weights, "SaveHf"));
+  TIDAL_RETURN_IF_ERROR(CheckAllFinite(weights, absl::StrCat("SaveHf ", dir)));
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, ": cannot create: ", ec.message()));

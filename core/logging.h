@@ -11,6 +11,10 @@
 //   a terminal do not interleave mid-line.
 // - A record below the minimum level costs one relaxed atomic load; its stream operands are not
 //   evaluated.
+// - Floods are cut: a WARN or ERROR line repeated from one call site (equal up to its numbers)
+//   is written 10 times per 10 s, then dropped and counted; the next one written carries
+//   "[N similar lines suppressed]". TIDAL_LOG_REPEAT=BURST/WINDOW_MS (read by InitLogging)
+//   changes the limit. INFO and DEBUG are never dropped.
 // - The minimum level comes from LogOptions::level, else from env TIDAL_LOG_LEVEL
 //   (debug|info|warn|error), else info.
 #pragma once

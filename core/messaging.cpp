@@ -79,6 +79,8 @@ class Endpoint {
     prometheus::Registry* metrics;
     std::optional<CurveServerKeys> curve_server;  // router only
     std::optional<CurveClientKeys> curve_client;  // dealer only
+    int64_t unadmitted_max_bytes = 0;  // router: cap on messages from peers not admitted; 0 = off
+    bool allow_handover = true;        // router: ZMQ_ROUTER_HANDOVER
   };
 
   static absl::StatusOr<std::unique_ptr<Endpoint>> Start(Config config);
@@ -94,6 +96,7 @@ class Endpoint {
   absl::Status Post(OutMessage out);
   std::vector<std::string> AlivePeers() const;
   bool PeerAlive(std::string_view peer) const;
+  void Admit(std::string_view peer, bool admitted);
   MessagingStats Stats() const;
   void Shutdown();
 
@@ -175,6 +178,8 @@ class Endpoint {
   std::deque<Inbound> inbox_;
   absl::flat_hash_map<uint64_t, Pending> pending_;
   std::set<std::string, std::less<>> alive_;  // mirror of tracker_ for callers' threads
+  std::set<std::string, std::less<>> admitted_;  // router: peers past the unadmitted cap (mu_)
+  Clock::time_point last_cap_warning_{};          // I/O thread: one WARN per second at most
 
   std::mutex join_mu_;
   std::thread thread_;
@@ -220,7 +225,7 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Start(Config config) {
       // Fail sends to unknown identities instead of dropping them silently, and let a restarted
       // worker with the same name take over its old identity.
       socket.set(zmq::sockopt::router_mandatory, 1);
-      socket.set(zmq::sockopt::router_handover, 1);
+      socket.set(zmq::sockopt::router_handover, config.allow_handover ? 1 : 0);
       if (config.curve_server) {
         socket.set(zmq::sockopt::curve_server, 1);
         socket.set(zmq::sockopt::curve_secretkey, config.curve_server->secret_key);
@@ -415,6 +420,15 @@ bool Endpoint::PeerAlive(std::string_view peer) const {
   return alive_.contains(peer);
 }
 
+void Endpoint::Admit(std::string_view peer, bool admitted) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (admitted) {
+    admitted_.emplace(peer);
+  } else if (auto it = admitted_.find(peer); it != admitted_.end()) {
+    admitted_.erase(it);
+  }
+}
+
 MessagingStats Endpoint::Stats() const {
   MessagingStats s;
   s.sent = stats_.sent.load();
@@ -505,6 +519,27 @@ void Endpoint::HandleMessage(std::vector<zmq::message_t>& parts, Clock::time_poi
     if (parts.empty()) return;
     identity = parts[0].to_string();
     first = 1;
+  }
+  if (config_.unadmitted_max_bytes > 0 && is_router()) {
+    size_t bytes = 0;
+    for (const zmq::message_t& m : parts) bytes += m.size();
+    bool admitted;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      admitted = admitted_.contains(identity);
+    }
+    // Checked before decoding: a peer that has not proven itself gets no MessagePack parse of a
+    // large body (and nothing it sends is delivered beyond its small first messages).
+    if (!admitted && bytes > static_cast<size_t>(config_.unadmitted_max_bytes)) {
+      Bump(stats_.decode_errors, metrics_.decode_errors);
+      if (now - last_cap_warning_ > std::chrono::seconds(1)) {
+        last_cap_warning_ = now;
+        TIDAL_LOG(WARN) << config_.name << ": dropped a " << bytes << "-byte message from unadmitted peer '"
+                        << identity << "' (limit " << config_.unadmitted_max_bytes
+                        << " bytes until the peer is admitted)";
+      }
+      return;
+    }
   }
   std::vector<Payload> frames;
   frames.reserve(parts.size() - first);
@@ -633,6 +668,7 @@ void Endpoint::CheckLiveness(Clock::time_point now) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       alive_.erase(peer);
+      admitted_.erase(peer);  // a peer back from the dead proves itself again
       SetAliveGauge();
       for (auto it = pending_.begin(); it != pending_.end();) {
         if (PeerKey(it->second.peer) == peer) {
@@ -690,7 +726,8 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Bind(RouterOptions options) {
   TIDAL_ASSIGN_OR_RETURN(
       auto impl, Endpoint::Start({Endpoint::Kind::kRouter, options.endpoint, options.name,
                                   options.heartbeat, options.send_high_water_mark, options.linger,
-                                  options.max_frame_bytes, options.metrics, options.curve, std::nullopt}));
+                                  options.max_frame_bytes, options.metrics, options.curve, std::nullopt,
+                                  options.unadmitted_max_bytes, options.allow_handover}));
   return std::unique_ptr<Router>(new Router(std::move(impl)));
 }
 Router::Router(std::unique_ptr<Endpoint> impl) : impl_(std::move(impl)) {}
@@ -710,6 +747,8 @@ std::future<absl::StatusOr<Envelope>> Router::RequestOut(std::string_view peer, 
 absl::StatusOr<Inbound> Router::Receive(absl::Duration timeout) { return impl_->Receive(timeout); }
 absl::Status Router::PostOut(OutMessage out) { return impl_->Post(std::move(out)); }
 std::vector<std::string> Router::Peers() const { return impl_->AlivePeers(); }
+void Router::Admit(std::string_view peer) { impl_->Admit(peer, true); }
+void Router::Revoke(std::string_view peer) { impl_->Admit(peer, false); }
 MessagingStats Router::stats() const { return impl_->Stats(); }
 void Router::Shutdown() { impl_->Shutdown(); }
 

@@ -31,11 +31,14 @@
 // its Router from connect time and raises kJoined only on a return from kDead. Pending requests
 // to a peer that dies fail with Unavailable right away instead of waiting for their timeout.
 // A worker restarted under the same name before its old self was declared dead takes over the
-// identity (ZMQ_ROUTER_HANDOVER) without a kDead/kJoined pair; its new Register shows it.
+// identity (ZMQ_ROUTER_HANDOVER) without a kDead/kJoined pair; its new Register shows it. With
+// RouterOptions::allow_handover off, a second connection under a connected identity is refused.
 //
 // Malformed input (undecodable frames, wrong frame count, other wire version, nesting bombs) is
 // rejected on the I/O thread: logged at WARN, counted in decode_errors, never delivered, never
 // fatal. A frame above max_frame_bytes makes ZeroMQ drop that connection (the peer reconnects).
+// With unadmitted_max_bytes, a Router drops larger messages from peers it has not Admit()ted
+// without decoding them, so a stranger cannot make it parse a big body.
 //
 // Not here: flow control. The inbox is unbounded; the data plane bounds what is in flight with
 // credits (ARCHITECTURE.md), not this layer.
@@ -103,6 +106,12 @@ struct RouterOptions {
   int64_t max_frame_bytes = int64_t{1} << 32;  // larger incoming frames drop the connection
   prometheus::Registry* metrics = nullptr;     // optional; must outlive the Router
   std::optional<CurveServerKeys> curve;        // required on a non-loopback endpoint
+  // > 0: a message (all frames) above this many bytes from a peer not Admit()ted is dropped
+  // before decoding (counted in decode_errors, WARN at most once a second). 0 = off.
+  int64_t unadmitted_max_bytes = 0;
+  // A new connection under a live peer's identity takes it over (ZMQ_ROUTER_HANDOVER). Off, the
+  // newcomer is refused while the identity is connected: nobody can hijack a worker's name.
+  bool allow_handover = true;
 };
 
 struct DealerOptions {
@@ -179,6 +188,10 @@ class Router {
 
   // Peers currently alive, sorted.
   std::vector<std::string> Peers() const;
+  // Lifts options.unadmitted_max_bytes for `peer` (e.g. once its Register is verified); Revoke
+  // restores it. A peer declared dead is revoked.
+  void Admit(std::string_view peer);
+  void Revoke(std::string_view peer);
   MessagingStats stats() const;
   void Shutdown();
 

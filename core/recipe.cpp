@@ -193,6 +193,11 @@ class Binder {
                          " ranks: CPU train ranks talk over shared memory and must share one machine, which externally "
                          "started workers (one pod each) do not; use `pool.tags.train: 1` or `launch: local`/`slurm`"));
     }
+    if (Ok({"env.reward_range"}) && !(r.env.reward_range[0] < r.env.reward_range[1])) {
+      Issue(LocOf("env.reward_range"), "env.reward_range",
+            absl::StrCat("low (", FormatRecipeFloat(r.env.reward_range[0]), ") must be below high (",
+                         FormatRecipeFloat(r.env.reward_range[1]), ")"));
+    }
     // The selection itself is weight_sync/transport_factory.h; this gives its refusal a position.
     if (Ok({"weight_sync.backend"}) &&
         (r.weight_sync.backend == WeightSyncBackend::kNccl || r.weight_sync.backend == WeightSyncBackend::kIpc)) {

@@ -139,6 +139,7 @@ struct Recipe {
     bool isolate = false;
     double timeout_s = 0;
     int64_t eval_prompts = 0;
+    std::array<double, 2> reward_range{};  // {low, high}: rewards outside are rejected
     bool multi_turn = false;  // episodes through step() instead of one scored turn
     int64_t max_turns = 0;
 
@@ -171,6 +172,7 @@ struct Recipe {
     double weight_decay = 0;
     std::array<double, 2> betas{};
     bool activation_checkpointing = false;
+    int64_t max_nonfinite_steps = 0;  // consecutive skipped (non-finite) steps that stop the run
     Precision reduce_dtype{};
     bool offload = false;  // AdamW moments to pinned host memory while the device rolls out
   };
@@ -205,6 +207,12 @@ struct Recipe {
     int64_t heartbeat_ms = 0;
     int64_t heartbeat_miss = 0;
     int64_t request_timeout_ms = 0;
+    struct Budget {  // failures tolerated before the run stops (scheduler/failure_budget.h)
+      int64_t env_errors = 0;      // failed prompts in a row
+      int64_t drops = 0;           // dropped prompts in a row
+      int64_t weight_resends = 0;  // re-sends of one weight version to one device
+      int64_t restarts = 0;        // restarts of one device's worker
+    } budget;
     std::string bind;         // address/interface the controller's ROUTER binds
     int64_t port = 0;         // 0 = any free port
     std::string advertise;    // address workers dial ("" = bind, or this host's name for 0.0.0.0)

@@ -458,9 +458,12 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(env.plugin, "", "Environment: `builtin:NAME`, a path to a plugin shared library (.so), or `python:FILE.py` (an environment written in Python, run in env-worker processes). A relative path is relative to the recipe file that sets it, as `include:` is.", Required(),
           Check(CheckPlugin, "builtin:NAME | path/to/plugin.so | python:path/to/env.py")),
       KEY(env.args, nlohmann::json::object(), "Free-form map handed to the environment as JSON."),
-      KEY(env.isolate, false, "Run environment plugins in separate env-worker processes (a crash does not take the worker down)."),
+      KEY(env.isolate, true,
+          "Run environment plugins in separate env-worker processes: a crash or a hang kills only that process (restarted for the next call), never the controller or a worker. `false` loads the plugin into the calling process (faster calls; only for trusted plugins)."),
       KEY(env.timeout_s, 10.0, "Seconds one environment call may take before it counts as failed.", Above(0)),
       KEY(env.eval_prompts, 200, "Prompts of each evaluation pass.", Min(0)),
+      KEY(env.reward_range, {-1e6, 1e6},
+          "[low, high]: a reward outside it (an environment's or an agent's) fails its trajectory with a reason instead of being trained on; it keeps a runaway value such as 1e308 from overflowing the advantages."),
       KEY(env.multi_turn, false, "Play each sample as an episode: the plugin's step() judges every model turn and its observation (loss-masked) is appended before the next turn; the sample's reward is the sum of step() rewards. false: one turn, scored by score()."),
       KEY(env.max_turns, 4, "Model turns per episode at most (env.multi_turn); each turn gets up to rollout.max_new_tokens.", Above(0)),
 
@@ -490,6 +493,9 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(train.betas, {0.9, 0.999}, "AdamW betas.", Range(0, 1)),
       KEY(train.activation_checkpointing, false, "Recompute activations in the backward pass to save memory."),
       KEY(train.reduce_dtype, Precision::kFp32, "dtype of gradient reduce-scatter."),
+      KEY(train.max_nonfinite_steps, 3,
+          "A step whose loss or gradient is not finite is skipped (weights unchanged, counted as `train/nonfinite_skipped`); this many such steps in a row stop the run with an error.",
+          Above(0)),
       KEY(train.offload, false,
           "CUDA, colocated: move the AdamW moments to pinned host memory while the device rolls out (and back before the next step), leaving the engine 8 bytes per parameter more."),
 
@@ -533,6 +539,13 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(control.heartbeat_ms, 500, "Interval of worker heartbeats (ms).", Above(0)),
       KEY(control.heartbeat_miss, 6, "Missed heartbeats after which a worker is declared dead.", Above(0)),
       KEY(control.request_timeout_ms, 10000, "Timeout of a control request to a worker (ms).", Above(0)),
+      KEY(control.budget.env_errors, 200,
+          "Prompts in a row that fail (environment reset or scoring error, a reward outside `env.reward_range`, a prompt the engine refuses) before the run stops with an error naming the last cause.",
+          Above(0)),
+      KEY(control.budget.drops, 2000, "Prompts in a row dropped (any reason) with none trained before the run stops.", Above(0)),
+      KEY(control.budget.weight_resends, 5,
+          "Times one weight version is re-sent to one device after the device rejected it before the run stops.", Above(0)),
+      KEY(control.budget.restarts, 5, "Restarts of one device's worker (after it died or hung) before the run stops.", Min(0)),
       KEY(control.bind, "127.0.0.1",
           "Address (or interface) the controller's control socket binds; anything but loopback turns on CURVE and needs "
           "`launch: slurm`/`external` or workers that dial in (docs/scale-out.md)."),
@@ -580,6 +593,7 @@ const std::vector<RecipeSection>& RecipeSections() {
       {"eval", "Periodic evaluation."},
       {"openai", "The OpenAI-compatible agent endpoint on the rollout workers; agent sessions grouped by their reported `group` (else in arrival order) into groups of `rollout.group_size`."},
       {"control", "Control plane between the controller and the workers."},
+      {"control.budget", "Failure budgets: how many failures of each kind the run absorbs before it stops with one error naming the cause and the key."},
       {"slurm", "The Slurm launcher (`launch: slurm`, docs/scale-out.md)."},
   };
   return sections;
@@ -590,6 +604,7 @@ const std::vector<std::string>& RecipeCrossFieldRules() {
       "`pool.tags.rollout + pool.tags.train` equals the number of devices in `pool.devices`.",
       "`model.size.heads` divides `model.size.hidden`; `model.size.kv_heads` divides `model.size.heads`.",
       "`algo.clip`: low < 1 (a ratio clipped to 1 - low must stay positive).",
+      "`env.reward_range`: low < high.",
       "`model.path`, when set, is a directory with a config.json; `model.tokenizer`, unless `byte`, is a "
       "directory with a tokenizer.json; `env.plugin`, when a path, is an existing file.",
       "`openai.sessions_only` needs `openai.serve`.",

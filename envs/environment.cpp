@@ -11,6 +11,11 @@ using nlohmann::json;
 
 std::string_view SplitName(Split split) { return split == Split::kEval ? "eval" : "train"; }
 
+std::string RewardRangeProblem(double reward, const std::array<double, 2>& range) {
+  if (reward >= range[0] && reward <= range[1]) return "";
+  return absl::StrCat("a reward of ", reward, ", outside env.reward_range [", range[0], ", ", range[1], "]");
+}
+
 Environment::Environment(EnvSpec spec, std::unique_ptr<EnvBackend> backend)
     : spec_(std::move(spec)), backend_(std::move(backend)) {}
 
@@ -94,6 +99,9 @@ absl::StatusOr<StepResult> Environment::Step(std::string_view model_turn) {
     return Malformed("step", "no finite number \"reward\"", text);
   }
   r.reward = reward->get<double>();
+  if (std::string why = RewardRangeProblem(r.reward, spec_.reward_range); !why.empty()) {
+    return Malformed("step", why.c_str(), text);
+  }
   auto done = j->find("done");
   if (done == j->end() || !done->is_boolean()) {
     return Malformed("step", "no boolean \"done\"", text);
@@ -126,6 +134,9 @@ absl::StatusOr<ScoreResult> Environment::Score(const json& hidden, std::string_v
   }
   ScoreResult r;
   r.reward = reward->get<double>();
+  if (std::string why = RewardRangeProblem(r.reward, spec_.reward_range); !why.empty()) {
+    return Malformed("score", why.c_str(), text);
+  }
   if (auto i = j->find("info"); i != j->end() && !i->is_null()) r.info = *i;
   return r;
 }
@@ -153,9 +164,15 @@ absl::StatusOr<EnvSpec> EnvSpecFromJson(const json& env) {
         return absl::InvalidArgumentError("env.timeout_s: expected a number of seconds");
       }
       spec.timeout_s = value.get<double>();
+    } else if (key == "reward_range") {
+      if (!value.is_array() || value.size() != 2 || !value[0].is_number() || !value[1].is_number() ||
+          !(value[0].get<double>() < value[1].get<double>())) {
+        return absl::InvalidArgumentError("env.reward_range: expected [low, high] with low < high");
+      }
+      spec.reward_range = {value[0].get<double>(), value[1].get<double>()};
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
-          "env.", key, ": unknown key (known: plugin, args, isolate, timeout_s)"));
+          "env.", key, ": unknown key (known: plugin, args, isolate, timeout_s, reward_range)"));
     }
   }
   if (spec.plugin.empty()) {

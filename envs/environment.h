@@ -8,7 +8,8 @@
 // only that process, the call fails, and the next call starts a fresh worker.
 //
 // Errors: every failure (bad ABI, missing symbol, a plugin error, a C++ exception thrown across
-// the ABI, invalid JSON or a missing key in the reply, time limit exceeded, a crashed worker)
+// the ABI, invalid JSON or a missing key in the reply, time limit exceeded, a crashed worker,
+// a reward that is not a number inside spec.reward_range)
 // comes back as a Status whose message starts with "env plugin '<plugin>'": the caller records
 // the affected trajectory as failed with that message and the run goes on. An in-process call
 // that overruns its time limit leaves the plugin thread running; the instance is abandoned and
@@ -19,6 +20,7 @@
 // Score may be called at any time with any task of the same environment configuration.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -39,7 +41,13 @@ struct EnvSpec {
   nlohmann::json args = nlohmann::json::object();   // passed to the plugin's create()
   bool isolate = false;                             // run in a separate env-worker process
   double timeout_s = 10.0;                          // per call; <= 0 disables the limit
+  // Rewards outside [low, high] fail the call (env.reward_range): a finite but huge reward such
+  // as 1e308 would overflow the advantages and poison every weight.
+  std::array<double, 2> reward_range = {-1e6, 1e6};
 };
+
+// "" when `reward` lies inside `range` (NaN never does), else why not, naming env.reward_range.
+std::string RewardRangeProblem(double reward, const std::array<double, 2>& range);
 
 struct Task {
   uint64_t seed = 0;
@@ -86,7 +94,7 @@ class Environment {
   std::unique_ptr<EnvBackend> backend_;
 };
 
-// Parses the recipe's `env` section: {plugin, args, isolate, timeout_s}.
+// Parses the recipe's `env` section: {plugin, args, isolate, timeout_s, reward_range}.
 absl::StatusOr<EnvSpec> EnvSpecFromJson(const nlohmann::json& env);
 
 }  // namespace tidal::envs

@@ -14,8 +14,17 @@
 //     /tmp; pivot_root into it, detach the old root, make / read-only. Then forks the program
 //     and reports how it ended.
 //   program: rlimits (CPU, address space, processes of its uid, file size, open files, no
-//     core), an unprivileged uid/gid of its own (all capabilities gone), no_new_privs, a clean
-//     environment, exec.
+//     core), an unprivileged uid/gid of its own (all capabilities gone), no_new_privs, a seccomp
+//     filter, a clean environment, exec.
+// The seccomp filter (libseccomp) answers EPERM to the calls an unprivileged program needs only
+// to attack the kernel or escape: new namespaces of any kind (user namespaces included, so no
+// nested sandbox with its own root), setns, mount and pivot_root, ptrace and cross-process
+// memory access, keyrings, bpf, perf events, userfaultfd, io_uring, module loading, kexec,
+// reboot, swap, acct, quotas, open_by_handle_at, the tty injection ioctl (TIOCSTI), and
+// personality changes other than the default. clone3 answers ENOSYS (its flags live in memory
+// a filter cannot read), so the C library falls back to clone, whose flags are checked. Any
+// other architecture's calls (x32, i386 on x86_64) kill the process. Without libseccomp at
+// build time the helper refuses every run (fail closed).
 // The new network namespace has only a down loopback: no network at all, host loopback
 // included. Any setup step that fails aborts the run with {"setup_error": ...}: we fail
 // closed, never run the code with less isolation than asked.
@@ -36,6 +45,10 @@
 
 #include <cerrno>
 #include <chrono>
+#ifdef TIDAL_HAVE_SECCOMP
+#include <seccomp.h>
+#include <sys/ioctl.h>
+#endif
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -182,6 +195,104 @@ void BuildRoot(const Options& o, const std::string& root, const std::string& cod
   ::sethostname("sandbox", 7);
 }
 
+#ifdef TIDAL_HAVE_SECCOMP
+// The flags of clone/unshare that create a namespace.
+constexpr uint64_t kNamespaceFlags = CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET |
+                                     CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP | 0x00000080 /* CLONE_NEWTIME */;
+
+void InstallSeccompFilter() {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  if (ctx == nullptr) InitFail("seccomp_init");
+  auto deny = [&](int nr, const char* name, uint32_t action = SCMP_ACT_ERRNO(EPERM)) {
+    if (nr < 0) return;  // not a call on this architecture
+    if (seccomp_rule_add(ctx, action, nr, 0) != 0) InitFail(std::string("seccomp rule ") + name);
+  };
+#define TIDAL_DENY(call) deny(SCMP_SYS(call), #call)
+  TIDAL_DENY(unshare);  // a sandboxed program has no use for any new namespace
+  TIDAL_DENY(setns);
+  TIDAL_DENY(mount);
+  TIDAL_DENY(umount2);
+  TIDAL_DENY(pivot_root);
+  TIDAL_DENY(chroot);
+  TIDAL_DENY(fsopen);
+  TIDAL_DENY(fsmount);
+  TIDAL_DENY(fsconfig);
+  TIDAL_DENY(move_mount);
+  TIDAL_DENY(open_tree);
+  TIDAL_DENY(mount_setattr);
+  TIDAL_DENY(ptrace);
+  TIDAL_DENY(process_vm_readv);
+  TIDAL_DENY(process_vm_writev);
+  TIDAL_DENY(kcmp);
+  TIDAL_DENY(pidfd_getfd);
+  TIDAL_DENY(add_key);
+  TIDAL_DENY(request_key);
+  TIDAL_DENY(keyctl);
+  TIDAL_DENY(bpf);
+  TIDAL_DENY(perf_event_open);
+  TIDAL_DENY(userfaultfd);
+  TIDAL_DENY(io_uring_setup);
+  TIDAL_DENY(io_uring_enter);
+  TIDAL_DENY(io_uring_register);
+  TIDAL_DENY(init_module);
+  TIDAL_DENY(finit_module);
+  TIDAL_DENY(delete_module);
+  TIDAL_DENY(kexec_load);
+  TIDAL_DENY(kexec_file_load);
+  TIDAL_DENY(reboot);
+  TIDAL_DENY(swapon);
+  TIDAL_DENY(swapoff);
+  TIDAL_DENY(acct);
+  TIDAL_DENY(quotactl);
+  TIDAL_DENY(open_by_handle_at);
+  TIDAL_DENY(name_to_handle_at);
+  TIDAL_DENY(syslog);
+  TIDAL_DENY(vhangup);
+  TIDAL_DENY(lookup_dcookie);
+  TIDAL_DENY(nfsservctl);
+  TIDAL_DENY(uselib);
+  TIDAL_DENY(ustat);
+  TIDAL_DENY(sysfs);
+  TIDAL_DENY(_sysctl);
+  TIDAL_DENY(settimeofday);
+  TIDAL_DENY(clock_settime);
+  TIDAL_DENY(clock_adjtime);
+  TIDAL_DENY(adjtimex);
+#undef TIDAL_DENY
+  // clone3 keeps its flags in a struct in memory, out of a filter's reach: ENOSYS makes the C
+  // library fall back to clone, whose flags register is checked here.
+  deny(SCMP_SYS(clone3), "clone3", SCMP_ACT_ERRNO(ENOSYS));
+  // clone without namespace flags is how threads and processes are made; with any, EPERM.
+  // (libseccomp compares masked equality only, so one rule per flag.)
+  for (uint64_t flag = 1; flag != 0; flag <<= 1) {
+    if ((kNamespaceFlags & flag) == 0) continue;
+    if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                         SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag)) != 0) {
+      InitFail("seccomp rule clone");
+    }
+  }
+  // TIOCSTI pushes input into a terminal the program shares with someone else.
+  if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
+                       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCSTI)) != 0) {
+    InitFail("seccomp rule ioctl");
+  }
+  if (seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS) != 0) {
+    InitFail("seccomp bad-arch action");
+  }
+  const int rc = seccomp_load(ctx);
+  seccomp_release(ctx);
+  if (rc != 0) {
+    errno = -rc;
+    InitFail("seccomp_load");
+  }
+}
+#else
+void InstallSeccompFilter() {
+  errno = ENOSYS;
+  InitFail("seccomp filter (tidal-sandbox-exec was built without libseccomp; refusing to run code without it)");
+}
+#endif
+
 [[noreturn]] void ExecProgram(const Options& o) {
   auto limit = [](int res, rlim_t soft, rlim_t hard, const char* name) {
     rlimit rl{soft, hard};
@@ -200,6 +311,7 @@ void BuildRoot(const Options& o, const std::string& root, const std::string& cod
   if (::setuid(o.uid) != 0) InitFail("setuid");
   if (::setuid(0) == 0) InitFail("privileges could be regained");
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) InitFail("no_new_privs");
+  InstallSeccompFilter();
   for (int fd = 3; fd < 1024; ++fd) {
     if (fd != g_err_fd) ::close(fd);
   }

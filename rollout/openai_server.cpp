@@ -747,6 +747,11 @@ void OpenAIServer::HandleReward(const std::string& session, const std::string& r
       !body["reward"].is_number()) {
     return Error(400, "expected {\"reward\": number}", status, reply);
   }
+  if (const double r = body["reward"].get<double>(); !(r >= options_.reward_low && r <= options_.reward_high)) {
+    return Error(400, absl::StrCat("reward ", r, " lies outside env.reward_range [", options_.reward_low, ", ",
+                                   options_.reward_high, "]"),
+                 status, reply);
+  }
   std::lock_guard<std::mutex> lock(sessions_mu_);
   auto it = open_sessions_.find(session);
   if (it == open_sessions_.end()) {

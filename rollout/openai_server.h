@@ -72,6 +72,9 @@ struct OpenAIServerOptions {
   int64_t default_max_tokens = 256;
   bool drive_engine = true;  // false: the owner drives the engine (Admit/Deliver)
   std::string bearer_token;  // non-empty: every request needs it (core/http_auth.h)
+  // A reported reward outside [low, high] is answered 400 and the session stays open
+  // (env.reward_range): a runaway value would poison the advantages of its whole group.
+  double reward_low = -1e6, reward_high = 1e6;
 };
 
 struct RecordedCall {

@@ -18,26 +18,54 @@ namespace tidal::scheduler {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+namespace {
+
+// Why the checkpoint in `dir` (named step-`step`) cannot be resumed from; "" when it can. Its
+// controller state must say the same step as its name, and its trainer manifest must exist
+// (the trainer verifies every file's checksum when it loads).
+std::string Unusable(const fs::path& dir, int64_t step) {
+  std::ifstream in(dir / "controller_state.json");
+  json st = json::parse(in, nullptr, false);
+  const std::string file = (dir / "controller_state.json").string();
+  if (st.is_discarded() || !st.is_object()) return file + " is not a JSON object";
+  for (const char* key : {"step", "version", "prompts_created"}) {
+    if (!st.contains(key) || !st[key].is_number_integer()) return absl::StrCat(file, " lacks integer \"", key, "\"");
+  }
+  if (st["step"].get<int64_t>() != step) {
+    return absl::StrCat(file, " says step ", st["step"].get<int64_t>(), " but the directory is step-", step);
+  }
+  if (st["prompts_created"].get<int64_t>() < 0) return file + ": negative prompts_created";
+  std::ifstream m(dir / "manifest.json");
+  json manifest = json::parse(m, nullptr, false);
+  if (manifest.is_discarded() || !manifest.is_object() || !manifest.contains("files")) {
+    return (dir / "manifest.json").string() + " is missing or not a manifest";
+  }
+  return "";
+}
+
+}  // namespace
+
 absl::StatusOr<std::optional<ResumePoint>> FindResumePoint(const std::string& ckpt_dir) {
-  int64_t best = -1;
-  std::string dir;
+  std::vector<std::pair<int64_t, fs::path>> found;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(ckpt_dir, ec)) {
     std::string n = e.path().filename().string();
-    if (n.rfind("step-", 0) != 0 || !fs::exists(e.path() / "controller_state.json")) continue;
-    int64_t step = std::atoll(n.c_str() + 5);
-    if (step > best) {
-      best = step;
-      dir = e.path().string();
+    if (n.rfind("step-", 0) != 0 || n.find_first_not_of("0123456789", 5) != std::string::npos || n.size() == 5) {
+      continue;  // step-N.partial and other names are never resumed from
     }
+    if (!fs::exists(e.path() / "controller_state.json")) continue;
+    found.emplace_back(std::atoll(n.c_str() + 5), e.path());
   }
-  if (best < 0) return std::nullopt;
-  std::ifstream in(fs::path(dir) / "controller_state.json");
-  json st = json::parse(in, nullptr, false);
-  if (st.is_discarded()) {
-    return absl::InvalidArgumentError(absl::StrCat(dir, "/controller_state.json: not JSON"));
+  // Newest first; a damaged or inconsistent checkpoint is skipped with a warning.
+  std::sort(found.rbegin(), found.rend());
+  for (const auto& [step, dir] : found) {
+    if (std::string why = Unusable(dir, step); !why.empty()) {
+      TIDAL_LOG(WARN) << "checkpoint " << dir.string() << " is not usable (" << why << "); trying an older one";
+      continue;
+    }
+    return ResumePoint{dir.string(), step};
   }
-  return ResumePoint{dir, st.value("step", best)};
+  return std::nullopt;
 }
 
 void WriteControllerState(const std::string& dir, int64_t step, int64_t version,

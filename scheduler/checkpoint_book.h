@@ -20,8 +20,11 @@ struct ResumePoint {
   int64_t step = 0;  // from its controller_state.json (N when the file has no "step")
 };
 
-// The newest step-N directory that holds a controller_state.json; nullopt when there is none.
-// Fails when that file is not JSON.
+// The newest usable step-N checkpoint: its controller_state.json is a JSON object whose integer
+// "step" equals N (plus "version" and "prompts_created"), and it has the trainer's manifest.json
+// (whose checksums the trainer verifies when it loads). A newer checkpoint that is not usable is
+// skipped with a WARN naming the file and the reason, so a resume falls back to the newest valid
+// one; nullopt when there is none.
 absl::StatusOr<std::optional<ResumePoint>> FindResumePoint(const std::string& ckpt_dir);
 
 void WriteControllerState(const std::string& dir, int64_t step, int64_t version,

@@ -78,6 +78,10 @@ absl::Status Controller::StartWorkers() {
   RouterOptions ro = control_.router;  // control.bind + CURVE keys (scheduler/control_plane.h)
   ro.heartbeat.interval = absl::Milliseconds(recipe_.control.heartbeat_ms);
   ro.heartbeat.miss = static_cast<int>(recipe_.control.heartbeat_miss);
+  // Nobody takes over a worker's identity, and a peer that has not registered with its launch
+  // token gets nothing larger than a Register decoded.
+  ro.allow_handover = false;
+  ro.unadmitted_max_bytes = kUnadmittedMaxBytes;
   ro.metrics = &ProcessRegistry();  // control-plane traffic on /metrics
   TIDAL_ASSIGN_OR_RETURN(router_, Router::Bind(ro));
   TIDAL_ASSIGN_OR_RETURN(std::string dial, AdvertisedEndpoint(recipe_, router_->endpoint()));
@@ -194,7 +198,7 @@ absl::Status Controller::RunWarmup() {
   for (int64_t step = 0; step < sft.steps; ++step) {
     std::vector<SftStep> shares(train_group_.size());
     for (int64_t i = 0; i < sft.batch_size; ++i) {
-      absl::StatusOr<envs::Task> task = env_->Reset(TaskSeed(recipe_.seed, 2, example++), envs::Split::kTrain);
+      absl::StatusOr<envs::Task> task = tasks_source_->Get(TaskSeed(recipe_.seed, 2, example++), envs::Split::kTrain);
       if (!task.ok()) return task.status();
       if (!task->reference) {
         return absl::FailedPreconditionError(absl::StrCat(
@@ -326,7 +330,7 @@ absl::Status Controller::FinishRl() {
         "aborted work");
     if (!s.ok()) return s;
   }
-  // Work on workers that never answered stays open: it shows up as unaccounted.
+  // Work on workers that never answered is dropped once they are stopped (AccountRemaining).
   return absl::OkStatus();
 }
 
@@ -377,6 +381,18 @@ absl::Status Controller::ExportFinal() {
   return absl::OkStatus();
 }
 
+void Controller::AccountRemaining(const absl::Status& status) {
+  // Every worker is gone: what the ledger still holds will never be trained. Each prompt is
+  // dropped with the reason the run ended, so the summary accounts for all of them.
+  const std::string reason = g_stop.load() ? "stopped" : status.ok() ? "unfinished_at_run_end" : "run_failed";
+  for (int64_t id : store_.Clear()) DropPrompt(id, reason);
+  for (int64_t id : agent_groups_.TakeOpen()) DropPrompt(id, reason);
+  for (PromptState st : {PromptState::kQueued, PromptState::kInFlight, PromptState::kStored}) {
+    for (int64_t id : ledger_.InState(st)) DropPrompt(id, reason);
+  }
+  for (int d = 0; d < workers_.size(); ++d) workers_[d].rl.clear();
+}
+
 void Controller::Shutdown() {
   stopping_ = true;
   if (router_) {
@@ -407,9 +423,12 @@ absl::StatusOr<RunSummary> Controller::Run() {
   spec.args = recipe_.env.args.is_null() ? json::object() : recipe_.env.args;
   spec.isolate = recipe_.env.isolate;
   spec.timeout_s = recipe_.env.timeout_s;
-  TIDAL_ASSIGN_OR_RETURN(env_, envs::Environment::Open(spec));
+  spec.reward_range = recipe_.env.reward_range;
+  // The environment runs on the TaskSource's thread (and, with env.isolate, in its own process):
+  // the loop below never runs plugin code.
+  TIDAL_ASSIGN_OR_RETURN(tasks_source_, TaskSource::Open(spec));
   for (int64_t i = 0; i < recipe_.env.eval_prompts; ++i) {
-    TIDAL_ASSIGN_OR_RETURN(envs::Task t, env_->Reset(static_cast<uint64_t>(i), envs::Split::kEval));
+    TIDAL_ASSIGN_OR_RETURN(envs::Task t, tasks_source_->Get(static_cast<uint64_t>(i), envs::Split::kEval));
     eval_tasks_.push_back(std::move(t));
   }
   // control.bind / CURVE / credentials / tokens: scheduler/control_plane.h.
@@ -446,6 +465,7 @@ absl::StatusOr<RunSummary> Controller::Run() {
   }
   std::fprintf(stdout, "%s", tty_ ? "\n" : "");
   Shutdown();
+  AccountRemaining(status);
   pool_.Advance(Now());
 
   RunSummary summary = Summarize();

@@ -102,8 +102,23 @@ void Controller::DispatchEval() {
   }
 }
 
+uint64_t Controller::RlTaskSeed(int64_t n) const {
+  // Resumed runs draw from a fresh part of the seed stream.
+  return TaskSeed(recipe_.seed, 1 + static_cast<uint64_t>(resume_step_), n);
+}
+
+void Controller::PollTasks() {
+  for (TaskSource::Done& d : tasks_source_->TakeDone()) prefetched_.emplace(d.id, std::move(d.task));
+  // Keep two steps' worth of resets ahead of dispatch, so rollout never waits on the plugin.
+  const int64_t want = ledger_.created() + 2 * recipe_.train.prompts_per_step;
+  for (; prefetch_requested_ < want; ++prefetch_requested_) {
+    tasks_source_->Request(prefetch_requested_, RlTaskSeed(prefetch_requested_));
+  }
+}
+
 void Controller::DispatchRl() {
   int room = RlRoom();
+  if (room > 0) PollTasks();
   while (room > 0) {
     bool any = false;
     for (int d : dispatch_order_) {
@@ -121,18 +136,25 @@ bool Controller::DispatchOne(int d) {
   WorkerSlot& w = workers_[d];
   if (!CanTakeWork(w, pool_.device(d).tag, version_, Credit())) return false;
   int64_t id = ledger_.NextQueued();
-  // Resumed runs draw from a fresh part of the seed stream.
-  if (id < 0) id = ledger_.Create(TaskSeed(recipe_.seed, 1 + static_cast<uint64_t>(resume_step_), ledger_.created()));
-  const PromptRecord* rec = ledger_.Find(id);
-  auto it = tasks_.find(id);
-  if (it == tasks_.end()) {
-    absl::StatusOr<envs::Task> task = env_->Reset(rec->task_seed, envs::Split::kTrain);
+  if (id < 0) {
+    // A new prompt, once its reset (on the TaskSource's thread) has finished.
+    const int64_t n = ledger_.created();
+    auto pit = prefetched_.find(n);
+    if (pit == prefetched_.end()) return false;
+    absl::StatusOr<envs::Task> task = std::move(pit->second);
+    prefetched_.erase(pit);
+    id = ledger_.Create(RlTaskSeed(n));
     if (!task.ok()) {
-      DropPrompt(id, "env_reset_failed");
-      TIDAL_LOG(WARN) << "prompt " << id << ": " << task.status();
+      PromptFailed(id, "env_reset_failed", std::string(task.status().message()));
       return false;
     }
-    it = tasks_.emplace(id, std::move(*task)).first;
+    tasks_.emplace(id, std::move(*task));
+  }
+  const PromptRecord* rec = ledger_.Find(id);
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) {  // a queued prompt always has its task (requeued ones keep theirs)
+    Fatal(absl::InternalError(absl::StrCat("prompt ", id, " is queued without its task")));
+    return false;
   }
   absl::StatusOr<int64_t> attempt = ledger_.Dispatch(id, d);
   if (!attempt.ok()) {
@@ -156,12 +178,23 @@ void Controller::DropPrompt(int64_t id, const std::string& reason) {
   if (!s.ok()) TIDAL_LOG(WARN) << s;
   tasks_.erase(id);
   if (metrics_) metrics_->Add("tidal_prompts_dropped_total", {{"reason", reason}}, 1);
+  // Drops while the run ends are bookkeeping, not a failing run.
+  if (s.ok() && !finishing_ && !stopping_) {
+    if (absl::Status spent = drops_.Failure(absl::StrCat("prompt ", id, ": ", reason)); !spent.ok()) Fatal(spent);
+  }
+}
+
+void Controller::PromptFailed(int64_t id, const std::string& reason, const std::string& detail) {
+  TIDAL_LOG(WARN) << "prompt " << id << " " << reason << ": " << detail;
+  DropPrompt(id, reason);
+  if (absl::Status spent = env_errors_.Failure(detail); !spent.ok()) Fatal(spent);
 }
 
 void Controller::StoreGroup(TrajectoryGroup g) {
   const int64_t prompt_id = g.prompt_id;
   const int64_t tokens = acct_.OnGroup(g, Now());
   if (metrics_) metrics_->Add("tidal_rollout_tokens_total", {}, static_cast<double>(tokens));
+  env_errors_.Success();
   if (auto reason = store_.Add(std::move(g))) DropPrompt(prompt_id, *reason);
 }
 

@@ -11,18 +11,25 @@ void Controller::HandleRegister(const Envelope& env) {
     return;
   }
   int d = reg->rank;
-  // The one credential check (scheduler/worker_auth.h): a one-time token for this rank.
+  // The one credential check (scheduler/worker_auth.h): a one-time token for this rank, which
+  // only the process launched for it holds. Anyone else (another user, a replayed Register, a
+  // second claim on a live rank) is refused and stays unadmitted (small frames only).
   const std::string token = reg->info.is_object() && reg->info.contains("token") && reg->info["token"].is_string()
                                 ? reg->info["token"].get<std::string>()
                                 : "";
   if (absl::Status s = control_.auth->Check(d, token); !s.ok()) {
-    TIDAL_LOG(WARN) << "refused registration of rank " << d << " from " << env.peer << " (host '" << reg->host
-                    << "', pid " << reg->pid << "): " << s.message();
+    ++registers_refused_;
+    const std::string holder = d >= 0 && d < static_cast<int>(workers_.size()) && !workers_[d].peer.empty()
+                                   ? absl::StrCat("; rank ", d, " is held by '", workers_[d].peer, "'")
+                                   : "";
+    TIDAL_LOG(WARN) << "refused a Register for rank " << d << " from peer '" << env.peer << "' (host '" << reg->host
+                    << "', pid " << reg->pid << "): " << s.message() << holder;
     WriteEvent({{"event", "registration_refused"}, {"device", d}, {"peer", env.peer}, {"host", reg->host},
-                {"reason", std::string(s.message())}});
+                {"pid", reg->pid}, {"reason", std::string(s.message())}});
     (void)router_->ReplyError(env, s);
     return;
   }
+  router_->Admit(env.peer);
   WorkerSlot& w = workers_[d];
   w.peer = env.peer;
   WorkerSetup setup;
@@ -102,6 +109,13 @@ void Controller::Handle(const Envelope& env) {
       TIDAL_LOG(WARN) << "device " << d << " rejected weight version " << r->version << ": "
                       << r->error << "; it keeps serving version " << w.applied_version
                       << "; resending";
+      // Keyed by device and version: a device that can never take a version stops the run.
+      const int64_t key = r->version * 1024 + d;
+      if (absl::Status spent = weight_resends_.Failure(
+              absl::StrCat("device ", d, " version ", r->version, ": ", r->error), key);
+          !spent.ok()) {
+        return Fatal(spent);
+      }
       WriteEvent({{"event", "weight_rejected"}, {"device", d}, {"version", r->version},
                   {"serving_version", w.applied_version}, {"error", r->error}});
       w.relayed_version = w.applied_version;
@@ -185,8 +199,8 @@ void Controller::ReapWorkers() {
     }
     TIDAL_LOG(WARN) << "requeued " << requeued.size() << " prompts of device " << e.device;
     if (plan.action == ExitPlan::Action::kGiveUp) {
-      Fatal(absl::UnavailableError(absl::StrFormat("device %d died %d times; giving up (supervision "
-                                                   "budget: %d restarts per device)",
+      Fatal(absl::UnavailableError(absl::StrFormat("device %d died %d times; giving up "
+                                                   "(control.budget.restarts = %d)",
                                                    e.device, w.restarts + 1,
                                                    workers_.policy().max_restarts_per_device)));
       continue;
@@ -226,8 +240,7 @@ void Controller::OnRolloutResult(int d, const RolloutResult& r) {
     return;
   }
   if (!r.error.empty()) {
-    TIDAL_LOG(WARN) << "prompt " << r.prompt_id << " failed on device " << d << ": " << r.error;
-    DropPrompt(r.prompt_id, "rollout_error");
+    PromptFailed(r.prompt_id, "rollout_error", absl::StrCat("device ", d, ": ", r.error));
     return;
   }
   TrajectoryGroup g;
@@ -283,6 +296,15 @@ void Controller::OnTrainStepDone(int d, const TrainStepDone& r) {
   }
   acct_.train_tokens += r.tokens;
   if (workers_[d].train_rank == 0) train_stats_ = r.stats;
+  if (workers_[d].train_rank == 0 && r.stats.is_object()) {
+    // Every rank skips together; rank 0 reports it once.
+    const double skipped = r.stats.value("nonfinite_skipped", 0.0);
+    if (skipped > 0) {
+      nonfinite_skipped_ += static_cast<int64_t>(skipped);
+      TIDAL_LOG(WARN) << "step " << r.step << ": " << skipped
+                      << " update(s) skipped for a non-finite loss or gradient (train.max_nonfinite_steps in a row stop the run)";
+    }
+  }
   if (--train_replies_ > 0) return;
   double secs = Now() - train_step_started_;
   acct_.train_seconds += secs;
@@ -291,6 +313,7 @@ void Controller::OnTrainStepDone(int d, const TrainStepDone& r) {
     if (!s.ok()) TIDAL_LOG(WARN) << s;
     tasks_.erase(g.prompt_id);
   }
+  if (!training_batch_.empty()) drops_.Success();
   training_batch_.clear();
   train_running_ = false;
   ++steps_done_;

@@ -38,6 +38,7 @@
 #include "scheduler/checkpoint_book.h"
 #include "scheduler/device_pool.h"
 #include "scheduler/dispatch.h"
+#include "scheduler/failure_budget.h"
 #include "scheduler/fleet.h"
 #include "scheduler/control_plane.h"
 #include "scheduler/launcher.h"
@@ -45,6 +46,7 @@
 #include "scheduler/prompt_ledger.h"
 #include "scheduler/protocol.h"
 #include "scheduler/run_report.h"
+#include "scheduler/task_source.h"
 #include "scheduler/run_telemetry.h"
 #include "scheduler/tag_policy.h"
 #include "scheduler/tag_timeline.h"
@@ -63,6 +65,10 @@ using SteadyClock = std::chrono::steady_clock;
 
 // Set by RequestStop() (async-signal-safe).
 bool StopRequested();
+
+// Messages from a peer that has not registered with its launch token are dropped above this size
+// before decoding (a Register is a few hundred bytes).
+inline constexpr int64_t kUnadmittedMaxBytes = 64 << 10;
 
 struct EvalRound {
   std::string name;
@@ -83,7 +89,15 @@ class Controller {
         pool_(SlotsFromDeviceSet(recipe.pool.device_set),
               recipe.pool.policy == PoolPolicy::kColocated ? 0
                                                            : static_cast<int>(recipe.pool.tags.train)),
-        agent_groups_(&ledger_, static_cast<int>(recipe.rollout.group_size)) {
+        agent_groups_(&ledger_, static_cast<int>(recipe.rollout.group_size)),
+        workers_(SupervisionPolicy{static_cast<int>(recipe.control.budget.restarts)}),
+        env_errors_("env_errors", "prompts in a row failed", "control.budget.env_errors",
+                    recipe.control.budget.env_errors, FailureBudget::Shape::kConsecutive),
+        drops_("drops", "prompts in a row dropped with none trained", "control.budget.drops",
+               recipe.control.budget.drops, FailureBudget::Shape::kConsecutive),
+        weight_resends_("weight_resends", "re-sends of one weight version to a device that rejected it",
+                        "control.budget.weight_resends", recipe.control.budget.weight_resends,
+                        FailureBudget::Shape::kPerKey) {
     dispatch_order_ = DispatchOrder(pool_);
   }
 
@@ -94,6 +108,8 @@ class Controller {
   absl::Status PrepareRunDir();
   absl::Status StartWorkers();
   void Shutdown();
+  // After Shutdown: drops every prompt still open, with the reason the run ended.
+  void AccountRemaining(const absl::Status& status);
 
   // ---- event loop
   double Now() const { return std::chrono::duration<double>(SteadyClock::now() - t0_).count(); }
@@ -141,6 +157,11 @@ class Controller {
   void RelayVersionTo(int device);
   void UpdateBusy();
   void DropPrompt(int64_t id, const std::string& reason);
+  // A prompt that failed (its reset or its rollout): dropped, counted against env_errors.
+  void PromptFailed(int64_t id, const std::string& reason, const std::string& detail);
+  // Moves finished environment resets into prefetched_ and keeps the next ones requested.
+  void PollTasks();
+  uint64_t RlTaskSeed(int64_t n) const;
 
   // ---- reporting
   void Progress(bool force);
@@ -159,7 +180,7 @@ class Controller {
   std::unique_ptr<Router> router_;
   std::unique_ptr<Launcher> launcher_;
   ControlPlaneSetup control_;  // bind address, CURVE keys, registration tokens (control_plane.h)
-  std::unique_ptr<envs::Environment> env_;
+  std::unique_ptr<TaskSource> tasks_source_;  // the environment, off the loop thread
   std::unique_ptr<RunTelemetry> telemetry_;  // endpoint + dashboard, TensorBoard, timeline
   MetricsSink* metrics_ = nullptr;           // telemetry_'s
   double relay_started_ = 0;                 // first bucket of the version streaming in
@@ -173,12 +194,16 @@ class Controller {
   AgentGroups agent_groups_;
   int64_t agent_sessions_late_ = 0;  // reported after RL ended: not trained, not in the ledger
   double last_agent_session_ = 0;
-  Fleet workers_;  // SupervisionPolicy defaults: 5 restarts per device
+  Fleet workers_;  // restarts per device: control.budget.restarts
   std::vector<int> train_group_;
   std::vector<int> dispatch_order_;  // DispatchRl's device order
   std::string comm_group_;
   std::string nccl_id_hex_;  // the train group's NCCL unique id (CUDA pools, > 1 rank; "" otherwise)
   std::map<int64_t, envs::Task> tasks_;  // RL prompts not yet terminal
+  // Resets of the next RL prompts (by creation index), finished or failed, not yet dispatched.
+  std::map<int64_t, absl::StatusOr<envs::Task>> prefetched_;
+  int64_t prefetch_requested_ = 0;  // resets requested for creation indices below this
+  FailureBudget env_errors_, drops_, weight_resends_;
   std::vector<envs::Task> eval_tasks_;
   std::optional<EvalRound> eval_;
   int64_t eval_rounds_ = 0;
@@ -204,6 +229,8 @@ class Controller {
   weight_sync::WeightRelay relay_;
   weight_sync::TransportKind transport_ = weight_sync::TransportKind::kZmq;  // from weight_sync.backend
   int64_t weight_rejected_ = 0;
+  int64_t registers_refused_ = 0;
+  int64_t nonfinite_skipped_ = 0;  // train updates skipped for a non-finite loss or gradient
 
   // Totals, rates and progress.
   StepAccounting acct_;

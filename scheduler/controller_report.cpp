@@ -68,6 +68,9 @@ RunSummary Controller::Summarize() const {
   s.weight_versions = relay_.versions();
   s.weight_bytes_relayed = relay_.bytes_relayed();
   s.weight_rejected = weight_rejected_;
+  s.env_errors = env_errors_.total();
+  s.nonfinite_skipped = nonfinite_skipped_;
+  s.registers_refused = registers_refused_;
   s.rollout_tokens_per_s = s.rl_seconds > 0 ? acct_.rollout_tokens / s.rl_seconds : 0;
   s.train_tokens_per_s = acct_.train_tokens_per_s();
   s.mean_staleness = acct_.mean_staleness();

@@ -91,6 +91,8 @@ absl::StatusOr<std::unique_ptr<RolloutRole>> RolloutRole::Create(const RolloutSe
     o.bind = settings.openai.bind;
     o.port = settings.openai.port;
     o.default_max_tokens = settings.openai.default_max_tokens;
+    o.reward_low = settings.env.reward_range[0];
+    o.reward_high = settings.env.reward_range[1];
     o.drive_engine = false;
     o.bearer_token = settings.openai.bearer_token;
     impl->openai = std::make_unique<rollout::OpenAIServer>(nullptr, impl->tokenizer.get(), o);

@@ -131,6 +131,8 @@ json RunSummary::ToJson() const {
           {"weight_sync", {{"versions", weight_versions}, {"bytes_relayed", weight_bytes_relayed},
                            {"rejected", weight_rejected}}},
           {"worker_restarts", worker_restarts},
+          {"faults", {{"env_errors", env_errors}, {"nonfinite_skipped", nonfinite_skipped},
+                      {"registers_refused", registers_refused}}},
           {"rollout_tokens_per_s", rollout_tokens_per_s},
           {"train_tokens_per_s", train_tokens_per_s},
           {"mean_staleness", mean_staleness},
@@ -170,6 +172,10 @@ std::string RunSummary::Format() const {
   }
   absl::StrAppendFormat(&out, "weight sync: %d versions, %.1f MB relayed, %d rejected | worker restarts %d\n",
                         weight_versions, weight_bytes_relayed / 1e6, weight_rejected, worker_restarts);
+  if (env_errors + nonfinite_skipped + registers_refused > 0) {
+    absl::StrAppendFormat(&out, "faults: %d failed prompts, %d skipped non-finite updates, %d refused registers\n",
+                          env_errors, nonfinite_skipped, registers_refused);
+  }
   return out;
 }
 

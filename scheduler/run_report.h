@@ -49,6 +49,10 @@ struct RunSummary {
   int64_t weight_bytes_relayed = 0;
   int64_t weight_rejected = 0;
   int64_t worker_restarts = 0;
+  // Faults absorbed (docs/reliability.md): failed prompts (env errors, rewards outside
+  // env.reward_range, refused prompts), train updates skipped for a non-finite loss or gradient,
+  // Register attempts refused for a missing or wrong launch token.
+  int64_t env_errors = 0, nonfinite_skipped = 0, registers_refused = 0;
   double rollout_tokens_per_s = 0;
   double train_tokens_per_s = 0;
   double mean_staleness = 0;

@@ -66,6 +66,7 @@ absl::StatusOr<std::unique_ptr<TrainRole>> TrainRole::Create(const TrainRoleConf
   o.sharding.reduce_dtype = c.reduce_bf16 ? at::kBFloat16 : at::kFloat;
   o.sharding.device = at::Device(c.device);
   o.sharding.activation_checkpointing = c.activation_checkpointing;
+  o.max_nonfinite_steps = c.max_nonfinite_steps;
 
   if (!c.model_path.empty()) {
     TIDAL_ASSIGN_OR_RETURN(impl->trainer, Trainer::CreateFromHf(c.model_path, o, impl->comm.get()));

@@ -47,6 +47,7 @@ struct TrainRoleConfig {
   // second moments keep damping RL updates for ~1/(1-beta2) steps).
   bool reset_optimizer_after_sft = false;
   bool bf16 = false, reduce_bf16 = false, activation_checkpointing = false;
+  int64_t max_nonfinite_steps = 3;  // train.max_nonfinite_steps
   bool offload_optimizer = false;  // train.offload: moments to pinned host memory during rollout
 };
 

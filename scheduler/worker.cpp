@@ -17,6 +17,7 @@
 #include "core/messaging.h"
 #include "scheduler/agent_groups.h"
 #include "scheduler/device_pool.h"
+#include "scheduler/launcher.h"  // kWorkerTokenEnv
 #include "scheduler/model_setup.h"
 #include "scheduler/protocol.h"
 #include "scheduler/rollout_role.h"
@@ -83,6 +84,7 @@ TrainRoleConfig TrainConfigFromRecipe(const Recipe& r, const WorkerSetup& setup,
   c.bf16 = r.train.precision == Precision::kBf16;
   c.reduce_bf16 = r.train.reduce_dtype == Precision::kBf16;
   c.activation_checkpointing = r.train.activation_checkpointing;
+  c.max_nonfinite_steps = r.train.max_nonfinite_steps;
   return c;
 }
 
@@ -110,6 +112,7 @@ absl::StatusOr<RolloutSettings> RolloutSettingsFromRecipe(const Recipe& r, const
   s.env.args = r.env.args.is_null() ? nlohmann::json::object() : r.env.args;
   s.env.isolate = r.env.isolate;
   s.env.timeout_s = r.env.timeout_s;
+  s.env.reward_range = r.env.reward_range;
   s.temperature = r.rollout.temperature;
   s.top_p = r.rollout.top_p;
   s.top_k = r.rollout.top_k;
@@ -467,6 +470,9 @@ absl::Status ResolveWorkerOptions(WorkerOptions& o) {
   if (o.device.empty()) o.device = env("TIDAL_DEVICE");
   if (o.credentials.empty()) o.credentials = env("TIDAL_CREDENTIALS");
   if (o.token.empty()) o.token = env("TIDAL_WORKER_TOKEN");
+  // Read once, then out of the environment: environment workers and sandboxes started later
+  // must never see the registration token.
+  unsetenv("TIDAL_WORKER_TOKEN");
   if (o.rank < 0) {
     std::string r = env("TIDAL_RANK");
     if (r.empty()) r = env("JOB_COMPLETION_INDEX");

@@ -6,4 +6,4 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 mkdir -p "$root/.debs" && cd "$root/.debs"
 apt-get download libzmq5 libzmq3-dev cppzmq-dev libsodium23 libsodium-dev libpgm-5.3-0 libnorm1 libabsl-dev \
   libabsl20220623 nlohmann-json3-dev libcpp-httplib-dev libcpp-httplib0.11 libcli11-dev \
-  prometheus-cpp-dev libprometheus-cpp-core1.0
+  prometheus-cpp-dev libprometheus-cpp-core1.0 libseccomp-dev libseccomp2

@@ -10,7 +10,7 @@ mkdir -p "$stamp_dir"
 APT_PACKAGES=(build-essential cmake ninja-build ccache pkg-config git python3 python3-venv python3-dev
   libzmq3-dev libsodium-dev cppzmq-dev libyaml-cpp-dev libabsl-dev libgtest-dev libgmock-dev
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev prometheus curl
-  prometheus-cpp-dev libjs-chart.js chromium
+  prometheus-cpp-dev libjs-chart.js chromium libseccomp-dev clang libclang-rt-14-dev
   slurm-wlm munge iproute2 util-linux)  # slurm-wlm, munge, iproute2: the Slurm end-to-end test
 apt_stamp="$stamp_dir/apt.$(echo "${APT_PACKAGES[*]}" | md5sum | cut -c1-12)"
 if [ ! -f "$apt_stamp" ]; then

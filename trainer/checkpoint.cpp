@@ -170,11 +170,17 @@ absl::Status SaveShardedCheckpoint(const std::string& dir_in, Communicator& comm
 namespace {
 
 absl::Status VerifyFile(const std::string& dir, const json& files, const std::string& name, const std::string& data) {
-  if (!files.contains(name)) {
-    return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": manifest does not list ", name));
+  if (!files.is_object() || !files.contains(name)) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", dir, "/manifest.json does not list ", name));
   }
-  const uint64_t bytes = files[name]["bytes"].get<uint64_t>();
-  const uint32_t crc = files[name]["crc32c"].get<uint32_t>();
+  const json& entry = files[name];
+  if (!entry.is_object() || !entry.contains("bytes") || !entry["bytes"].is_number_unsigned() ||
+      !entry.contains("crc32c") || !entry["crc32c"].is_number_unsigned()) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", dir, "/manifest.json: the entry of ", name,
+                                            " lacks unsigned \"bytes\" and \"crc32c\""));
+  }
+  const uint64_t bytes = entry["bytes"].get<uint64_t>();
+  const uint32_t crc = entry["crc32c"].get<uint32_t>();
   if (data.size() != bytes) {
     return absl::DataLossError(absl::StrCat("checkpoint file ", dir, "/", name, " is ", data.size(),
                                             " bytes, manifest says ", bytes, " (truncated or replaced)"));
@@ -192,6 +198,9 @@ absl::StatusOr<std::string> LoadRank(const std::string& dir, int rank, int world
   json manifest = json::parse(manifest_text, nullptr, false);
   if (manifest.is_discarded() || manifest.value("format", "") != kFormat) {
     return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": manifest.json is not a ", kFormat, " manifest"));
+  }
+  if (!manifest.contains("world_size") || !manifest["world_size"].is_number_integer() || !manifest.contains("files")) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", dir, "/manifest.json lacks \"world_size\" or \"files\""));
   }
   if (manifest["world_size"].get<int>() != world) {
     return absl::FailedPreconditionError(absl::StrCat("checkpoint ", dir, " was saved by ", manifest["world_size"].get<int>(),

@@ -53,6 +53,7 @@ struct StepStats {
   int64_t sequences = 0;        // sequences trained on
   int64_t dropped_groups = 0;   // DAPO dynamic sampling: groups with all-equal rewards removed
   int64_t micro_batches = 0;    // per rank (max over ranks)
+  int64_t nonfinite_skipped = 0;  // updates skipped for a non-finite loss or gradient (weights kept)
   double learning_rate = 0.0;
   double seconds = 0.0;         // wall time of the step on this rank
 
@@ -73,6 +74,7 @@ struct StepStats {
             {"train/sequences", static_cast<double>(sequences)},
             {"train/dropped_groups", static_cast<double>(dropped_groups)},
             {"train/micro_batches", static_cast<double>(micro_batches)},
+            {"train/nonfinite_skipped", static_cast<double>(nonfinite_skipped)},
             {"train/learning_rate", learning_rate},
             {"train/step_seconds", seconds}};
   }

@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "core/finite_check.h"
 #include "trainer/checkpoint.h"
 #include "trainer/packing.h"
 
@@ -92,7 +94,7 @@ class Trainer::Impl {
     if (any_adv && !all_adv) {
       return absl::InvalidArgumentError("either every sample carries an advantage or none does");
     }
-    return Guarded("TrainStep", [&]() -> absl::StatusOr<StepStats> { return RunTrainStep(batch_in, all_adv, t0); });
+    return CountNonfinite("TrainStep", Guarded("TrainStep", [&]() -> absl::StatusOr<StepStats> { return RunTrainStep(batch_in, all_adv, t0); }));
   }
 
   absl::StatusOr<StepStats> SftStep(const std::vector<SftSample>& batch) {
@@ -103,11 +105,16 @@ class Trainer::Impl {
       TIDAL_RETURN_IF_ERROR(CheckIds(batch[i].target_ids, config_.vocab_size, i, "target_ids"));
       TIDAL_RETURN_IF_ERROR(CheckPerToken(batch[i].loss_mask, batch[i].target_ids.size(), i, "loss_mask"));
     }
-    return Guarded("SftStep", [&]() -> absl::StatusOr<StepStats> { return RunSftStep(batch, t0); });
+    return CountNonfinite("SftStep", Guarded("SftStep", [&]() -> absl::StatusOr<StepStats> { return RunSftStep(batch, t0); }));
   }
 
   absl::StatusOr<NamedTensors> FullWeights(bool all_ranks) {
-    return Guarded("FullWeights", [&]() -> absl::StatusOr<NamedTensors> { return model_->FullWeights(all_ranks); });
+    TIDAL_ASSIGN_OR_RETURN(NamedTensors w, Guarded("FullWeights", [&]() -> absl::StatusOr<NamedTensors> {
+                             return model_->FullWeights(all_ranks);
+                           }));
+    // The last line of defence: a policy with a NaN or inf is never published or exported.
+    TIDAL_RETURN_IF_ERROR(CheckAllFinite(w, absl::StrCat("the policy at step ", model_->optimizer_steps())));
+    return w;
   }
   absl::StatusOr<NamedTensors> DeviceWeights(at::ScalarType dtype) {
     return Guarded("DeviceWeights", [&]() -> absl::StatusOr<NamedTensors> { return model_->DeviceWeights(dtype); });
@@ -115,7 +122,11 @@ class Trainer::Impl {
   ShardedModel& model() { return *model_; }
 
   absl::Status ExportHf(const std::string& dir) {
-    TIDAL_ASSIGN_OR_RETURN(NamedTensors w, FullWeights(false));
+    // The raw gather (collective); SaveHf refuses non-finite weights on rank 0, after which every
+    // rank still meets at the barrier.
+    TIDAL_ASSIGN_OR_RETURN(NamedTensors w, Guarded("ExportHf", [&]() -> absl::StatusOr<NamedTensors> {
+                             return model_->FullWeights(false);
+                           }));
     absl::Status st = absl::OkStatus();
     if (comm_->rank() == 0) st = Model(config_, std::move(w)).SaveHf(dir);
     TIDAL_RETURN_IF_ERROR(comm_->Barrier());
@@ -212,10 +223,31 @@ class Trainer::Impl {
     return t.to(at::kCPU).item<int64_t>();
   }
 
-  // Clip, AdamW, and the stats common to both step kinds.
-  // Clips, applies AdamW, clears the gradient; returns the pre-clip global norm.
-  double FinishStep() {
+  // Counts steps in a row with a skipped update; past options_.max_nonfinite_steps the step fails.
+  absl::StatusOr<StepStats> CountNonfinite(const char* what, absl::StatusOr<StepStats> st) {
+    if (!st.ok()) return st;
+    nonfinite_streak_ = st->nonfinite_skipped > 0 ? nonfinite_streak_ + 1 : 0;
+    if (options_.max_nonfinite_steps > 0 && nonfinite_streak_ >= options_.max_nonfinite_steps) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          what, ": ", nonfinite_streak_, " steps in a row had a non-finite loss or gradient and were skipped ",
+          "(train.max_nonfinite_steps = ", options_.max_nonfinite_steps,
+          "); the weights are those of the last finite step. Lower train.lr, check the rewards "
+          "(env.reward_range) or use train.precision: fp32"));
+    }
+    return st;
+  }
+
+  // Clips, applies AdamW, clears the gradient; returns the pre-clip global norm. When the global
+  // norm or any rank's loss is not finite, every rank skips the update (weights and moments
+  // kept) but the policy version still advances; `*skipped` says so.
+  double FinishStep(bool loss_finite, bool* skipped) {
     const double norm = model_->GradNorm();
+    *skipped = !std::isfinite(norm) || AllReduceMax(loss_finite ? 0 : 1) != 0;
+    if (*skipped) {
+      model_->ZeroGrad();
+      model_->set_optimizer_steps(model_->optimizer_steps() + 1);
+      return norm;
+    }
     if (options_.max_grad_norm > 0 && norm > options_.max_grad_norm) {
       model_->ScaleGrad(options_.max_grad_norm / (norm + 1e-6));
     }
@@ -364,6 +396,7 @@ class Trainer::Impl {
 
     const PolicyLossConfig& lc = options_.loss;
     const bool with_entropy = options_.compute_entropy || lc.entropy_coef != 0.0;
+    bool loss_finite = true;
     for (int64_t m = 0; m < num_mb; ++m) {
       if (m >= static_cast<int64_t>(plan.size())) {
         if (lc.kl_coef != 0.0) model_->Forward(PackedBatch{}, false, /*reference=*/true);
@@ -426,7 +459,9 @@ class Trainer::Impl {
         sums[kIsMasked] += ms.masked_tokens;
         max_diff = std::max(max_diff, ms.max_abs_diff);
         PolicyLossOutput out = PolicyLoss(lc, in);
-        sums[kLoss] += out.loss.item<double>();
+        const double loss_value = out.loss.item<double>();
+        loss_finite = loss_finite && std::isfinite(loss_value);
+        sums[kLoss] += loss_value;
         sums[kPolicyLoss] += out.policy_loss;
         sums[kKlSum] += out.kl_sum;
         sums[kEntropySum] += out.entropy_sum;
@@ -437,7 +472,9 @@ class Trainer::Impl {
       model_->ForwardBackward(mb.batch, objective, with_entropy);
       for (double n : seq_len) sums[kSeqs] += n > 0 ? 1 : 0;
     }
-    *grad_norm = FinishStep();
+    bool skipped = false;
+    *grad_norm = FinishStep(loss_finite, &skipped);
+    if (skipped) ++st.nonfinite_skipped;
     return true;
   }
 
@@ -472,6 +509,7 @@ class Trainer::Impl {
       st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       return st;
     }
+    bool loss_finite = true;
     for (int64_t m = 0; m < num_mb; ++m) {
       if (m >= static_cast<int64_t>(plan.size())) {
         model_->ForwardBackward(PackedBatch{}, nullptr, false);
@@ -488,14 +526,18 @@ class Trainer::Impl {
                                                     LossAggregation::kTokenMean, norm, 0);
       auto objective = [&](const at::Tensor& lp, const at::Tensor&) -> at::Tensor {
         at::Tensor loss = MaskedCrossEntropy(lp, weights);
-        sums[kLoss] += loss.item<double>();
+        const double loss_value = loss.item<double>();
+        loss_finite = loss_finite && std::isfinite(loss_value);
+        sums[kLoss] += loss_value;
         sums[kTokens] += mask_x.sum().item<double>();
         return loss;
       };
       model_->ForwardBackward(mb.batch, objective, false);
     }
     ReduceStats(sums, max_diff);
-    st.grad_norm = FinishStep();
+    bool skipped = false;
+    st.grad_norm = FinishStep(loss_finite, &skipped);
+    st.nonfinite_skipped = skipped ? 1 : 0;
     st.step = model_->optimizer_steps();
     st.learning_rate = options_.optimizer.lr;
     st.loss = sums[kLoss];
@@ -511,6 +553,7 @@ class Trainer::Impl {
   TrainerOptions options_;
   Communicator* comm_;
   std::unique_ptr<ShardedModel> model_;
+  int64_t nonfinite_streak_ = 0;  // steps in a row with a skipped update
 };
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const ModelConfig& config, const NamedTensors& initial,

@@ -18,6 +18,9 @@
 // - Errors: absl::Status. Bad input (shapes, ids out of vocab, missing fields) is
 //   kInvalidArgument; a failed collective or tensor error is kInternal with the cause. After a
 //   kInternal error from a collective the communicator is failed: rebuild both.
+// - Numerics: nothing non-finite reaches the weights (see max_nonfinite_steps); FullWeights and
+//   ExportHf refuse (kDataLoss) parameters that are not finite, so no such policy is published
+//   to rollout or exported.
 // - Not thread-safe; call from one thread.
 #pragma once
 
@@ -52,6 +55,11 @@ struct TrainerOptions {
   // parts (per rank), one update each; the proximal logprobs come from a forward pass before
   // the first update, so later updates see ratios != 1 and PPO clipping applies.
   int64_t mini_batches = 1;
+  // An update whose loss (on any rank) or global gradient norm is not finite is skipped on every
+  // rank: gradients dropped, weights and AdamW moments kept, the policy version still advances
+  // (so the caller's version bookkeeping is unchanged). After this many steps in a row with a
+  // skipped update, TrainStep / SftStep fail with kFailedPrecondition; 0 = never.
+  int64_t max_nonfinite_steps = 3;
   ShardingOptions sharding;  // precision (compute/reduce dtype), device, checkpointing, prefetch
 };
 

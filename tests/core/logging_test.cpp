@@ -58,6 +58,29 @@ TEST_F(LoggingTest, PrefixesEveryLineWithTimeLevelRoleAndRank) {
   EXPECT_EQ(bodies.back(), "<continuation> lines");
 }
 
+// A retry loop failing 1000 times writes 3 lines, not 1000; the next window's first line says
+// how many were left out. Lines that differ in more than their numbers, and INFO, are kept.
+TEST_F(LoggingTest, RepeatedWarningsAreRateLimitedAndCounted) {
+  ::setenv("TIDAL_LOG_REPEAT", "3/300", 1);
+  ASSERT_TRUE(InitLogging({"controller", -1, file_, LogLevel::kInfo}).ok());
+  ::unsetenv("TIDAL_LOG_REPEAT");
+  for (int i = 0; i < 1000; ++i) TIDAL_LOG(WARN) << "weight version " << i << " rejected";
+  for (int i = 0; i < 5; ++i) TIDAL_LOG(WARN) << "other " << (i % 2 ? "a" : "b");
+  for (int i = 0; i < 20; ++i) TIDAL_LOG(INFO) << "step " << i;
+  ::usleep(350 * 1000);
+  TIDAL_LOG(WARN) << "weight version " << 5000 << " rejected";
+  const std::string text = ReadFile();
+  auto count = [&](const std::string& s) {
+    int n = 0;
+    for (size_t p = text.find(s); p != std::string::npos; p = text.find(s, p + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("rejected"), 4) << text;
+  EXPECT_EQ(count("weight version 5000 rejected [997 similar lines suppressed]"), 1) << text;
+  EXPECT_EQ(count("other "), 5) << text;  // "other a" and "other b" are different lines, 3 each max
+  EXPECT_EQ(count("step "), 20);
+}
+
 TEST_F(LoggingTest, RecordsBelowTheLevelAreSkippedWithoutEvaluation) {
   ASSERT_TRUE(InitLogging({"controller", -1, file_, LogLevel::kWarn}).ok());
   int evaluated = 0;

@@ -275,6 +275,58 @@ TEST(MessagingTest, OversizedFrameDropsTheConnectionNotTheRouter) {
   EXPECT_EQ(ping->As<Ping>()->n, 2);
 }
 
+// A peer that has not been admitted gets only small messages through (a Register); once the
+// controller admits it, large frames (weight buckets) flow; death revokes the admission.
+TEST(MessagingTest, UnadmittedPeersAreCappedSmallUntilAdmitted) {
+  RouterOptions o;
+  o.heartbeat = RelaxedHeartbeat();
+  o.unadmitted_max_bytes = 4096;
+  auto router = Router::Bind(o);
+  ASSERT_TRUE(router.ok());
+  auto peer = ConnectDealer((*router)->endpoint(), "rollout-3");
+  ASSERT_TRUE(peer->Send(Ping{1}, {Payload::FromString(std::string(64 << 10, 'z'))}).ok());
+  ASSERT_TRUE(peer->Send(Ping{2}).ok());  // small: delivered
+  auto small = NextMessage(**router);
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(small->As<Ping>()->n, 2) << "the 64 KiB message from an unadmitted peer was delivered";
+  EXPECT_EQ((*router)->stats().decode_errors, 1u);
+  (*router)->Admit("rollout-3");
+  ASSERT_TRUE(peer->Send(Ping{3}, {Payload::FromString(std::string(64 << 10, 'y'))}).ok());
+  auto big = NextMessage(**router);
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_EQ(big->As<Ping>()->n, 3);
+  EXPECT_EQ(big->frames.at(0).size(), 64u << 10);
+  (*router)->Revoke("rollout-3");
+  ASSERT_TRUE(peer->Send(Ping{4}, {Payload::FromString(std::string(64 << 10, 'x'))}).ok());
+  ASSERT_TRUE(peer->Send(Ping{5}).ok());
+  auto after = NextMessage(**router);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->As<Ping>()->n, 5);
+  EXPECT_EQ((*router)->stats().decode_errors, 2u);
+}
+
+// Without handover, a second process connecting under a live worker's name gets nothing: the
+// controller's messages keep reaching the real worker.
+TEST(MessagingTest, WithoutHandoverANameCannotBeHijacked) {
+  RouterOptions o;
+  o.heartbeat = RelaxedHeartbeat();
+  o.allow_handover = false;
+  auto router = Router::Bind(o);
+  ASSERT_TRUE(router.ok());
+  auto real = ConnectDealer((*router)->endpoint(), "worker-1-100");
+  ASSERT_TRUE(real->Send(Ping{1}).ok());
+  ASSERT_TRUE(NextMessage(**router).ok());
+  auto thief = ConnectDealer((*router)->endpoint(), "worker-1-100");
+  ASSERT_TRUE(thief->Send(Ping{2}).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE((*router)->Send("worker-1-100", Pong{7, "controller"}).ok());
+  auto got = NextMessage(*real);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->As<Pong>()->n, 7);
+  auto stolen = NextMessage(*thief, absl::Milliseconds(300));
+  EXPECT_FALSE(stolen.ok()) << "the second connection received " << stolen->type();
+}
+
 TEST(MessagingTest, DealerRejectsGarbageFromItsRouter) {
   zmq::context_t ctx;
   zmq::socket_t raw(ctx, zmq::socket_type::router);

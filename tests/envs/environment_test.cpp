@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 
 #include "tests/envs/plugin_build.h"
 
@@ -133,6 +134,46 @@ TEST(EnvironmentTest, InvalidJsonAndMissingKeysAreErrors) {
   }
 }
 
+// Finite but huge rewards pass a finiteness check yet overflow every advantage of their group:
+// env.reward_range rejects them (and inf, NaN and non-numbers) per call, naming the key.
+TEST(EnvironmentTest, RewardsOutsideTheRangeAreRejectedWithTheKey) {
+  const std::string so = BuildTestPlugin("bad_reward.c");
+  ASSERT_FALSE(so.empty());
+  struct Case {
+    const char* bad;
+    const char* why;
+  };
+  for (const Case& c : {Case{"huge", "a reward of 1e+308, outside env.reward_range [-1e+06, 1e+06]"},
+                        Case{"neghuge", "a reward of -1e+308, outside env.reward_range"},
+                        Case{"inf", "invalid JSON"},  // nlohmann refuses a number that overflows
+                        Case{"nan", "invalid JSON"},
+                        Case{"nanstr", "no finite number \"reward\""}}) {
+    for (bool isolate : {false, true}) {
+      auto env = OpenPlugin(so, {{"bad", c.bad}, {"every", 2}}, isolate);
+      ASSERT_TRUE(env.ok()) << env.status();
+      auto good = (*env)->Score(json::object(), "ab");
+      ASSERT_TRUE(good.ok()) << good.status();
+      EXPECT_EQ(good->reward, 1.0);
+      auto bad = (*env)->Score(json::object(), "ab");
+      ASSERT_FALSE(bad.ok()) << c.bad << " passed as " << bad->reward;
+      EXPECT_TRUE(Contains(bad.status(), c.why)) << bad.status();
+      EXPECT_TRUE(Contains(bad.status(), so)) << bad.status();
+    }
+  }
+  // A narrower range is honoured: 1.0 is outside [-0.5, 0.5].
+  EnvSpec spec;
+  spec.plugin = so;
+  spec.args = {{"bad", "huge"}, {"every", 1000}};
+  spec.reward_range = {-0.5, 0.5};
+  auto env = Environment::Open(spec);
+  ASSERT_TRUE(env.ok()) << env.status();
+  auto r = (*env)->Score(json::object(), "ab");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Contains(r.status(), "outside env.reward_range [-0.5, 0.5]")) << r.status();
+  EXPECT_EQ(RewardRangeProblem(0.5, {-0.5, 0.5}), "");
+  EXPECT_NE(RewardRangeProblem(std::nan(""), {-0.5, 0.5}), "");
+}
+
 TEST(EnvironmentTest, InProcessTimeoutAbandonsTheInstance) {
   const std::string so = BuildTestPlugin("misbehave.c");
   ASSERT_FALSE(so.empty());
@@ -238,6 +279,11 @@ TEST(EnvSpecTest, ParsesTheRecipeSection) {
   ASSERT_FALSE(bad.ok());
   EXPECT_TRUE(Contains(bad.status(), "env.isloate: unknown key")) << bad.status();
   EXPECT_FALSE(EnvSpecFromJson({{"args", json::object()}}).ok());
+  auto range = EnvSpecFromJson({{"plugin", "builtin:x"}, {"reward_range", {-2, 3}}});
+  ASSERT_TRUE(range.ok()) << range.status();
+  EXPECT_EQ(range->reward_range[0], -2);
+  EXPECT_EQ(range->reward_range[1], 3);
+  EXPECT_FALSE(EnvSpecFromJson({{"plugin", "builtin:x"}, {"reward_range", {3, -2}}}).ok());
 }
 
 }  // namespace

@@ -72,6 +72,38 @@ TEST(SandboxTest, RejectsBadRequests) {
   EXPECT_NE(std::string(req.status().message()).find("cod: unknown field"), std::string::npos);
 }
 
+// The seccomp filter: no new namespaces (a nested user namespace would give the program a root
+// of its own), no ptrace, no keyrings, no bpf, no mounts; ordinary processes and threads still
+// work. Each refusal is EPERM (errno 1), seen by the program.
+TEST(SandboxTest, SeccompRefusesNamespacesPtraceAndKernelInterfaces) {
+  auto r = RunCode("python3",
+                   "import ctypes, os, threading\n"
+                   "libc = ctypes.CDLL(None, use_errno=True)\n"
+                   "def call(name, *args):\n"
+                   "    rc = getattr(libc, name)(*args)\n"
+                   "    print(name, args[0] if args else '', rc, ctypes.get_errno())\n"
+                   "call('unshare', 0x10000000)\n"   // CLONE_NEWUSER
+                   "call('unshare', 0x00020000)\n"   // CLONE_NEWNS
+                   "call('syscall', 56, 0x10000000 | 17, 0, 0, 0, 0)\n"  // clone(NEWUSER|SIGCHLD)
+                   "call('syscall', 101, 0, 0, 0, 0)\n"                  // ptrace(TRACEME)
+                   "call('syscall', 321, 0, 0, 0)\n"                     // bpf
+                   "call('syscall', 250, 0, 0, 0, 0)\n"                  // keyctl
+                   "call('mount', b'none', b'/tmp', b'tmpfs', 0, None)\n"
+                   "pid = os.fork()\n"
+                   "if pid == 0:\n"
+                   "    os._exit(7)\n"
+                   "print('child', os.WEXITSTATUS(os.waitpid(pid, 0)[1]))\n"
+                   "t = threading.Thread(target=print, args=('thread ok',)); t.start(); t.join()\n");
+  EXPECT_EQ(r.exit_code, 0) << r.stderr_text;
+  for (const char* line : {"unshare 268435456 -1 1\n", "unshare 131072 -1 1\n", "syscall 56 -1 1\n",
+                           "syscall 101 -1 1\n", "syscall 321 -1 1\n", "syscall 250 -1 1\n",
+                           "mount b'none' -1 1\n", "child 7\n", "thread ok\n"}) {
+    EXPECT_NE(r.stdout_text.find(line), std::string::npos) << "missing: " << line << "\n" << r.stdout_text;
+  }
+  auto sh = RunCode("bash", "unshare -Ur true; echo rc=$?");
+  EXPECT_NE(sh.stdout_text.find("rc=1"), std::string::npos) << sh.stdout_text << sh.stderr_text;
+}
+
 TEST(SandboxTest, NoNetworkNotEvenHostLoopback) {
   int listener = ::socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(listener, 0);

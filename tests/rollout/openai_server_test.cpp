@@ -191,6 +191,14 @@ TEST(OpenAIServerTest, OwnerDrivenEngineServesCallsBesideItsOwnWork) {
   auto tokenized = client.Post("/tokenize", R"({"prompt": "abc"})", "application/json");
   ASSERT_TRUE(tokenized);
   EXPECT_EQ(json::parse(tokenized->body)["tokens"].get<std::vector<int32_t>>(), (*tok)->Encode("abc"));
+  // A reward outside env.reward_range (default [-1e6, 1e6]) is
+  // refused and the session stays open for a valid one.
+  for (const char* bad : {R"({"reward": 1e308})", R"({"reward": -1e7})"}) {
+    auto refused = client.Post("/v1/sessions/s9/reward", bad, "application/json");
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->status, 400) << bad << ": " << refused->body;
+    EXPECT_NE(refused->body.find("env.reward_range"), std::string::npos) << refused->body;
+  }
   auto reward = client.Post("/v1/sessions/s9/reward", R"({"reward": 1, "group": "task-3"})",
                             "application/json");
   ASSERT_TRUE(reward);

@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <mutex>
 
 #include "tests/trainer/trainer_test_util.h"
@@ -263,6 +265,68 @@ TEST(Trainer, RejectsBadSamples) {
     EXPECT_EQ(t->step(), 0);
     return absl::OkStatus();
   }));
+}
+
+// A NaN on one rank (here an advantage) makes every rank skip the update: weights unchanged,
+// the version still advances, the skip is counted; max_nonfinite_steps in a row fail the step.
+TEST(Trainer, NonFiniteStepsAreSkippedCountedAndStopAfterTheBudget) {
+  const ModelConfig c = TinyConfig(true);
+  const NamedTensors init = Model::RandomInit(c, 2).weights();
+  ExpectAllOk(RunRanks(2, [&](Communicator& comm) -> absl::Status {
+    TrainerOptions o;
+    o.max_nonfinite_steps = 2;
+    TIDAL_ASSIGN_OR_RETURN(auto t, Trainer::Create(c, init, o, &comm));
+    auto poisoned = [&](uint32_t seed) {
+      auto b = RandomBatch(4, c.vocab_size, seed + comm.rank());
+      if (comm.rank() == 1) b[0].advantage = std::nanf("");
+      return b;
+    };
+    TIDAL_ASSIGN_OR_RETURN(StepStats s1, t->TrainStep(poisoned(1)));
+    EXPECT_EQ(s1.nonfinite_skipped, 1);
+    EXPECT_EQ(t->step(), 1);
+    TIDAL_ASSIGN_OR_RETURN(NamedTensors w, t->FullWeights(/*all_ranks=*/true));
+    EXPECT_EQ(MaxAbsDiff(w, init), 0.0) << "a skipped step must not move the weights";
+    // A finite step resets the streak.
+    TIDAL_ASSIGN_OR_RETURN(StepStats s2, t->TrainStep(RandomBatch(4, c.vocab_size, 7 + comm.rank())));
+    EXPECT_EQ(s2.nonfinite_skipped, 0);
+    TIDAL_ASSIGN_OR_RETURN(NamedTensors w2, t->FullWeights(/*all_ranks=*/true));
+    EXPECT_GT(MaxAbsDiff(w2, init), 0.0);
+    // Infinite rewards (a float cannot hold 1e308) give NaN group advantages: skipped too.
+    auto inf_rewards = RandomBatch(4, c.vocab_size, 9 + comm.rank());
+    for (auto& smp : inf_rewards) {
+      smp.advantage.reset();
+      smp.reward = static_cast<float>(1e308);
+    }
+    inf_rewards[1].reward = 0;
+    TIDAL_ASSIGN_OR_RETURN(StepStats s3, t->TrainStep(inf_rewards));
+    EXPECT_EQ(s3.nonfinite_skipped, 1);
+    auto s4 = t->TrainStep(poisoned(11));
+    EXPECT_EQ(s4.status().code(), absl::StatusCode::kFailedPrecondition) << s4.status();
+    EXPECT_NE(s4.status().message().find("2 steps in a row"), std::string::npos) << s4.status();
+    EXPECT_NE(s4.status().message().find("train.max_nonfinite_steps = 2"), std::string::npos) << s4.status();
+    TIDAL_ASSIGN_OR_RETURN(NamedTensors w4, t->FullWeights(/*all_ranks=*/true));
+    EXPECT_EQ(MaxAbsDiff(w4, w2), 0.0);
+    return absl::OkStatus();
+  }));
+}
+
+// Nothing non-finite leaves the trainer: publishing (FullWeights) and export refuse it.
+TEST(Trainer, NonFiniteWeightsAreNeverPublishedOrExported) {
+  const ModelConfig c = TinyConfig(false);
+  NamedTensors init = Model::RandomInit(c, 2).weights();
+  init.at("model.norm.weight")[3] = std::numeric_limits<float>::infinity();
+  const std::string dir = std::string(TIDAL_BINARY_DIR) + "/trainer_nan_export_" + std::to_string(getpid());
+  ExpectAllOk(RunRanks(1, [&](Communicator& comm) -> absl::Status {
+    TIDAL_ASSIGN_OR_RETURN(auto t, Trainer::Create(c, init, TrainerOptions{}, &comm));
+    auto w = t->FullWeights();
+    EXPECT_EQ(w.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_NE(w.status().message().find("model.norm.weight holds 1 of 32 values"), std::string::npos) << w.status();
+    EXPECT_FALSE(t->ExportHf(dir).ok());
+    EXPECT_FALSE(testing::Exists(dir + "/model.safetensors"));
+    return absl::OkStatus();
+  }));
+  EXPECT_FALSE(Model(c, init).SaveHf(dir).ok());
+  testing::RemoveTree(dir);
 }
 
 TEST(Trainer, ExportHfRoundTrips) {

@@ -16,6 +16,7 @@
 #include "scheduler/controller.h"
 #include "scheduler/launcher.h"
 #include "scheduler/slurm.h"
+#include "scheduler/recipe_fit.h"
 #include "tools/cli/command.h"
 
 namespace {
@@ -77,6 +78,8 @@ std::function<absl::Status()> Setup(CLI::App& sub) {
                 << "/summary.json" << std::endl;
       return absl::OkStatus();
     }
+    // Sizes that cannot work fail here, with the key to change, before any worker starts.
+    TIDAL_RETURN_IF_ERROR(tidal::scheduler::CheckRecipeFitsHere(recipe));
     struct sigaction sa = {};
     sa.sa_handler = OnSignal;
     sigemptyset(&sa.sa_mask);

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_split.h"
 #include "core/recipe.h"
+#include "scheduler/recipe_fit.h"
 #include "tools/cli/command.h"
 
 namespace {
@@ -29,6 +30,8 @@ std::function<absl::Status()> Setup(CLI::App& sub) {
       return absl::InvalidArgumentError(absl::StrCat(args->recipe, ": invalid recipe (", lines.size(),
                                                      lines.size() == 1 ? " error)" : " errors)"));
     }
+    // Sizes that cannot work on this machine (the same check `tidal run` makes before it starts).
+    TIDAL_RETURN_IF_ERROR(tidal::scheduler::CheckRecipeFitsHere(*recipe));
     if (args->print) std::cout << tidal::RecipeToYaml(*recipe);
     std::cout << "ok: " << recipe->name << "\n";
     return absl::OkStatus();
