@@ -13,12 +13,13 @@
 
 #include <map>
 #include "absl/time/time.h"
+#include "core/clock.h"
 
 namespace tidal {
 
 class HeartbeatTracker {
  public:
-  using Clock = std::chrono::steady_clock;
+  using Clock = MonoClock;
 
   HeartbeatTracker(absl::Duration interval, int miss);
 

@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -139,6 +140,21 @@ struct OutMessage {
 template <MessageType T>
 OutMessage MakeOut(const T& msg, std::vector<Payload> frames = {}) {
   return OutMessage{std::string(MessageName<T>()), nlohmann::json(msg), std::move(frames)};
+}
+
+// A message field of enum type travels as its name. Decoding: `parse` maps a name to the value
+// (std::optional<E>); any other JSON throws nlohmann::json::type_error, which Envelope::As turns
+// into InvalidArgument, so a malformed value is refused rather than read as some default.
+template <class E, class Parse>
+void EnumFromName(const nlohmann::json& j, E& out, Parse&& parse, std::string_view what) {
+  if (!j.is_string()) {
+    throw nlohmann::json::type_error::create(
+        302, absl::StrCat(what, " must be a string, got ", j.type_name()), &j);
+  }
+  const std::string& name = j.get_ref<const std::string&>();
+  std::optional<E> value = parse(name);
+  if (!value) throw nlohmann::json::type_error::create(302, absl::StrCat("unknown ", what, " '", name, "'"), &j);
+  out = *value;
 }
 
 // header.frames is set from out.frames; returns [header, body, frames...].

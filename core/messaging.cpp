@@ -15,6 +15,7 @@
 #include <zmq_addon.hpp>
 
 #include "absl/container/flat_hash_map.h"
+#include "core/clock.h"
 #include "core/curve_auth.h"
 #include "core/heartbeat.h"
 #include "core/logging.h"
@@ -32,7 +33,7 @@ zmq::context_t& MessagingContext() {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = MonoClock;
 
 // Frames at least this large are handed to ZeroMQ without a copy (the Payload owner stays alive
 // until ZeroMQ has sent them); smaller ones are cheaper to copy than to reference-count.
@@ -53,12 +54,6 @@ Payload FromZmq(zmq::message_t&& m) {
   const void* data = owned->data();
   size_t size = owned->size();
   return Payload(std::shared_ptr<const void>(owned, data), data, size);
-}
-
-int64_t UnixMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace
@@ -653,7 +648,7 @@ void Endpoint::SendHeartbeat(const std::string& peer, uint64_t seq) {
   Outgoing out;
   out.peer = peer;
   out.id = next_id_.fetch_add(1, std::memory_order_relaxed);
-  out.frames = Encode(MakeOut(Heartbeat{seq, UnixMillis()}), out.id, 0);
+  out.frames = Encode(MakeOut(Heartbeat{seq, WallMillis()}), out.id, 0);
   // A heartbeat that would block is dropped: the next one follows within an interval.
   if (SendNow(out)) stats_.heartbeats_sent.fetch_add(1, std::memory_order_relaxed);
 }

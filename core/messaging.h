@@ -127,9 +127,59 @@ struct DealerOptions {
 
 namespace messaging_internal {
 class Endpoint;  // the I/O thread and queues shared by Router and Dealer (messaging.cpp)
-}
 
-class Router {
+// The typed verbs both endpoints offer, written once. `Derived` supplies the untyped forms
+// (SendOut, ReplyOut, RequestOut, PostOut); `To...` is what names the destination of a send or a
+// request: the peer for a Router, nothing for a Dealer (it has one peer, its Router).
+template <class Derived, class... To>
+class TypedVerbs {
+ public:
+  // Router: NotFound when `peer` has not been heard from or was declared dead.
+  template <MessageType T>
+  absl::Status Send(To... to, const T& msg, std::vector<Payload> frames = {}) {
+    return self().SendOut(to..., MakeOut(msg, std::move(frames)));
+  }
+  // Answers `request` (routed back to its sender, reply_to = its id).
+  template <MessageType T>
+  absl::Status Reply(const Envelope& request, const T& msg, std::vector<Payload> frames = {}) {
+    return self().ReplyOut(request, MakeOut(msg, std::move(frames)));
+  }
+  absl::Status ReplyError(const Envelope& request, const absl::Status& error) {
+    return Reply(request, ErrorFromStatus(error));
+  }
+  // Sends and waits for the reply: DeadlineExceeded after `timeout`, Unavailable if the peer
+  // dies first, the peer's status if it answers with Error.
+  template <MessageType T>
+  absl::StatusOr<Envelope> Request(To... to, const T& msg, absl::Duration timeout,
+                                   std::vector<Payload> frames = {}) {
+    return self().RequestOut(to..., MakeOut(msg, std::move(frames)), timeout).get();
+  }
+  template <MessageType T>
+  std::future<absl::StatusOr<Envelope>> RequestAsync(To... to, const T& msg, absl::Duration timeout,
+                                                     std::vector<Payload> frames = {}) {
+    return self().RequestOut(to..., MakeOut(msg, std::move(frames)), timeout);
+  }
+  // Request() and decode the reply as Resp.
+  template <MessageType Resp, MessageType T>
+  absl::StatusOr<Resp> Call(To... to, const T& msg, absl::Duration timeout) {
+    absl::StatusOr<Envelope> env = Request(to..., msg, timeout);
+    if (!env.ok()) return env.status();
+    return env->As<Resp>();
+  }
+  // Queues a local message for this endpoint's own Receive() (peer "", sender = name()); e.g. a
+  // timer or the dashboard thread waking the controller loop. Cancelled after Shutdown().
+  template <MessageType T>
+  absl::Status Post(const T& msg, std::vector<Payload> frames = {}) {
+    return self().PostOut(MakeOut(msg, std::move(frames)));
+  }
+
+ private:
+  Derived& self() { return static_cast<Derived&>(*this); }
+};
+
+}  // namespace messaging_internal
+
+class Router : public messaging_internal::TypedVerbs<Router, std::string_view> {
  public:
   static absl::StatusOr<std::unique_ptr<Router>> Bind(RouterOptions options);
   ~Router();
@@ -140,51 +190,11 @@ class Router {
   const std::string& endpoint() const;
   const std::string& name() const;
 
-  // NotFound when `peer` has not been heard from or was declared dead.
-  template <MessageType T>
-  absl::Status Send(std::string_view peer, const T& msg, std::vector<Payload> frames = {}) {
-    return SendOut(peer, MakeOut(msg, std::move(frames)));
-  }
-  // Answers `request` (routed back to its sender, reply_to = its id).
-  template <MessageType T>
-  absl::Status Reply(const Envelope& request, const T& msg, std::vector<Payload> frames = {}) {
-    return ReplyOut(request, MakeOut(msg, std::move(frames)));
-  }
-  absl::Status ReplyError(const Envelope& request, const absl::Status& error) {
-    return Reply(request, ErrorFromStatus(error));
-  }
-
-  // Sends and waits for the reply: DeadlineExceeded after `timeout`, Unavailable if the peer
-  // dies first, the peer's status if it answers with Error.
-  template <MessageType T>
-  absl::StatusOr<Envelope> Request(std::string_view peer, const T& msg, absl::Duration timeout,
-                                   std::vector<Payload> frames = {}) {
-    return RequestOut(peer, MakeOut(msg, std::move(frames)), timeout).get();
-  }
-  template <MessageType T>
-  std::future<absl::StatusOr<Envelope>> RequestAsync(std::string_view peer, const T& msg,
-                                                     absl::Duration timeout,
-                                                     std::vector<Payload> frames = {}) {
-    return RequestOut(peer, MakeOut(msg, std::move(frames)), timeout);
-  }
-  // Request() and decode the reply as Resp.
-  template <MessageType Resp, MessageType T>
-  absl::StatusOr<Resp> Call(std::string_view peer, const T& msg, absl::Duration timeout) {
-    absl::StatusOr<Envelope> env = Request(peer, msg, timeout);
-    if (!env.ok()) return env.status();
-    return env->As<Resp>();
-  }
+  // Send, Reply, ReplyError, Request, RequestAsync, Call, Post: TypedVerbs, with the peer first.
 
   // Next message or peer event; DeadlineExceeded when none arrives within `timeout`
   // (absl::ZeroDuration() polls), Cancelled once the endpoint is shutting down.
   absl::StatusOr<Inbound> Receive(absl::Duration timeout);
-  // Queues a local message for Receive() (peer "", sender = name()); e.g. a timer or the
-  // dashboard thread waking the controller loop. Cancelled after Shutdown().
-  template <MessageType T>
-  absl::Status Post(const T& msg, std::vector<Payload> frames = {}) {
-    return PostOut(MakeOut(msg, std::move(frames)));
-  }
-  absl::Status PostOut(OutMessage out);
 
   // Peers currently alive, sorted.
   std::vector<std::string> Peers() const;
@@ -200,13 +210,14 @@ class Router {
   absl::Status ReplyOut(const Envelope& request, OutMessage out);
   std::future<absl::StatusOr<Envelope>> RequestOut(std::string_view peer, OutMessage out,
                                                    absl::Duration timeout);
+  absl::Status PostOut(OutMessage out);
 
  private:
   explicit Router(std::unique_ptr<messaging_internal::Endpoint> impl);
   std::unique_ptr<messaging_internal::Endpoint> impl_;
 };
 
-class Dealer {
+class Dealer : public messaging_internal::TypedVerbs<Dealer> {
  public:
   static constexpr std::string_view kRouterPeer = "router";
 
@@ -220,43 +231,11 @@ class Dealer {
   const std::string& endpoint() const;
   const std::string& name() const;
 
-  template <MessageType T>
-  absl::Status Send(const T& msg, std::vector<Payload> frames = {}) {
-    return SendOut(MakeOut(msg, std::move(frames)));
-  }
-  template <MessageType T>
-  absl::Status Reply(const Envelope& request, const T& msg, std::vector<Payload> frames = {}) {
-    return ReplyOut(request, MakeOut(msg, std::move(frames)));
-  }
-  absl::Status ReplyError(const Envelope& request, const absl::Status& error) {
-    return Reply(request, ErrorFromStatus(error));
-  }
-  template <MessageType T>
-  absl::StatusOr<Envelope> Request(const T& msg, absl::Duration timeout,
-                                   std::vector<Payload> frames = {}) {
-    return RequestOut(MakeOut(msg, std::move(frames)), timeout).get();
-  }
-  template <MessageType T>
-  std::future<absl::StatusOr<Envelope>> RequestAsync(const T& msg, absl::Duration timeout,
-                                                     std::vector<Payload> frames = {}) {
-    return RequestOut(MakeOut(msg, std::move(frames)), timeout);
-  }
-  template <MessageType Resp, MessageType T>
-  absl::StatusOr<Resp> Call(const T& msg, absl::Duration timeout) {
-    absl::StatusOr<Envelope> env = Request(msg, timeout);
-    if (!env.ok()) return env.status();
-    return env->As<Resp>();
-  }
+  // Send, Reply, ReplyError, Request, RequestAsync, Call, Post: TypedVerbs, to the Router.
 
   // Messages from the Router (Envelope::peer = the Router's name) and PeerEvents about it
   // (PeerEvent::peer = kRouterPeer).
   absl::StatusOr<Inbound> Receive(absl::Duration timeout);
-  // As Router::Post: a local message for this worker's own Receive() loop.
-  template <MessageType T>
-  absl::Status Post(const T& msg, std::vector<Payload> frames = {}) {
-    return PostOut(MakeOut(msg, std::move(frames)));
-  }
-  absl::Status PostOut(OutMessage out);
   // Whether the Router has been heard from within the heartbeat timeout.
   bool RouterAlive() const;
   MessagingStats stats() const;
@@ -265,6 +244,7 @@ class Dealer {
   absl::Status SendOut(OutMessage out);
   absl::Status ReplyOut(const Envelope& request, OutMessage out);
   std::future<absl::StatusOr<Envelope>> RequestOut(OutMessage out, absl::Duration timeout);
+  absl::Status PostOut(OutMessage out);
 
  private:
   explicit Dealer(std::unique_ptr<messaging_internal::Endpoint> impl);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "absl/strings/str_cat.h"
+#include "core/clock.h"
 
 namespace tidal {
 namespace {
@@ -46,8 +47,7 @@ absl::Status MetricsLog::Write(nlohmann::json record) {
                      record.type_name()));
   }
   if (!record.contains("time")) {
-    auto now = std::chrono::system_clock::now().time_since_epoch();
-    record["time"] = std::chrono::duration<double>(now).count();
+    record["time"] = WallSeconds();
   }
   // replace: a stray invalid UTF-8 byte in a string (e.g. a sampled token) must not throw.
   std::string line = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

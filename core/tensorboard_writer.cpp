@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "core/clock.h"
 #include "core/hash.h"
 
 namespace tidal {
@@ -33,14 +34,10 @@ void Bytes(std::string* out, int field, std::string_view s) {
   out->append(s);
 }
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 std::string EventHeader(double wall_time, int64_t step) {
   std::string e;
   Key(&e, 1, 1);  // wall_time: double
-  Fixed(&e, wall_time < 0 ? Now() : wall_time);
+  Fixed(&e, wall_time < 0 ? WallSeconds() : wall_time);
   Key(&e, 2, 0);  // step: int64
   Varint(&e, static_cast<uint64_t>(step));
   return e;
@@ -59,7 +56,7 @@ absl::StatusOr<std::unique_ptr<TensorBoardWriter>> TensorBoardWriter::Open(const
   if (ec) return absl::PermissionDeniedError(absl::StrCat("tensorboard: cannot create '", dir, "': ", ec.message()));
   char host[256] = "localhost";
   gethostname(host, sizeof(host) - 1);
-  std::string path = absl::StrCat(dir, "/events.out.tfevents.", static_cast<int64_t>(Now()), ".", host, ".",
+  std::string path = absl::StrCat(dir, "/events.out.tfevents.", static_cast<int64_t>(WallSeconds()), ".", host, ".",
                                   getpid());
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) return absl::UnavailableError(absl::StrCat("tensorboard: cannot open '", path, "': ", std::strerror(errno)));

@@ -4,21 +4,13 @@
 #include <cassert>
 #include <stdexcept>
 
+#include "core/hash.h"
+
 namespace tidal::rollout {
-namespace {
-
-uint64_t Mix(uint64_t x) {  // splitmix64 finaliser
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 uint64_t BlockManager::ChainHash(uint64_t parent_hash, std::span<const int32_t> tokens) {
-  uint64_t h = Mix(parent_hash ^ 0x7469646c616c6b76ULL);
-  for (int32_t t : tokens) h = Mix(h ^ static_cast<uint32_t>(t));
+  uint64_t h = SplitMix64(parent_hash ^ 0x7469646c616c6b76ULL);
+  for (int32_t t : tokens) h = SplitMix64(h ^ static_cast<uint32_t>(t));
   return h;
 }
 

@@ -5,6 +5,8 @@
 #include <set>
 #include <unordered_map>
 
+#include "core/clock.h"
+#include "core/hash.h"
 #include "rollout/block_manager.h"
 #include "rollout/model_runner.h"
 #include "rollout/batch_scheduler.h"
@@ -13,22 +15,13 @@
 namespace tidal::rollout {
 namespace {
 
-double Seconds(Clock::time_point from, Clock::time_point to) {
-  return std::chrono::duration<double>(to - from).count();
-}
-
 std::string ShapeStr(at::IntArrayRef s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
   return out + "]";
 }
 
-uint64_t DefaultSeed(uint64_t counter) {
-  uint64_t x = counter + 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+uint64_t DefaultSeed(uint64_t counter) { return SplitMix64(counter); }
 
 }  // namespace
 
@@ -64,9 +57,9 @@ class Engine::Impl {
     o.stop_string = s.stop_string;
     o.num_cached_tokens = s.num_cached_tokens;
     o.num_preemptions = s.num_preemptions;
-    if (s.scheduled_once) o.queue_s = Seconds(s.arrival, s.first_scheduled);
-    if (!s.logprobs.empty()) o.ttft_s = Seconds(s.arrival, s.first_token);
-    o.e2e_s = Seconds(s.arrival, s.finished);
+    if (s.scheduled_once) o.queue_s = SecondsBetween(s.arrival, s.first_scheduled);
+    if (!s.logprobs.empty()) o.ttft_s = SecondsBetween(s.arrival, s.first_token);
+    o.e2e_s = SecondsBetween(s.arrival, s.finished);
     return o;
   }
 
@@ -178,7 +171,7 @@ class Engine::Impl {
     }
     sched->Commit(batch);
     const Clock::time_point now = Clock::now();
-    stats.forward_seconds += Seconds(run_start, now);
+    stats.forward_seconds += SecondsBetween(run_start, now);
     for (int32_t c : plan.context_lens) stats.context_tokens += c;
     if (plan.decode_only) {
       for (int32_t c : plan.context_lens) stats.decode_context_tokens += c;
@@ -211,7 +204,7 @@ class Engine::Impl {
         out.finished.push_back(Retire(s, stop.stop ? FinishReason::kStop : FinishReason::kLength));
       }
     }
-    const double step_s = Seconds(step_start, Clock::now());
+    const double step_s = SecondsBetween(step_start, Clock::now());
     stats.step_seconds += step_s;
     if (plan.decode_only) {
       ++stats.decode_steps;

@@ -2,20 +2,13 @@
 
 #include <algorithm>
 
+#include "core/hash.h"
+
 namespace tidal::rollout {
-namespace {
-
-uint64_t SplitMix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 double UniformForToken(uint64_t seed, int64_t index) {
-  const uint64_t bits = SplitMix(SplitMix(seed) ^ SplitMix(static_cast<uint64_t>(index) + 0x5851f42d4c957f2dULL));
+  const uint64_t bits =
+      SplitMix64(SplitMix64(seed) ^ SplitMix64(static_cast<uint64_t>(index) + 0x5851f42d4c957f2dULL));
   return static_cast<double>(bits >> 11) * 0x1.0p-53;
 }
 

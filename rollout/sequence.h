@@ -12,11 +12,12 @@
 #include <string_view>
 #include <vector>
 
+#include "core/clock.h"
 #include "rollout/sampling_params.h"
 
 namespace tidal::rollout {
 
-using Clock = std::chrono::steady_clock;
+using Clock = MonoClock;
 
 enum class FinishReason {
   kNone,    // still generating

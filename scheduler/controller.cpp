@@ -6,6 +6,7 @@
 
 #include <atomic>
 
+#include "core/clock.h"
 #include "core/remove_tree.h"
 #include "scheduler/controller_internal.h"
 
@@ -71,7 +72,7 @@ absl::Status Controller::PrepareRunDir() {
 }
 
 absl::Status Controller::StartWorkers() {
-  TIDAL_ASSIGN_OR_RETURN(policy_, ParseTagPolicy(EnumName(recipe_.pool.policy)));
+  policy_ = TagPolicyFor(recipe_.pool.policy);
   TIDAL_ASSIGN_OR_RETURN(transport_, weight_sync::SelectTransport(recipe_.weight_sync.backend,
                                                                   recipe_.pool.device_set.kind, recipe_.pool.policy));
   TIDAL_LOG(INFO) << "weight sync: " << weight_sync::TransportName(transport_) << " transport";
@@ -102,7 +103,7 @@ absl::Status Controller::StartWorkers() {
     }
   }
   comm_group_ = absl::StrFormat("tidal-%d-%d", getpid(),
-                                std::chrono::system_clock::now().time_since_epoch().count() % 1000000);
+                                WallMillis() % 1000000);
   // CUDA train ranks meet through NCCL; its bootstrap root lives here (a train rank's death ends
   // the run, so one id serves the whole run). A single rank makes its own id.
   if (recipe_.pool.device_set.kind == DeviceSet::Kind::kCuda && train_group_.size() > 1) {

@@ -46,7 +46,7 @@ void Controller::ApplyPolicy() {
     if (want[d] == Tag::kRollout && !workers_[d].hosts_engine) continue;
     const Tag from = pool_.device(d).tag;
     pool_.SetTag(d, want[d], now);
-    SendTo(d, SetTag{TagName(want[d])});
+    SendTo(d, SetTag{want[d]});
     const char* reason = MoveReason(policy_, want[d]);
     timeline_.Record({now, steps_done_, d, pool_.device(d).slot.Name(), from, want[d], reason, {}});
     if (metrics_) {

@@ -41,11 +41,11 @@ void Controller::HandleRegister(const Envelope& env) {
   setup.train_rank = w.train_rank;
   setup.hosts_engine = w.hosts_engine;
   setup.comm_group = comm_group_;
-  setup.tag = TagName(pool_.device(d).tag);
+  setup.tag = pool_.device(d).tag;
   setup.release_engine_memory = std::holds_alternative<ColocatedPolicy>(policy_);
   setup.resume_dir = resume_dir_;
   setup.nccl_id = nccl_id_hex_;
-  setup.weight_transport = weight_sync::TransportName(transport_);
+  setup.weight_transport = transport_;
   if (absl::Status s = router_->Reply(env, setup); !s.ok()) TIDAL_LOG(WARN) << "reply to " << env.peer << ": " << s;
   TIDAL_LOG(INFO) << "device " << d << " registered as " << env.peer << " (pid " << reg->pid << ")";
 }
@@ -76,7 +76,7 @@ void Controller::Handle(const Envelope& env) {
                 {"relayed_version", w.relayed_version}, {"policy_version", version_},
                 {"init_seconds", r->init_seconds}});
     // Tell it where the policy has its tag now (a restarted device may have moved).
-    SendTo(d, SetTag{TagName(pool_.device(d).tag)});
+    SendTo(d, SetTag{pool_.device(d).tag});
   } else if (env.Is<RolloutResult>()) {
     auto r = env.As<RolloutResult>();
     if (!r.ok()) return bad(r.status());

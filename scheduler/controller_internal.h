@@ -27,6 +27,7 @@
 #include <optional>
 #include <set>
 
+#include "core/clock.h"
 #include "core/communicator_nccl.h"
 #include "core/cuda_devices.h"
 #include "core/logging.h"
@@ -61,7 +62,6 @@ namespace tidal::scheduler::detail {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-using SteadyClock = std::chrono::steady_clock;
 
 // Set by RequestStop() (async-signal-safe).
 bool StopRequested();
@@ -112,7 +112,7 @@ class Controller {
   void AccountRemaining(const absl::Status& status);
 
   // ---- event loop
-  double Now() const { return std::chrono::duration<double>(SteadyClock::now() - t0_).count(); }
+  double Now() const { return SecondsSince(t0_); }
   // Runs the loop until `done()` holds; fails on a fatal error or a stop request.
   absl::Status WaitUntil(const std::function<bool()>& done, const char* what);
   void Pump(absl::Duration timeout);
@@ -172,7 +172,7 @@ class Controller {
   Recipe recipe_;
   RunOptions options_;
   std::string run_dir_, ckpt_dir_;
-  SteadyClock::time_point t0_ = SteadyClock::now();
+  MonoTime t0_ = MonoNow();
   absl::Status fatal_;
   bool stopping_ = false;   // shutting workers down: exits are expected
   bool finishing_ = false;  // RL is over: no new work, in-flight work is being aborted

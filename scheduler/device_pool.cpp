@@ -46,8 +46,6 @@ absl::StatusOr<DeviceSlot> ParseDeviceName(std::string_view name) {
   return slot;
 }
 
-const char* TagName(Tag tag) { return tag == Tag::kTrain ? "train" : "rollout"; }
-
 DevicePool::DevicePool(std::vector<DeviceSlot> slots, int train_count) {
   for (size_t i = 0; i < slots.size(); ++i) {
     DeviceState d;

@@ -20,6 +20,7 @@
 
 #include "core/recipe.h"
 #include "core/status.h"
+#include "scheduler/tag.h"
 
 namespace tidal::scheduler {
 
@@ -36,8 +37,6 @@ std::vector<DeviceSlot> SlotsFromDeviceSet(const DeviceSet& set);
 // Parses one slot name as printed by DeviceSlot::Name() ("cpu:0", "cuda:3").
 absl::StatusOr<DeviceSlot> ParseDeviceName(std::string_view name);
 
-enum class Tag : int { kRollout = 0, kTrain = 1 };
-const char* TagName(Tag tag);
 
 // Seconds spent per (tag, busy/idle) by one device.
 struct DeviceTime {

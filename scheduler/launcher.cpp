@@ -12,6 +12,8 @@
 #include <string_view>
 #include <thread>
 
+#include "core/clock.h"
+
 extern char** environ;
 
 namespace tidal::scheduler {
@@ -130,8 +132,8 @@ void ProcessLauncher::Stop(absl::Duration grace) {
     }
   }
   if (!any) return;
-  auto deadline = std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(grace);
-  while (std::chrono::steady_clock::now() < deadline) {
+  auto deadline = MonoNow() + absl::ToChronoMilliseconds(grace);
+  while (MonoNow() < deadline) {
     Reap();
     bool left = false;
     for (pid_t p : pids_) left |= p > 0;

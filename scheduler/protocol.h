@@ -39,7 +39,9 @@
 #include <vector>
 
 #include "core/message.h"
+#include "scheduler/tag.h"
 #include "scheduler/trajectory.h"
+#include "weight_sync/transport.h"
 
 namespace tidal::scheduler {
 
@@ -55,11 +57,12 @@ struct WorkerSetup {
   int train_rank = -1;            // this worker's rank in train_group, -1 if none
   bool hosts_engine = false;
   std::string comm_group;         // ShmCommunicator group name (unique per run)
-  std::string tag;                // initial tag: "rollout" | "train"
+  Tag tag = Tag::kRollout;        // initial tag (on the wire "rollout" | "train")
   bool release_engine_memory = false;  // colocated: free the KV cache while tagged train
   std::string resume_dir;          // checkpoint to resume the trainer from ("" = fresh)
   std::string nccl_id;             // hex ncclUniqueId of the train group (CUDA, > 1 rank; "" otherwise)
-  std::string weight_transport = "zmq";  // weight_sync::TransportName: "zmq" | "inprocess"
+  // What the train ranks publish through (on the wire its TransportName: "zmq" | "inprocess").
+  weight_sync::TransportKind weight_transport = weight_sync::TransportKind::kZmq;
 };
 TIDAL_MESSAGE(WorkerSetup, run_dir, recipe_path, device, device_name, train_group, train_rank,
               hosts_engine, comm_group, tag, release_engine_memory, resume_dir, nccl_id, weight_transport)
@@ -73,7 +76,7 @@ struct WorkerReady {
 TIDAL_MESSAGE(WorkerReady, engine, trainer, init_seconds, openai_url)
 
 struct SetTag {
-  std::string tag;  // "rollout" | "train"
+  Tag tag = Tag::kRollout;  // on the wire "rollout" | "train"
 };
 TIDAL_MESSAGE(SetTag, tag)
 

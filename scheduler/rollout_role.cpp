@@ -3,6 +3,7 @@
 #include <chrono>
 #include <map>
 
+#include "core/clock.h"
 #include "core/logging.h"
 #include "envs/environment.h"
 #include "rollout/engine.h"
@@ -11,7 +12,6 @@
 
 namespace tidal::scheduler {
 
-using SteadyClock = std::chrono::steady_clock;
 
 class RolloutRole::Impl {
  public:
@@ -67,6 +67,21 @@ class RolloutRole::Impl {
 RolloutRole::RolloutRole(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RolloutRole::~RolloutRole() = default;
 
+at::ScalarType EngineDtypeFor(const Recipe& r, const std::string& device) {
+  return r.model.dtype == ModelDtype::kBFloat16 || device.rfind("cuda", 0) == 0 ? at::kBFloat16 : at::kFloat;
+}
+
+rollout::EngineConfig EngineConfigFromRecipe(const Recipe& r, const std::string& device) {
+  rollout::EngineConfig ec;
+  ec.block_size = r.rollout.block_size;
+  ec.num_blocks = r.rollout.kv_blocks;
+  ec.max_batch_tokens = r.rollout.max_batch_tokens;
+  ec.max_seqs = r.rollout.max_seqs;
+  ec.device = device;
+  ec.dtype = EngineDtypeFor(r, device);
+  return ec;
+}
+
 absl::StatusOr<std::unique_ptr<RolloutRole>> RolloutRole::Create(const RolloutSettings& settings,
                                                                  const ModelConfig& config,
                                                                  std::shared_ptr<const Tokenizer> tokenizer) {
@@ -76,12 +91,7 @@ absl::StatusOr<std::unique_ptr<RolloutRole>> RolloutRole::Create(const RolloutSe
   impl->tokenizer = std::move(tokenizer);
   TIDAL_ASSIGN_OR_RETURN(impl->env, envs::Environment::Open(settings.env));
   auto& ec = impl->engine_config;
-  ec.block_size = settings.block_size;
-  ec.num_blocks = settings.kv_blocks;
-  ec.max_batch_tokens = settings.max_batch_tokens;
-  ec.max_seqs = settings.max_seqs;
-  ec.device = settings.device;
-  ec.dtype = settings.dtype;
+  ec = settings.engine;
   if (auto eos = impl->tokenizer->Specials().eos) {
     ec.eos_token_ids = impl->tokenizer->Specials().stop.empty() ? std::vector<int32_t>{*eos}
                                                                 : impl->tokenizer->Specials().stop;
@@ -330,9 +340,9 @@ RolloutResult RolloutRole::Impl::Finish(Group& g) {
     t.text = tokenizer->Decode(o->tokens, /*skip_special_tokens=*/true);
     first_queue = std::min(first_queue, o->queue_s);
     last_end = std::max(last_end, o->e2e_s);
-    const auto score_t0 = SteadyClock::now();
+    const auto score_t0 = MonoNow();
     absl::StatusOr<envs::ScoreResult> score = env->Score(g.work.hidden, t.text);
-    RecordEnvCall("score", std::chrono::duration<double>(SteadyClock::now() - score_t0).count(), score.ok());
+    RecordEnvCall("score", SecondsSince(score_t0), score.ok());
     if (!score.ok()) {
       r.error = std::string(score.status().message());
       r.samples.clear();
@@ -354,7 +364,7 @@ std::vector<RolloutResult> RolloutRole::Step() {
   std::vector<RolloutResult> out;
   if (!HasWork()) return out;
   if (m.openai) m.openai->Admit(*m.engine);
-  const auto step_t0 = SteadyClock::now();
+  const auto step_t0 = MonoNow();
   absl::StatusOr<rollout::StepOutput> step = m.engine->Step();
   if (!step.ok()) {
     if (m.openai) m.openai->FailAll(step.status(), m.engine.get());
@@ -363,7 +373,7 @@ std::vector<RolloutResult> RolloutRole::Step() {
   {
     const rollout::EngineStats st = m.engine->stats();
     EngineStepSample sample;
-    sample.seconds = std::chrono::duration<double>(SteadyClock::now() - step_t0).count();
+    sample.seconds = SecondsSince(step_t0);
     sample.running = step->num_seqs;
     sample.waiting = std::max<int64_t>(0, m.engine->NumUnfinished() - step->num_seqs);
     sample.prefill_tokens = step->num_prefill_tokens;
@@ -422,7 +432,7 @@ std::optional<WeightApplied> RolloutRole::OnBucket(const weight_sync::WeightBuck
 }
 
 WeightApplied RolloutRole::Install(const NamedTensors& weights, int64_t version) {
-  auto t0 = SteadyClock::now();
+  auto t0 = MonoNow();
   Impl& m = *impl_;
   WeightApplied r;
   r.version = version;
@@ -430,8 +440,9 @@ WeightApplied RolloutRole::Install(const NamedTensors& weights, int64_t version)
   // The engine serves model.dtype; the trainer publishes fp32 master weights.
   NamedTensors cast;
   const NamedTensors* use = &weights;
-  if (m.settings.dtype != at::kFloat) {
-    for (const auto& [name, t] : weights) cast[name] = t.to(m.settings.dtype);
+  const at::ScalarType dtype = m.settings.engine.dtype.value_or(at::kFloat);
+  if (dtype != at::kFloat) {
+    for (const auto& [name, t] : weights) cast[name] = t.to(dtype);
     use = &cast;
   }
   if (!m.engine) {
@@ -457,7 +468,7 @@ WeightApplied RolloutRole::Install(const NamedTensors& weights, int64_t version)
   r.ok = s.ok();
   r.error = s.ok() ? "" : std::string(s.message());
   r.serving_version = this->version();
-  r.seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+  r.seconds = SecondsSince(t0);
   if (r.ok) {
     RecordWeightSync("apply", r.seconds);
   } else {

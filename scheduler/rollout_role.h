@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/model.h"
+#include "core/recipe.h"
 #include "core/tokenizer.h"
 #include "envs/environment.h"
 #include "rollout/openai_server.h"
@@ -39,6 +40,14 @@ struct OpenAISettings {
   std::string bearer_token;  // non-empty: required of every request
 };
 
+// The engine's weight and KV-cache dtype for `recipe` on `device`: bf16 on CUDA (its kernels
+// and KV cache are made for it), model.dtype on CPU; the trainer's fp32 updates are rounded on
+// copy. The one rule; `tidal run`'s workers and `tidal bench rl` use it.
+at::ScalarType EngineDtypeFor(const Recipe& recipe, const std::string& device);
+// The recipe's rollout.* engine keys (block_size, kv_blocks, max_batch_tokens, max_seqs) as the
+// engine's config on `device`, in EngineDtypeFor's dtype.
+rollout::EngineConfig EngineConfigFromRecipe(const Recipe& recipe, const std::string& device);
+
 // Plain settings (filled from the recipe by the worker).
 struct RolloutSettings {
   OpenAISettings openai;
@@ -48,9 +57,9 @@ struct RolloutSettings {
   int64_t max_new_tokens = 64;       // per model turn
   bool multi_turn = false;           // play samples as step() episodes (env.multi_turn)
   int64_t max_turns = 4;
-  int64_t block_size = 16, kv_blocks = 0, max_batch_tokens = 2048, max_seqs = 64;
-  std::string device = "cpu";
-  at::ScalarType dtype = at::kFloat;    // what the engine serves (EngineConfig::dtype): model.dtype, bf16 on CUDA
+  // The engine's own config (EngineConfigFromRecipe: sizes, device, dtype); Create adds the
+  // tokenizer's stop tokens.
+  rollout::EngineConfig engine;
   bool release_memory_when_idle = false;  // colocated: free the KV cache while tagged train
 };
 

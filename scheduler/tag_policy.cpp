@@ -20,6 +20,15 @@ absl::StatusOr<TagPolicy> ParseTagPolicy(std::string_view name) {
       "pool.policy: expected one of static, colocated, elastic; found '%s'", name));
 }
 
+TagPolicy TagPolicyFor(PoolPolicy policy) {
+  switch (policy) {
+    case PoolPolicy::kStatic: return StaticPolicy{};
+    case PoolPolicy::kColocated: return ColocatedPolicy{};
+    case PoolPolicy::kElastic: return ElasticPolicy{};
+  }
+  return StaticPolicy{};
+}
+
 std::string TagPolicyName(const TagPolicy& policy) {
   return std::visit(Overloaded{[](const StaticPolicy&) { return std::string("static"); },
                                [](const ColocatedPolicy&) { return std::string("colocated"); },

@@ -38,6 +38,8 @@ struct ElasticPolicy {};
 using TagPolicy = std::variant<StaticPolicy, ColocatedPolicy, ElasticPolicy>;
 
 absl::StatusOr<TagPolicy> ParseTagPolicy(std::string_view name);
+// The recipe's pool.policy as its policy (the controller's path: typed, no name in between).
+TagPolicy TagPolicyFor(PoolPolicy policy);
 std::string TagPolicyName(const TagPolicy& policy);
 
 struct PolicyDevice {

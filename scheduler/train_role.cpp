@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "core/clock.h"
 #include "core/communicator_factory.h"
 #include "core/hf_tokenizer_files.h"
 #include "core/logging.h"
@@ -9,7 +10,58 @@
 
 namespace tidal::scheduler {
 
-using SteadyClock = std::chrono::steady_clock;
+TrainerOptions TrainerOptionsFromRecipe(const Recipe& r, const std::string& device) {
+  TrainerOptions o;
+  o.optimizer.lr = r.train.lr;
+  o.optimizer.beta1 = r.train.betas[0];
+  o.optimizer.beta2 = r.train.betas[1];
+  o.optimizer.weight_decay = r.train.weight_decay;
+  o.max_grad_norm = r.train.grad_clip;
+  switch (r.algo.name) {
+    case AlgoName::kGspo: o.loss.type = PolicyLossType::kGspo; break;
+    case AlgoName::kCispo: o.loss.type = PolicyLossType::kCispo; break;
+    case AlgoName::kGrpo:
+    case AlgoName::kDapo:
+    case AlgoName::kRloo:
+    case AlgoName::kReinforcePP: o.loss.type = PolicyLossType::kPpoClip; break;
+  }
+  switch (r.algo.name) {
+    case AlgoName::kRloo: o.advantages.estimator = AdvantageEstimator::kRloo; break;
+    case AlgoName::kReinforcePP: o.advantages.estimator = AdvantageEstimator::kReinforcePlusPlus; break;
+    case AlgoName::kGrpo:
+    case AlgoName::kDapo:
+    case AlgoName::kGspo:
+    case AlgoName::kCispo: o.advantages.estimator = AdvantageEstimator::kGrpo; break;
+  }
+  o.advantages.grpo_scale_by_std = r.algo.adv_std_norm;
+  switch (r.algo.loss_agg) {
+    case LossAgg::kTokenMean: o.loss.aggregation = LossAggregation::kTokenMean; break;
+    case LossAgg::kSeqMean: o.loss.aggregation = LossAggregation::kSeqMeanTokenMean; break;
+    case LossAgg::kSeqSumNorm: o.loss.aggregation = LossAggregation::kSeqMeanTokenSum; break;
+  }
+  o.loss.max_len = static_cast<double>(r.rollout.max_new_tokens);  // Dr.GRPO's normaliser
+  o.loss.clip_low = r.algo.clip[0];
+  o.loss.clip_high = r.algo.clip[1];
+  o.loss.kl_coef = r.algo.kl_coef;
+  o.loss.kl_estimator = r.algo.kl_estimator;
+  o.loss.entropy_coef = r.algo.entropy_coef;
+  o.dynamic_sampling = false;
+  switch (r.algo.is_correction.type) {
+    case IsCorrectionType::kNone: o.is_correction = IsCorrection::kNone; break;
+    case IsCorrectionType::kTis: o.is_correction = IsCorrection::kTis; break;
+    case IsCorrectionType::kMis: o.is_correction = IsCorrection::kMis; break;
+  }
+  o.is_cap = r.algo.is_correction.cap;
+  o.temperature = r.rollout.temperature;
+  o.micro_batch_tokens = r.train.micro_batch_tokens;
+  o.sharding.compute_dtype = r.train.precision == Precision::kBf16 ? at::kBFloat16 : at::kFloat;
+  o.sharding.reduce_dtype = r.train.reduce_dtype == Precision::kBf16 ? at::kBFloat16 : at::kFloat;
+  o.sharding.device = at::Device(device);
+  o.sharding.activation_checkpointing = r.train.activation_checkpointing;
+  o.max_nonfinite_steps = r.train.max_nonfinite_steps;
+  return o;
+}
+
 
 class TrainRole::Impl {
  public:
@@ -40,33 +92,8 @@ absl::StatusOr<std::unique_ptr<TrainRole>> TrainRole::Create(const TrainRoleConf
   cs.timeout = absl::Seconds(600);
   TIDAL_ASSIGN_OR_RETURN(impl->comm, CreateCommunicatorForDevice(cs));
 
-  TrainerOptions o;
-  o.optimizer.lr = c.lr;
-  o.optimizer.beta1 = c.beta1;
-  o.optimizer.beta2 = c.beta2;
-  o.optimizer.weight_decay = c.weight_decay;
-  o.max_grad_norm = c.grad_clip;
-  TIDAL_ASSIGN_OR_RETURN(o.loss.type, ParsePolicyLossType(c.loss));
-  o.loss.clip_low = c.clip_low;
-  o.loss.clip_high = c.clip_high;
-  TIDAL_ASSIGN_OR_RETURN(o.loss.aggregation, ParseLossAggregation(c.loss_agg));
-  o.loss.max_len = c.max_len;
-  o.loss.kl_coef = c.kl_coef;
-  TIDAL_ASSIGN_OR_RETURN(o.loss.kl_estimator, ParseKlEstimator(c.kl_estimator));
-  o.loss.entropy_coef = c.entropy_coef;
-  TIDAL_ASSIGN_OR_RETURN(o.advantages.estimator, ParseAdvantageEstimator(c.advantage));
-  o.advantages.grpo_scale_by_std = c.adv_std_norm;
-  // The controller's store already drops zero-variance groups (and accounts for them).
-  o.dynamic_sampling = false;
-  TIDAL_ASSIGN_OR_RETURN(o.is_correction, ParseIsCorrection(c.is_correction));
-  o.is_cap = c.is_cap;
-  o.temperature = c.temperature;
-  o.micro_batch_tokens = c.micro_batch_tokens;
-  o.sharding.compute_dtype = c.bf16 ? at::kBFloat16 : at::kFloat;
-  o.sharding.reduce_dtype = c.reduce_bf16 ? at::kBFloat16 : at::kFloat;
+  TrainerOptions o = c.trainer;
   o.sharding.device = at::Device(c.device);
-  o.sharding.activation_checkpointing = c.activation_checkpointing;
-  o.max_nonfinite_steps = c.max_nonfinite_steps;
 
   if (!c.model_path.empty()) {
     TIDAL_ASSIGN_OR_RETURN(impl->trainer, Trainer::CreateFromHf(c.model_path, o, impl->comm.get()));
@@ -85,7 +112,7 @@ int TrainRole::rank() const { return impl_->config.rank; }
 int64_t TrainRole::version() const { return impl_->trainer->step(); }
 
 absl::StatusOr<SftStepDone> TrainRole::Sft(const SftStep& step) {
-  auto t0 = SteadyClock::now();
+  auto t0 = MonoNow();
   std::vector<SftSample> batch;
   for (const auto& e : step.examples) {
     SftSample s;
@@ -97,18 +124,18 @@ absl::StatusOr<SftStepDone> TrainRole::Sft(const SftStep& step) {
   }
   impl_->trainer->SetLearningRate(step.lr);
   TIDAL_ASSIGN_OR_RETURN(StepStats st, impl_->trainer->SftStep(batch));
-  impl_->trainer->SetLearningRate(impl_->config.lr);
+  impl_->trainer->SetLearningRate(impl_->config.trainer.optimizer.lr);
   impl_->sft_since_rl = true;
   SftStepDone d;
   d.step = step.step;
   d.loss = st.loss;
   d.tokens = st.tokens;
-  d.seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+  d.seconds = SecondsSince(t0);
   return d;
 }
 
 absl::StatusOr<TrainStepDone> TrainRole::Train(const TrainStep& step) {
-  auto t0 = SteadyClock::now();
+  auto t0 = MonoNow();
   std::vector<TrainSample> batch;
   for (const auto& g : step.groups) {
     for (const auto& t : g.samples) {
@@ -135,7 +162,7 @@ absl::StatusOr<TrainStepDone> TrainRole::Train(const TrainStep& step) {
   d.step = step.step;
   d.version = impl_->trainer->step();
   d.tokens = st.tokens;
-  d.seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+  d.seconds = SecondsSince(t0);
   for (const auto& [name, value] : st.Metrics()) {
     std::string key = name.rfind("train/", 0) == 0 ? name.substr(6) : name;
     d.stats[key] = value;

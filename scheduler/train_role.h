@@ -5,8 +5,9 @@
 // collective calls in that order (the controller sends each to all ranks). FullWeights() is a
 // collective; the worker then cuts rank 0's copy into weight-sync buckets.
 //
-// The settings arrive as plain data (TrainRoleConfig, filled from the recipe by the worker) so
-// this header and its callers need neither the trainer's nor the recipe's headers.
+// The settings arrive typed: the worker fills TrainRoleConfig, whose objective and optimizer
+// part is the trainer's own TrainerOptions built from the recipe by TrainerOptionsFromRecipe
+// (recipe enums to trainer enums; nothing travels as a string).
 #pragma once
 
 #include <memory>
@@ -14,10 +15,18 @@
 #include <vector>
 
 #include "core/model.h"
+#include "core/recipe.h"
 #include "core/tokenizer.h"
 #include "scheduler/protocol.h"
+#include "trainer/trainer.h"
 
 namespace tidal::scheduler {
+
+// The recipe's algo.* and train.* keys as the trainer's options, on `device` ("cpu", "cuda:0").
+// The one mapping from the recipe to the trainer: the workers of `tidal run` and `tidal bench rl`
+// both use it. Dynamic sampling stays off here: the controller's trajectory store applies DAPO's
+// filter (trainer/advantages.h RewardsUniform) and accounts for the groups it drops.
+TrainerOptions TrainerOptionsFromRecipe(const Recipe& recipe, const std::string& device);
 
 struct TrainRoleConfig {
   ModelConfig model;
@@ -29,25 +38,10 @@ struct TrainRoleConfig {
   std::string nccl_id;  // raw ncclUniqueId bytes from the controller (CUDA, world > 1)
   std::string device = "cpu";
   std::string resume_dir;  // checkpoint to restore ("" = fresh)
-  // Optimizer / objective.
-  double lr = 1e-4, beta1 = 0.9, beta2 = 0.999, weight_decay = 0, grad_clip = 1.0;
-  std::string loss = "ppo";            // ppo | gspo | cispo
-  std::string advantage = "grpo";      // grpo | rloo | reinforce++
-  bool adv_std_norm = true;
-  std::string loss_agg = "token_mean"; // token_mean | seq_mean | drgrpo
-  double max_len = 0;                  // drgrpo normaliser (rollout.max_new_tokens)
-  double clip_low = 0.2, clip_high = 0.28;
-  double kl_coef = 0, entropy_coef = 0;
-  std::string kl_estimator = "k3";
-  std::string is_correction = "tis";
-  double is_cap = 2.0;
-  double temperature = 1.0;
-  int64_t micro_batch_tokens = 4096;
+  TrainerOptions trainer;  // optimizer, objective, precision: TrainerOptionsFromRecipe
   // The first RL step after SFT steps starts from fresh AdamW moments (else the SFT gradients'
   // second moments keep damping RL updates for ~1/(1-beta2) steps).
   bool reset_optimizer_after_sft = false;
-  bool bf16 = false, reduce_bf16 = false, activation_checkpointing = false;
-  int64_t max_nonfinite_steps = 3;  // train.max_nonfinite_steps
   bool offload_optimizer = false;  // train.offload: moments to pinned host memory during rollout
 };
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "trainer/advantages.h"
+
 namespace tidal::scheduler {
 
 int64_t TrajectoryGroup::MinVersion() const {
@@ -34,10 +36,10 @@ double TrajectoryGroup::MeanReward() const {
 }
 
 bool TrajectoryGroup::RewardsAllEqual() const {
-  for (const auto& s : samples) {
-    if (s.reward != samples.front().reward) return false;
-  }
-  return true;
+  std::vector<double> rewards;
+  rewards.reserve(samples.size());
+  for (const auto& s : samples) rewards.push_back(s.reward);
+  return RewardsUniform(rewards);
 }
 
 }  // namespace tidal::scheduler

@@ -40,6 +40,7 @@ struct TrajectoryGroup {
   int64_t MaxVersion() const;
   int64_t ResponseTokens() const;
   double MeanReward() const;
+  // DAPO zero variance (trainer/advantages.h RewardsUniform): the store filters these groups.
   bool RewardsAllEqual() const;
 };
 

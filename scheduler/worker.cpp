@@ -8,6 +8,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "core/clock.h"
 #include "core/curve_auth.h"
 
 #include "core/communicator_nccl.h"
@@ -29,11 +30,11 @@
 #include "weight_sync/inprocess_transport.h"
 #include "weight_sync/transport_factory.h"
 #include "weight_sync/weight_packer.h"
+#include "weight_sync/zmq_transport.h"
 
 namespace tidal::scheduler {
 namespace {
 
-using SteadyClock = std::chrono::steady_clock;
 
 // Recipe -> the roles' plain settings (the roles do not see the recipe).
 TrainRoleConfig TrainConfigFromRecipe(const Recipe& r, const WorkerSetup& setup, const ModelConfig& model,
@@ -49,42 +50,8 @@ TrainRoleConfig TrainConfigFromRecipe(const Recipe& r, const WorkerSetup& setup,
   c.device = device;
   c.offload_optimizer = r.train.offload;
   c.resume_dir = setup.resume_dir;
-  c.lr = r.train.lr;
-  c.beta1 = r.train.betas[0];
-  c.beta2 = r.train.betas[1];
-  c.weight_decay = r.train.weight_decay;
-  c.grad_clip = r.train.grad_clip;
-  switch (r.algo.name) {
-    case AlgoName::kGspo: c.loss = "gspo"; break;
-    case AlgoName::kCispo: c.loss = "cispo"; break;
-    default: c.loss = "ppo";
-  }
-  switch (r.algo.name) {
-    case AlgoName::kRloo: c.advantage = "rloo"; break;
-    case AlgoName::kReinforcePP: c.advantage = "reinforce++"; break;
-    default: c.advantage = "grpo";
-  }
-  c.adv_std_norm = r.algo.adv_std_norm;
-  switch (r.algo.loss_agg) {
-    case LossAgg::kSeqMean: c.loss_agg = "seq_mean"; break;
-    case LossAgg::kSeqSumNorm: c.loss_agg = "drgrpo"; break;
-    default: c.loss_agg = "token_mean";
-  }
-  c.max_len = static_cast<double>(r.rollout.max_new_tokens);
-  c.clip_low = r.algo.clip[0];
-  c.clip_high = r.algo.clip[1];
-  c.kl_coef = r.algo.kl_coef;
-  c.kl_estimator = std::string(EnumName(r.algo.kl_estimator));
-  c.entropy_coef = r.algo.entropy_coef;
-  c.is_correction = std::string(EnumName(r.algo.is_correction.type));
-  c.is_cap = r.algo.is_correction.cap;
-  c.temperature = r.rollout.temperature;
-  c.micro_batch_tokens = r.train.micro_batch_tokens;
+  c.trainer = TrainerOptionsFromRecipe(r, device);
   c.reset_optimizer_after_sft = r.warmup.sft.reset_optimizer;
-  c.bf16 = r.train.precision == Precision::kBf16;
-  c.reduce_bf16 = r.train.reduce_dtype == Precision::kBf16;
-  c.activation_checkpointing = r.train.activation_checkpointing;
-  c.max_nonfinite_steps = r.train.max_nonfinite_steps;
   return c;
 }
 
@@ -120,25 +87,13 @@ absl::StatusOr<RolloutSettings> RolloutSettingsFromRecipe(const Recipe& r, const
   s.max_new_tokens = r.rollout.max_new_tokens;
   s.multi_turn = r.env.multi_turn;
   s.max_turns = r.env.max_turns;
-  s.block_size = r.rollout.block_size;
-  s.kv_blocks = r.rollout.kv_blocks;
-  s.max_batch_tokens = r.rollout.max_batch_tokens;
-  s.max_seqs = r.rollout.max_seqs;
-  s.device = device;
-  // The engine serves bf16 on CUDA (its kernels and KV cache are made for it) and whatever
-  // model.dtype says on CPU; the trainer's fp32 updates are rounded on copy.
-  s.dtype = r.model.dtype == ModelDtype::kBFloat16 || device.rfind("cuda", 0) == 0 ? at::kBFloat16
-                                                                                   : at::kFloat;
+  s.engine = EngineConfigFromRecipe(r, device);
   s.release_memory_when_idle = setup.release_engine_memory;
   s.openai.serve = r.openai.serve;
   s.openai.bind = r.openai.bind;
   s.openai.port = r.openai.port > 0 ? static_cast<int>(r.openai.port) + setup.device : 0;
   s.openai.default_max_tokens = r.rollout.max_new_tokens;
   return s;
-}
-
-double Since(SteadyClock::time_point t) {
-  return std::chrono::duration<double>(SteadyClock::now() - t).count();
 }
 
 class Worker {
@@ -149,8 +104,10 @@ class Worker {
  private:
   absl::Status Setup();
   absl::Status Handle(const Envelope& env);
-  // Gathers the full policy; rank 0 streams it to the controller as buckets; a rank hosting an
-  // engine installs it locally. Returns the seconds spent.
+  // The weights plane's transport this train rank publishes through (setup_.weight_transport).
+  absl::Status MakeTransport(at::DeviceType device_type, at::ScalarType engine_dtype);
+  // Publishes `version` through transport_ (a collective over the train group) and records its
+  // metrics. Returns the seconds spent.
   absl::StatusOr<double> Publish(int64_t version);
   // Sends the agent sessions that finished, and the agent load when it changed.
   void ReportAgentSessions();
@@ -170,17 +127,18 @@ class Worker {
   std::unique_ptr<TrainRole> train_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   MemoryPhases phases_;
-  // Colocated on one device: the engine takes each version from the trainer in this process,
-  // device to device in its own dtype; the controller relays nothing.
-  std::unique_ptr<weight_sync::InProcessTransport> in_process_;
+  // Train ranks only: kZmq (buckets to the controller's relay) or, colocated, kInProcess (the
+  // engine takes each version from the trainer in this process, device to device in its own
+  // dtype; the controller relays nothing).
+  std::unique_ptr<weight_sync::Transport> transport_;
   bool shutdown_ = false;
   int64_t reported_agent_calls_ = 0;
   std::string http_token_;  // the OpenAI endpoint's bearer token ("" = loopback, none)
-  SteadyClock::time_point last_metrics_{};
+  MonoTime last_metrics_{};
 };
 
 absl::Status Worker::Setup() {
-  auto t0 = SteadyClock::now();
+  auto t0 = MonoNow();
   TIDAL_ASSIGN_OR_RETURN(DeviceSlot slot, ParseDeviceName(options_.device));
   if (slot.kind == DeviceKind::kCpu) at::set_num_threads(1);  // one core per CPU slot
   char host[256] = {};
@@ -230,57 +188,85 @@ absl::Status Worker::Setup() {
     }
     TIDAL_ASSIGN_OR_RETURN(train_, TrainRole::Create(tc, tokenizer));
   }
+  at::ScalarType engine_dtype = at::kFloat;
   if (setup_.hosts_engine) {
     TIDAL_ASSIGN_OR_RETURN(RolloutSettings rs, RolloutSettingsFromRecipe(recipe_, setup_, device));
     rs.openai.bearer_token = http_token_;
-    if (setup_.weight_transport == weight_sync::TransportName(weight_sync::TransportKind::kInProcess)) {
-      if (!train_) return absl::FailedPreconditionError("in-process weight transport on a worker without a train rank");
-      in_process_ = std::make_unique<weight_sync::InProcessTransport>(
-          rs.dtype, slot.kind == DeviceKind::kCuda ? at::kCUDA : at::kCPU,
-          [this](at::ScalarType dtype) { return train_->DeviceWeights(dtype); },
-          [this](const NamedTensors& w, int64_t version) -> absl::Status {
-            WeightApplied applied = rollout_->Install(w, version);
-            Send(applied);
-            return applied.ok ? absl::OkStatus() : absl::InternalError(applied.error);
-          });
+    engine_dtype = rs.engine.dtype.value_or(at::kFloat);
+    if (setup_.weight_transport == weight_sync::TransportKind::kInProcess && !train_) {
+      return absl::FailedPreconditionError("in-process weight transport on a worker without a train rank");
     }
     TIDAL_ASSIGN_OR_RETURN(rollout_, RolloutRole::Create(rs, config, tokenizer));
-    rollout_->SetActive(setup_.tag == "rollout");
+    rollout_->SetActive(setup_.tag == Tag::kRollout);
   }
-  phases_.in_train = setup_.tag != "rollout";
+  if (train_) TIDAL_RETURN_IF_ERROR(MakeTransport(slot.kind == DeviceKind::kCuda ? at::kCUDA : at::kCPU, engine_dtype));
+  phases_.in_train = setup_.tag != Tag::kRollout;
   if (phases_.device >= 0) ResetPeakDeviceMemory(phases_.device);
   TIDAL_LOG(INFO) << "device " << setup_.device_name << ": train rank " << setup_.train_rank
-                  << ", engine " << (rollout_ != nullptr) << ", tag " << setup_.tag;
-  Send(WorkerReady{rollout_ != nullptr, train_ != nullptr, Since(t0),
+                  << ", engine " << (rollout_ != nullptr) << ", tag " << TagName(setup_.tag);
+  Send(WorkerReady{rollout_ != nullptr, train_ != nullptr, SecondsSince(t0),
                    rollout_ ? rollout_->openai_url() : ""});
   return absl::OkStatus();
 }
 
-absl::StatusOr<double> Worker::Publish(int64_t version) {
-  auto t0 = SteadyClock::now();
-  if (in_process_) {
-    // Collective over the train group (every colocated rank hosts an engine): each rank gathers
-    // the policy on its own device in the engine's dtype and its engine copies it in place.
-    TIDAL_RETURN_IF_ERROR(in_process_->Publish(version).status());
-    RecordWeightSync("in_process", Since(t0));
-    return Since(t0);
-  }
-  // Collective: uniform across train ranks (all of them host engines, or none does).
-  TIDAL_ASSIGN_OR_RETURN(NamedTensors full, train_->FullWeights(/*all_ranks=*/rollout_ != nullptr));
-  RecordWeightSync("gather", Since(t0));
-  if (train_->rank() == 0) {
-    auto t_send = SteadyClock::now();
-    int64_t bucket_bytes = std::max<int64_t>(1, recipe_.weight_sync.bucket_mb) << 20;
-    double sent = 0;
-    for (auto& b : weight_sync::PackWeights(full, version, bucket_bytes)) {
-      sent += static_cast<double>(b.bytes.size());
-      Send(b.header, {b.bytes});
+absl::Status Worker::MakeTransport(at::DeviceType device_type, at::ScalarType engine_dtype) {
+  switch (setup_.weight_transport) {
+    case weight_sync::TransportKind::kInProcess:
+      if (rollout_) {
+        // Collective over the train group (every colocated rank hosts an engine): each rank
+        // gathers the policy on its own device in the engine's dtype and its engine copies it in
+        // place.
+        transport_ = std::make_unique<weight_sync::InProcessTransport>(
+            engine_dtype, device_type, [this](at::ScalarType dtype) { return train_->DeviceWeights(dtype); },
+            [this](const NamedTensors& w, int64_t version) -> absl::Status {
+              WeightApplied applied = rollout_->Install(w, version);
+              Send(applied);
+              return applied.ok ? absl::OkStatus() : absl::InternalError(applied.error);
+            });
+        return absl::OkStatus();
+      }
+      [[fallthrough]];  // a train rank without an engine has nothing to copy into: buckets
+    case weight_sync::TransportKind::kZmq: {
+      // Collective: uniform across train ranks (all of them host engines, or none does). A send
+      // that fails is logged (Send) and the relay never completes that version.
+      const int64_t bucket_bytes = std::max<int64_t>(1, recipe_.weight_sync.bucket_mb) << 20;
+      weight_sync::ZmqTransport::LocalInstall local;
+      if (rollout_) {
+        local = [this](const NamedTensors& w, int64_t version) {
+          Send(rollout_->Install(w, version));
+          return absl::OkStatus();
+        };
+      }
+      transport_ = std::make_unique<weight_sync::ZmqTransport>(
+          [this] { return train_->FullWeights(/*all_ranks=*/rollout_ != nullptr); }, train_->rank() == 0,
+          bucket_bytes,
+          [this](const weight_sync::WeightBucket& header, Payload bytes) {
+            Send(header, {std::move(bytes)});
+            return absl::OkStatus();
+          },
+          std::move(local));
+      return absl::OkStatus();
     }
-    RecordWeightSync("send", Since(t_send));
-    RecordWeightBytes("sent", sent);
+    case weight_sync::TransportKind::kIpc:
+    case weight_sync::TransportKind::kNccl:
+      break;
   }
-  if (rollout_) Send(rollout_->Install(full, version));
-  return Since(t0);
+  return absl::UnimplementedError(absl::StrCat("weight transport ", weight_sync::TransportName(setup_.weight_transport),
+                                               " is not driven by tidal run (weight_sync/transport.h)"));
+}
+
+absl::StatusOr<double> Worker::Publish(int64_t version) {
+  TIDAL_ASSIGN_OR_RETURN(weight_sync::PublishStats st, transport_->Publish(version));
+  if (transport_->kind() == weight_sync::TransportKind::kInProcess) {
+    RecordWeightSync("in_process", st.seconds);
+  } else {
+    RecordWeightSync("gather", st.gather_seconds);
+    if (train_->rank() == 0) {
+      RecordWeightSync("send", st.send_seconds);
+      RecordWeightBytes("sent", static_cast<double>(st.bytes));
+    }
+  }
+  return st.seconds;
 }
 
 void Worker::ReportAgentSessions() {
@@ -311,19 +297,19 @@ void Worker::ReportAgentSessions() {
 }
 
 void Worker::ReportMetrics(bool force) {
-  if (!force && Since(last_metrics_) < 1.0) return;
-  last_metrics_ = SteadyClock::now();
+  if (!force && SecondsSince(last_metrics_) < 1.0) return;
+  last_metrics_ = MonoNow();
   Send(WorkerMetrics{WorkerMetricsSnapshot()});
 }
 
 absl::Status Worker::Handle(const Envelope& env) {
   if (env.Is<SetTag>()) {
     TIDAL_ASSIGN_OR_RETURN(SetTag m, env.As<SetTag>());
-    const bool to_rollout = m.tag == "rollout";
+    const bool to_rollout = m.tag == Tag::kRollout;
     if (train_ && rollout_ && to_rollout == phases_.in_train) {
       // A shared device changes hands: close the phase's peak, free the leaving side's memory
       // first (trainer: gradients, cached blocks, moments if offloading; engine: its KV cache).
-      auto t0 = SteadyClock::now();
+      auto t0 = MonoNow();
       phases_.Close();
       if (to_rollout) {
         PhaseSwitchStats st = train_->EnterRolloutPhase();
@@ -335,7 +321,7 @@ absl::Status Worker::Handle(const Envelope& env) {
         train_->EnterTrainPhase();
       }
       phases_.in_train = !to_rollout;
-      phases_.switch_seconds += Since(t0);
+      phases_.switch_seconds += SecondsSince(t0);
     } else if (rollout_) {
       rollout_->SetActive(to_rollout);
     }
@@ -391,10 +377,10 @@ absl::Status Worker::Handle(const Envelope& env) {
     ReportMetrics(/*force=*/true);  // every step's numbers reach /metrics, however fast steps are
   } else if (env.Is<PublishWeights>()) {
     TIDAL_RETURN_IF_ERROR(env.As<PublishWeights>().status());
-    auto t0 = SteadyClock::now();
+    auto t0 = MonoNow();
     const int64_t version = train_->version();
     TIDAL_RETURN_IF_ERROR(Publish(version).status());
-    Send(WeightsPublished{version, 0, 0, Since(t0)});
+    Send(WeightsPublished{version, 0, 0, SecondsSince(t0)});
   } else if (env.Is<Checkpoint>()) {
     TIDAL_ASSIGN_OR_RETURN(Checkpoint m, env.As<Checkpoint>());
     absl::Status s = train_->SaveCheckpoint(m.dir);

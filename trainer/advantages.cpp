@@ -1,5 +1,6 @@
 #include "trainer/advantages.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -117,22 +118,20 @@ std::vector<double> ComputeAdvantages(const AdvantageOptions& o, const std::vect
   return {};
 }
 
+bool RewardsUniform(std::span<const double> rewards, double tol) {
+  if (rewards.empty()) return true;
+  const auto [lo, hi] = std::minmax_element(rewards.begin(), rewards.end());
+  return *hi - *lo <= tol;
+}
+
 DynamicSamplingResult FilterUniformGroups(const std::vector<double>& rewards, const std::vector<int64_t>& groups,
                                           double tol) {
-  std::map<int64_t, std::pair<double, double>> range;  // group -> (min, max)
-  std::map<int64_t, int64_t> count;
-  for (size_t i = 0; i < rewards.size(); ++i) {
-    auto [it, fresh] = range.try_emplace(groups.at(i), rewards[i], rewards[i]);
-    if (!fresh) {
-      it->second.first = std::min(it->second.first, rewards[i]);
-      it->second.second = std::max(it->second.second, rewards[i]);
-    }
-    count[groups[i]]++;
-  }
+  std::map<int64_t, std::vector<double>> by_group;
+  for (size_t i = 0; i < rewards.size(); ++i) by_group[groups.at(i)].push_back(rewards[i]);
   DynamicSamplingResult r;
   std::set<int64_t> keep;
-  for (const auto& [g, mm] : range) {
-    if (count[g] >= 2 && mm.second - mm.first > tol) {
+  for (const auto& [g, group_rewards] : by_group) {
+    if (group_rewards.size() >= 2 && !RewardsUniform(group_rewards, tol)) {
       keep.insert(g);
       r.kept_groups++;
     } else {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -60,8 +61,15 @@ std::vector<double> PreWhitenValues(const AdvantageOptions& o, const std::vector
 std::vector<double> ComputeAdvantages(const AdvantageOptions& o, const std::vector<double>& rewards,
                                       const std::vector<int64_t>& groups, const BatchMoments* global);
 
-// DAPO dynamic sampling: keeps samples whose group has at least two distinct rewards (|diff| >
-// tol); groups of one sample are dropped too (they carry no signal under group baselines).
+// DAPO's zero-variance test, the one definition of it: both FilterUniformGroups below and the
+// controller's trajectory store (scheduler/trajectory_store.cpp, through
+// TrajectoryGroup::RewardsAllEqual) apply it. Rewards spanning no more than `tol` give every
+// sample of the group the same group-relative advantage, hence no gradient.
+constexpr double kUniformRewardTol = 1e-9;
+bool RewardsUniform(std::span<const double> rewards, double tol = kUniformRewardTol);
+
+// DAPO dynamic sampling: keeps samples whose group's rewards are not RewardsUniform; groups of
+// one sample are dropped too (they carry no signal under group baselines).
 struct DynamicSamplingResult {
   std::vector<size_t> kept;  // indices into the input, in input order
   int64_t kept_groups = 0;
@@ -69,6 +77,6 @@ struct DynamicSamplingResult {
   int64_t dropped_samples = 0;
 };
 DynamicSamplingResult FilterUniformGroups(const std::vector<double>& rewards, const std::vector<int64_t>& groups,
-                                          double tol = 1e-9);
+                                          double tol = kUniformRewardTol);
 
 }  // namespace tidal

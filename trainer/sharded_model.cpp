@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/clock.h"
 #include "core/cuda_devices.h"
 
 namespace tidal {
@@ -439,14 +440,10 @@ namespace {
 
 int64_t Bytes(const at::Tensor& t) { return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0; }
 
-double SecondsSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 }  // namespace
 
 ShardedModel::PhaseSwitch ShardedModel::ReleaseForRollout(bool offload_optimizer) {
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = MonoNow();
   PhaseSwitch r;
   if (released_) return r;
   const bool cuda = options_.device.is_cuda();
@@ -481,7 +478,7 @@ ShardedModel::PhaseSwitch ShardedModel::ReleaseForRollout(bool offload_optimizer
 }
 
 ShardedModel::PhaseSwitch ShardedModel::ReacquireForTraining() {
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = MonoNow();
   PhaseSwitch r;
   if (!released_) return r;
   const auto f32 = at::TensorOptions().dtype(at::kFloat).device(options_.device);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "core/clock.h"
 #include "core/finite_check.h"
 #include "trainer/checkpoint.h"
 #include "trainer/packing.h"
@@ -75,7 +76,7 @@ class Trainer::Impl {
       : config_(std::move(config)), options_(std::move(options)), comm_(comm), model_(std::move(model)) {}
 
   absl::StatusOr<StepStats> TrainStep(const std::vector<TrainSample>& batch_in) {
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = MonoNow();
     for (size_t i = 0; i < batch_in.size(); ++i) {
       const TrainSample& s = batch_in[i];
       if (s.prompt_ids.empty()) return absl::InvalidArgumentError(absl::StrCat("sample ", i, ": empty prompt"));
@@ -98,7 +99,7 @@ class Trainer::Impl {
   }
 
   absl::StatusOr<StepStats> SftStep(const std::vector<SftSample>& batch) {
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = MonoNow();
     for (size_t i = 0; i < batch.size(); ++i) {
       if (batch[i].prompt_ids.empty()) return absl::InvalidArgumentError(absl::StrCat("sample ", i, ": empty prompt"));
       TIDAL_RETURN_IF_ERROR(CheckIds(batch[i].prompt_ids, config_.vocab_size, i, "prompt_ids"));
@@ -257,7 +258,7 @@ class Trainer::Impl {
   }
 
   absl::StatusOr<StepStats> RunTrainStep(const std::vector<TrainSample>& batch_in, bool given_adv,
-                                         std::chrono::steady_clock::time_point t0) {
+                                         MonoTime t0) {
     StepStats st;
     std::vector<double> sums(kNumSums, 0.0);
     double max_diff = 0.0;
@@ -336,7 +337,7 @@ class Trainer::Impl {
     st.tokens = static_cast<int64_t>(sums[kTokens]);
     st.sequences = static_cast<int64_t>(sums[kSeqs]);
     st.dropped_groups = static_cast<int64_t>(sums[kDropped]);
-    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    st.seconds = SecondsSince(t0);
     return st;
   }
 
@@ -479,7 +480,7 @@ class Trainer::Impl {
   }
 
   absl::StatusOr<StepStats> RunSftStep(const std::vector<SftSample>& batch,
-                                       std::chrono::steady_clock::time_point t0) {
+                                       MonoTime t0) {
     const at::Device dev = model_->options().device;
     StepStats st;
     std::vector<PackSequence> seqs;
@@ -506,7 +507,7 @@ class Trainer::Impl {
       ReduceStats(sums, max_diff);
       st.step = model_->optimizer_steps();
       st.learning_rate = options_.optimizer.lr;
-      st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      st.seconds = SecondsSince(t0);
       return st;
     }
     bool loss_finite = true;
@@ -545,7 +546,7 @@ class Trainer::Impl {
     st.tokens = static_cast<int64_t>(sums[kTokens]);
     st.sequences = static_cast<int64_t>(sums[kSeqs]);
     st.is_weight_mean = 1.0;
-    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    st.seconds = SecondsSince(t0);
     return st;
   }
 

@@ -247,4 +247,15 @@ absl::Status BroadcastReceiver::ApplyFlat(const FlatApply& apply) {
   return absl::OkStatus();
 }
 
+BroadcastTransport::BroadcastTransport(BucketLayout layout, at::Device device, Communicator* comm, Sources sources,
+                                       int ring_depth)
+    : sender_(std::move(layout), device, ring_depth), comm_(comm), sources_(std::move(sources)) {}
+
+absl::StatusOr<PublishStats> BroadcastTransport::Publish(int64_t version) {
+  return TimedPublish(version, sources_, [&](const std::vector<at::Tensor>& sources) -> absl::StatusOr<int64_t> {
+    TIDAL_RETURN_IF_ERROR(sender_.Send(*comm_, sources, version));
+    return sender_.layout().staging_bytes;
+  });
+}
+
 }  // namespace tidal::weight_sync

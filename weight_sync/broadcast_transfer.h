@@ -34,6 +34,7 @@
 
 #include "core/communicator.h"
 #include "weight_sync/bucket_layout.h"
+#include "weight_sync/transport.h"
 
 namespace tidal::weight_sync {
 
@@ -53,6 +54,26 @@ class BroadcastSender {
   at::Device device_;
   std::vector<at::Tensor> ring_;
   std::unique_ptr<Lanes> lanes_;
+};
+
+// BroadcastSender behind the weights plane's Transport (TransportKind::kNccl): each Publish takes
+// the policy's tensors from `sources` (indexed like layout.params, on `device`) and broadcasts
+// them over `comm` (not owned; outlives the transport), whose other members run a
+// BroadcastReceiver for the same version. PublishStats: gather_seconds = `sources`,
+// send_seconds = the broadcast, bytes = the version's wire bytes.
+class BroadcastTransport : public Transport {
+ public:
+  using Sources = std::function<absl::StatusOr<std::vector<at::Tensor>>()>;
+  BroadcastTransport(BucketLayout layout, at::Device device, Communicator* comm, Sources sources,
+                     int ring_depth = 2);
+
+  TransportKind kind() const override { return TransportKind::kNccl; }
+  absl::StatusOr<PublishStats> Publish(int64_t version) override;
+
+ private:
+  BroadcastSender sender_;
+  Communicator* comm_;
+  Sources sources_;
 };
 
 class BroadcastReceiver {

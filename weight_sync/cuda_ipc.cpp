@@ -237,4 +237,15 @@ const at::Tensor& IpcImporter::mapped() const {
 
 #endif
 
+IpcTransport::IpcTransport(std::unique_ptr<IpcExporter> exporter, Sources sources, Notify notify)
+    : exporter_(std::move(exporter)), sources_(std::move(sources)), notify_(std::move(notify)) {}
+
+absl::StatusOr<PublishStats> IpcTransport::Publish(int64_t version) {
+  return TimedPublish(version, sources_, [&](const std::vector<at::Tensor>& sources) -> absl::StatusOr<int64_t> {
+    TIDAL_ASSIGN_OR_RETURN(IpcNotice notice, exporter_->Publish(sources, version));
+    TIDAL_RETURN_IF_ERROR(notify_(notice));
+    return notice.bytes;
+  });
+}
+
 }  // namespace tidal::weight_sync

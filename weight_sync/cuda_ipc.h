@@ -20,12 +20,15 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "core/message.h"
 #include "weight_sync/bucket_layout.h"
+#include "weight_sync/transport.h"
 
 namespace tidal::weight_sync {
 
@@ -52,6 +55,27 @@ class IpcExporter {
   struct Impl;
   explicit IpcExporter(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+// IpcExporter behind the weights plane's Transport (TransportKind::kIpc): each Publish takes the
+// policy's tensors from `sources` (indexed like the layout's params, on the exporter's device),
+// packs them into the exported buffer and hands the notice to `notify` (the control plane's way
+// to the engine's process). Released(v) passes the engine's ack on to the exporter.
+// PublishStats: gather_seconds = `sources`, send_seconds = the pack, bytes = the notice's bytes.
+class IpcTransport : public Transport {
+ public:
+  using Sources = std::function<absl::StatusOr<std::vector<at::Tensor>>()>;
+  using Notify = std::function<absl::Status(const IpcNotice& notice)>;
+  IpcTransport(std::unique_ptr<IpcExporter> exporter, Sources sources, Notify notify);
+
+  TransportKind kind() const override { return TransportKind::kIpc; }
+  absl::StatusOr<PublishStats> Publish(int64_t version) override;
+  void Released(int64_t version) { exporter_->Released(version); }
+
+ private:
+  std::unique_ptr<IpcExporter> exporter_;
+  Sources sources_;
+  Notify notify_;
 };
 
 class IpcImporter {

@@ -19,16 +19,13 @@
 #include <functional>
 
 #include "core/model.h"
+#include "weight_sync/transport.h"
 
 namespace tidal::weight_sync {
 
-struct InProcessPublish {
-  int64_t version = 0;
-  int64_t bytes = 0;      // parameter bytes copied into the engine (its dtype)
-  double seconds = 0;     // gather + check + install
-};
-
-class InProcessTransport {
+// PublishStats: bytes = parameter bytes copied into the engine (its dtype); gather_seconds the
+// collective gather in the engine's dtype; send_seconds the check and the install.
+class InProcessTransport : public Transport {
  public:
   using Gather = std::function<absl::StatusOr<NamedTensors>(at::ScalarType dtype)>;
   using Install = std::function<absl::Status(const NamedTensors& weights, int64_t version)>;
@@ -37,7 +34,8 @@ class InProcessTransport {
   // the transport can be tested without a GPU).
   InProcessTransport(at::ScalarType engine_dtype, at::DeviceType device_type, Gather gather, Install install);
 
-  absl::StatusOr<InProcessPublish> Publish(int64_t version);
+  TransportKind kind() const override { return TransportKind::kInProcess; }
+  absl::StatusOr<PublishStats> Publish(int64_t version) override;
 
   at::ScalarType engine_dtype() const { return dtype_; }
 

@@ -6,20 +6,6 @@
 
 namespace tidal::weight_sync {
 
-const char* TransportName(TransportKind kind) {
-  switch (kind) {
-    case TransportKind::kZmq:
-      return "zmq";
-    case TransportKind::kInProcess:
-      return "inprocess";
-    case TransportKind::kIpc:
-      return "cuda-ipc";
-    case TransportKind::kNccl:
-      return "nccl";
-  }
-  return "?";
-}
-
 absl::StatusOr<TransportKind> SelectTransport(WeightSyncBackend backend, DeviceSet::Kind pool, PoolPolicy policy) {
   const bool colocated = policy == PoolPolicy::kColocated;
   switch (backend) {

@@ -19,11 +19,10 @@
 
 #include "core/recipe.h"
 #include "core/status.h"
+#include "weight_sync/transport.h"
 
 namespace tidal::weight_sync {
 
-enum class TransportKind { kZmq, kInProcess, kIpc, kNccl };
-const char* TransportName(TransportKind kind);
 
 // Where one trainer -> engine transfer runs: the pool's kind, and whether the two share a worker
 // process (colocated in-process) or a GPU (two processes on one device).

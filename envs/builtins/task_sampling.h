@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/hash.h"  // header-only SplitMix64: envs/ links none of tidal_core
 #include "envs/builtins/builtin_env.h"
 #include "envs/environment.h"
 
@@ -19,11 +20,12 @@ namespace tidal::envs::builtins {
 class Rng {
  public:
   explicit Rng(uint64_t seed) : state_(seed ^ 0x9e3779b97f4a7c15ULL) {}
-  uint64_t Next() {  // SplitMix64
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+  // The SplitMix64 generator: mix the state, then advance it by the golden-ratio increment that
+  // SplitMix64() adds before mixing (so the output stream is that of the reference generator).
+  uint64_t Next() {
+    const uint64_t z = SplitMix64(state_);
+    state_ += 0x9e3779b97f4a7c15ULL;
+    return z;
   }
   // Uniform in [0, n); n > 0. The modulo bias is below 2^-40 for the n used here.
   uint64_t Below(uint64_t n) { return Next() % n; }

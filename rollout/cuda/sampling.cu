@@ -11,6 +11,7 @@
 #include <climits>
 #include <cmath>
 
+#include "core/hash.h"
 #include "rollout/cuda/dtype_util.cuh"
 #include "rollout/cuda/kernels.h"
 
@@ -20,18 +21,11 @@ namespace {
 constexpr int kThreads = 1024;
 constexpr int kWarps = kThreads / 32;
 
-__device__ __forceinline__ uint64_t Mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 // Uniform in (0, 1), 23 bits, for vocabulary id i of the row whose stream is `base`. 23 bits
 // keep (k + 0.5) * 2^-23 exactly representable below 1: with 24 bits the top value rounds to
 // 1.0f, whose Gumbel noise -log(-log(1)) is +inf and would win the draw for any token.
 __device__ __forceinline__ float Uniform(uint64_t base, int64_t i) {
-  const uint64_t b = Mix(base ^ Mix(static_cast<uint64_t>(i) * 0xd1b54a32d192ed03ULL));
+  const uint64_t b = SplitMix64(base ^ SplitMix64(static_cast<uint64_t>(i) * 0xd1b54a32d192ed03ULL));
   return (static_cast<float>(b >> 41) + 0.5f) * (1.0f / 8388608.0f);
 }
 
@@ -142,7 +136,7 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(const float* logits, in
       lo_key = static_cast<uint32_t>(lo);
     }
     const float log_min_p = p.min_p > 0.f ? logf(p.min_p) : -INFINITY;
-    const uint64_t base = Mix(Mix(p.seed) ^ Mix(static_cast<uint64_t>(p.token_index) + 0x5851f42d4c957f2dULL));
+    const uint64_t base = SplitMix64(SplitMix64(p.seed) ^ SplitMix64(static_cast<uint64_t>(p.token_index) + 0x5851f42d4c957f2dULL));
     Best pick{-INFINITY, INT_MAX};
     for (int i = threadIdx.x; i < n; i += kThreads) {
       const float x = l[i], s = (x - m) * it;

@@ -15,6 +15,10 @@ TEST(TagPolicyTest, Parse) {
   EXPECT_EQ(TagPolicyName(*ParseTagPolicy("elastic")), "elastic");
   EXPECT_EQ(TagPolicyName(*ParseTagPolicy("static")), "static");
   EXPECT_EQ(TagPolicyName(*ParseTagPolicy("colocated")), "colocated");
+  // The controller's typed path names the same policies as the recipe's pool.policy values.
+  for (PoolPolicy p : {PoolPolicy::kStatic, PoolPolicy::kColocated, PoolPolicy::kElastic}) {
+    EXPECT_EQ(TagPolicyName(TagPolicyFor(p)), EnumName(p));
+  }
   auto bad = ParseTagPolicy("dynamic");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("dynamic"), std::string::npos);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "trainer/advantages.h"
+
 namespace tidal::scheduler {
 namespace {
 
@@ -67,6 +69,16 @@ TEST(TrajectoryStoreTest, DynamicSamplingDropsZeroVarianceGroups) {
   EXPECT_EQ(s.size(), 1);
   EXPECT_EQ(s.Clear(), (std::vector<int64_t>{1}));
   EXPECT_EQ(s.size(), 0);
+}
+
+// The store and the trainer share one zero-variance test (trainer/advantages.h), tolerance
+// included; a group of one sample is not zero-variance here (the store keeps it).
+TEST(TrajectoryStoreTest, DynamicSamplingUsesTheTrainersZeroVarianceTest) {
+  TrajectoryStore s(0, true);
+  EXPECT_EQ(s.Add(Group(0, {0}, {1, 1 + 0.5 * kUniformRewardTol})), "zero_reward_variance");
+  EXPECT_FALSE(s.Add(Group(1, {0}, {1, 1 + 2 * kUniformRewardTol})).has_value());
+  EXPECT_FALSE(s.Add(Group(2, {0}, {1})).has_value());
+  EXPECT_EQ(s.size(), 2);
 }
 
 TEST(TrajectoryStoreTest, GroupStats) {

@@ -78,6 +78,19 @@ TEST(Advantages, DynamicSamplingDropsUniformGroups) {
   EXPECT_EQ(r.dropped_samples, 6);
 }
 
+TEST(Advantages, RewardsUniformIsTheZeroVarianceTest) {
+  EXPECT_TRUE(RewardsUniform(std::vector<double>{}));
+  EXPECT_TRUE(RewardsUniform(std::vector<double>{0.5}));
+  EXPECT_TRUE(RewardsUniform(std::vector<double>{1, 1, 1}));
+  EXPECT_TRUE(RewardsUniform(std::vector<double>{1, 1 + 0.5 * kUniformRewardTol}));
+  EXPECT_FALSE(RewardsUniform(std::vector<double>{1, 1 + 2 * kUniformRewardTol}));
+  EXPECT_FALSE(RewardsUniform(std::vector<double>{0, 1, 0}));
+  EXPECT_TRUE(RewardsUniform(std::vector<double>{0, 0.1}, 0.2));
+  // The batch filter applies the same test per group: a group within tolerance is dropped.
+  auto r = FilterUniformGroups({1, 1 + 0.5 * kUniformRewardTol, 0, 1}, {0, 0, 1, 1});
+  EXPECT_THAT(r.kept, ElementsAre(2u, 3u));
+}
+
 TEST(Advantages, ParsesNames) {
   EXPECT_EQ(*ParseAdvantageEstimator("rloo"), AdvantageEstimator::kRloo);
   EXPECT_EQ(ParseAdvantageEstimator("gae").status().code(), absl::StatusCode::kInvalidArgument);

@@ -121,6 +121,40 @@ TEST(BroadcastTransferTest, EveryReceiverGetsTheVersionInItsDtype) {
   }
 }
 
+// The sender behind the weights plane's Transport interface: Publish broadcasts what `sources`
+// returns; a receiver gets it as from BroadcastSender::Send, and a failing source stops it.
+TEST(BroadcastTransferTest, BroadcastTransportPublishesThroughTheSender) {
+  auto sources = Sources(2);
+  std::vector<at::Tensor> target;
+  absl::StatusOr<PublishStats> stats;
+  auto st = RunRanks(2, [&](int r, Communicator& c) -> absl::Status {
+    if (r == 0) {
+      BroadcastTransport t(Layout(), at::kCPU, &c, [&] { return absl::StatusOr<std::vector<at::Tensor>>(sources); });
+      if (t.kind() != TransportKind::kNccl) return absl::InternalError("kind");
+      stats = t.Publish(6);
+      return stats.status();
+    }
+    BroadcastReceiver rx(Layout(), at::kCPU);
+    TIDAL_RETURN_IF_ERROR(rx.Receive(c, 6));
+    target = Targets();
+    return rx.Apply(target);
+  });
+  for (auto& s : st) ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(stats->version, 6);
+  EXPECT_EQ(stats->bytes, Layout().staging_bytes);
+  for (size_t p = 0; p < sources.size(); ++p) {
+    EXPECT_TRUE(at::equal(target[p].view(at::kShort), sources[p].to(at::kBFloat16).view(at::kShort)));
+  }
+
+  // A source that cannot be produced: nothing is broadcast (no collective is entered).
+  std::vector<absl::Status> alone = RunRanks(1, [&](int, Communicator& c) -> absl::Status {
+    BroadcastTransport t(Layout(), at::kCPU, &c,
+                         [] { return absl::StatusOr<std::vector<at::Tensor>>(absl::DataLossError("shards")); });
+    return t.Publish(1).status();
+  });
+  EXPECT_EQ(alone[0].code(), absl::StatusCode::kDataLoss);
+}
+
 TEST(BroadcastTransferTest, CorruptionInTransitIsCaughtEveryTimeAndTheEngineKeepsItsWeights) {
   const BucketLayout layout = Layout();
   std::mt19937 rng(5);

@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "core/clock.h"
 #include "core/communicator_factory.h"
 #include "core/cuda_devices.h"
 #include "core/recipe.h"
@@ -37,6 +38,8 @@
 #include "rollout/engine.h"
 #include "scheduler/controller.h"
 #include "scheduler/model_setup.h"
+#include "scheduler/rollout_role.h"
+#include "scheduler/train_role.h"
 #include "tools/cli/command.h"
 #include "trainer/trainer.h"
 #include "weight_sync/inprocess_transport.h"
@@ -44,10 +47,7 @@
 namespace {
 
 using Json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
 using tidal::Recipe;
-
-double Seconds(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 double Mean(const std::vector<double>& v) {
   if (v.empty()) return 0;
@@ -131,29 +131,13 @@ absl::StatusOr<Json> MeasureParts(const Recipe& r, int reps, double response_tok
   cs.device = device;
   cs.group = "bench-rl-" + std::to_string(getpid());
   TIDAL_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> comm, CreateCommunicatorForDevice(cs));
-  TrainerOptions o;
-  o.optimizer.lr = r.train.lr;
-  o.optimizer.beta1 = r.train.betas[0];
-  o.optimizer.beta2 = r.train.betas[1];
-  o.max_grad_norm = r.train.grad_clip;
-  o.temperature = r.rollout.temperature;
-  o.micro_batch_tokens = r.train.micro_batch_tokens;
-  o.sharding.device = at::Device(device);
-  o.sharding.compute_dtype = r.train.precision == Precision::kBf16 ? at::kBFloat16 : at::kFloat;
-  o.sharding.reduce_dtype = r.train.reduce_dtype == Precision::kBf16 ? at::kBFloat16 : at::kFloat;
-  o.sharding.activation_checkpointing = r.train.activation_checkpointing;
+  // The run's own mappings (scheduler/train_role.h, scheduler/rollout_role.h), so the parts
+  // measured are the ones `tidal run` builds from this recipe.
+  const TrainerOptions o = scheduler::TrainerOptionsFromRecipe(r, device);
   Model init = Model::RandomInit(config, static_cast<uint64_t>(r.seed), at::kFloat);
   TIDAL_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer, Trainer::Create(config, init.weights(), o, comm.get()));
-  // The worker's rule (scheduler/worker.cpp): bf16 on CUDA, model.dtype on CPU.
-  const at::ScalarType edtype = r.model.dtype == ModelDtype::kBFloat16 || cuda >= 0 ? at::kBFloat16 : at::kFloat;
-
-  rollout::EngineConfig ec;
-  ec.block_size = r.rollout.block_size;
-  ec.num_blocks = r.rollout.kv_blocks;
-  ec.max_batch_tokens = r.rollout.max_batch_tokens;
-  ec.max_seqs = r.rollout.max_seqs;
-  ec.device = device;
-  ec.dtype = edtype;
+  const rollout::EngineConfig ec = scheduler::EngineConfigFromRecipe(r, device);
+  const at::ScalarType edtype = scheduler::EngineDtypeFor(r, device);
   std::unique_ptr<rollout::Engine> engine;
   {
     TIDAL_ASSIGN_OR_RETURN(NamedTensors w, trainer->DeviceWeights(edtype));
@@ -194,10 +178,10 @@ absl::StatusOr<Json> MeasureParts(const Recipe& r, int reps, double response_tok
       }
     }
     sync();
-    auto t0 = Clock::now();
+    auto t0 = tidal::MonoNow();
     TIDAL_ASSIGN_OR_RETURN(std::vector<rollout::RequestOutput> outs, engine->Generate(std::move(reqs)));
     sync();
-    const double g_s = Seconds(t0);
+    const double g_s = tidal::SecondsSince(t0);
 
     std::vector<TrainSample> batch;
     int64_t toks = 0;
@@ -212,15 +196,15 @@ absl::StatusOr<Json> MeasureParts(const Recipe& r, int reps, double response_tok
       toks += static_cast<int64_t>(s.response_ids.size());
       batch.push_back(std::move(s));
     }
-    t0 = Clock::now();
+    t0 = tidal::MonoNow();
     TIDAL_ASSIGN_OR_RETURN(StepStats st, trainer->TrainStep(batch));
     sync();
-    const double t_s = Seconds(t0);
+    const double t_s = tidal::SecondsSince(t0);
 
-    t0 = Clock::now();
+    t0 = tidal::MonoNow();
     TIDAL_RETURN_IF_ERROR(transport.Publish(trainer->step()).status());
     sync();
-    const double u_s = Seconds(t0);
+    const double u_s = tidal::SecondsSince(t0);
     if (rep == 0) continue;  // warm-up
     gen_s.push_back(g_s);
     train_s.push_back(t_s);

@@ -42,6 +42,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "core/clock.h"
 #include "core/model.h"
 #include "rollout/engine.h"
 #include "rollout/sampler.h"
@@ -82,17 +83,10 @@ struct Args {
 };
 
 struct Timer {
-  std::chrono::steady_clock::time_point wall = std::chrono::steady_clock::now();
-  double cpu = CpuNow();
-  static double CpuNow() {
-    timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-  }
-  double WallS() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - wall).count();
-  }
-  double CpuS() const { return CpuNow() - cpu; }
+  tidal::MonoTime wall = tidal::MonoNow();
+  double cpu = tidal::ProcessCpuSeconds();
+  double WallS() const { return tidal::SecondsSince(wall); }
+  double CpuS() const { return tidal::ProcessCpuSeconds() - cpu; }
 };
 
 std::vector<Request> Workload(const Args& a, int64_t vocab, int64_t min_len, int64_t max_len) {

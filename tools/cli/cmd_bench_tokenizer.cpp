@@ -26,6 +26,7 @@
 #include <random>
 #include <sstream>
 
+#include "core/clock.h"
 #include "core/tokenizer.h"
 #include "tools/cli/command.h"
 
@@ -145,12 +146,6 @@ uint64_t Checksum(uint64_t h, const std::vector<tidal::TokenId>& ids) {
   return h;
 }
 
-double ProcessCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
 std::string ShellQuote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -228,23 +223,22 @@ std::function<absl::Status()> Setup(CLI::App& sub) {
     }
     const std::vector<std::string> docs = SplitDocuments(text, 4096);
 
-    using Clock = std::chrono::steady_clock;
     double best = 1e300, best_cpu = 1e300, load_seconds = 0;
     uint64_t checksum = 0;
     size_t tokens = 0;
     std::string describe;
     for (int r = 0; r < args->repeat; ++r) {
-      const auto load_start = Clock::now();
+      const auto load_start = tidal::MonoNow();
       TIDAL_ASSIGN_OR_RETURN(std::unique_ptr<tidal::Tokenizer> tok,
                              tidal::LoadTokenizer(args->tokenizer));
-      load_seconds = std::chrono::duration<double>(Clock::now() - load_start).count();
+      load_seconds = tidal::SecondsSince(load_start);
       describe = tok->Describe();
       std::vector<std::vector<tidal::TokenId>> ids(docs.size());
-      const auto start = Clock::now();
-      const double start_cpu = ProcessCpuSeconds();
+      const auto start = tidal::MonoNow();
+      const double start_cpu = tidal::ProcessCpuSeconds();
       for (size_t d = 0; d < docs.size(); ++d) ids[d] = tok->Encode(docs[d]);
-      best_cpu = std::min(best_cpu, ProcessCpuSeconds() - start_cpu);
-      best = std::min(best, std::chrono::duration<double>(Clock::now() - start).count());
+      best_cpu = std::min(best_cpu, tidal::ProcessCpuSeconds() - start_cpu);
+      best = std::min(best, tidal::SecondsSince(start));
       checksum = 0;
       tokens = 0;
       for (const auto& v : ids) {

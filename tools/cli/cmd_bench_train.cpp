@@ -18,6 +18,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "core/clock.h"
 #include "core/communicator_nccl.h"
 #include "tools/cli/bench_shapes.h"
 #include "tools/cli/command.h"
@@ -52,10 +53,6 @@ struct Args {
 };
 
 #ifdef TIDAL_WITH_CUDA
-
-double NowMs() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 absl::StatusOr<Json> RunRank(const Args& a) {
   const int r = a.rank;
@@ -112,14 +109,14 @@ absl::StatusOr<Json> RunRank(const Args& a) {
   for (int i = 0; i < a.warmup + a.iters; ++i) {
     c10::cuda::device_synchronize();
     TIDAL_RETURN_IF_ERROR(comm->Barrier());
-    double t0 = NowMs();
+    double t0 = tidal::MonoMillis();
     model->ZeroGrad();
     model->ForwardBackward(batch, objective, false);
     grad_norm = model->GradNorm();
     if (grad_norm > 1.0) model->ScaleGrad(1.0 / grad_norm);
     model->AdamWStep(adam);
     c10::cuda::device_synchronize();
-    if (i >= a.warmup) step_ms.push_back(NowMs() - t0);
+    if (i >= a.warmup) step_ms.push_back(tidal::MonoMillis() - t0);
   }
   auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(r);
   const auto agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);

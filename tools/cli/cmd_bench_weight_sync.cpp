@@ -37,6 +37,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_split.h"
+#include "core/clock.h"
 #include "core/communicator.h"
 #include "core/communicator_nccl.h"
 #include "tools/cli/bench_shapes.h"
@@ -77,10 +78,6 @@ struct Args {
 #ifdef TIDAL_WITH_CUDA
 void Sync() { c10::cuda::device_synchronize(); }
 
-double NowMs() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 // Median and min of a list of milliseconds.
 Json Summary(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -93,10 +90,10 @@ std::vector<double> TimeIt(const Args& a, Fn&& fn) {
   std::vector<double> out;
   for (int i = 0; i < a.warmup + a.iters; ++i) {
     Sync();
-    double t0 = NowMs();
+    double t0 = tidal::MonoMillis();
     fn(i);
     Sync();
-    if (i >= a.warmup) out.push_back(NowMs() - t0);
+    if (i >= a.warmup) out.push_back(tidal::MonoMillis() - t0);
   }
   return out;
 }
@@ -183,17 +180,17 @@ Json RunInProcess(const Args& a) {
   std::vector<double> check, pack, verify;
   auto total = TimeIt(a, [&](int i) {
     // All or nothing: refuse a non-finite version before the engine's tensors are touched.
-    double tc = NowMs();
+    double tc = tidal::MonoMillis();
     bad.zero_();
     CountNonFinite(m.layout, m.sources, bad);
     if (NonFinite(bad) != 0) throw std::runtime_error("non-finite values in random masters");
-    double t0 = NowMs();
+    double t0 = tidal::MonoMillis();
     PackDirect(m.layout, m.sources, engine, sent);
     Sync();
-    double t1 = NowMs();
+    double t1 = tidal::MonoMillis();
     ChecksumTargets(m.layout, engine, seen);
     Check(CompareChecksums(sent, seen, ++version));  // waits
-    double t2 = NowMs();
+    double t2 = tidal::MonoMillis();
     if (i >= a.warmup) {
       check.push_back(t0 - tc);
       pack.push_back(t1 - t0);
@@ -304,12 +301,12 @@ int RunIpcEngine(const Args& a) {
       continue;
     }
     IpcNotice n = msg.get<IpcNotice>();
-    double t0 = NowMs();
+    double t0 = tidal::MonoMillis();
     absl::Status s = importer->Receive(n);  // waits for the trainer's event, checksums, verifies
-    double t1 = NowMs();
+    double t1 = tidal::MonoMillis();
     if (s.ok()) s = importer->Apply(engine);
     Sync();
-    double t2 = NowMs();
+    double t2 = tidal::MonoMillis();
     auto released = importer->Release();
     TellParent({{"ok", s.ok()}, {"error", std::string(s.message())}, {"verify_ms", t1 - t0}, {"apply_ms", t2 - t1},
                 {"released", released.ok() ? *released : -1}});
@@ -320,21 +317,25 @@ int RunIpcEngine(const Args& a) {
 Json RunIpc(const Args& a) {
   const at::Device dev(at::kCUDA, a.device);
   Model m = MakeTrainerSide(a, dev);
-  auto exporter = IpcExporter::Create(m.layout, a.device).value();
   Child child = Child::Spawn(ChildArgs(a, "ipc-engine", a.device));
+  // The weights plane's IPC transport (weight_sync/cuda_ipc.h), as a run would drive it.
+  IpcTransport tx(
+      IpcExporter::Create(m.layout, a.device).value(),
+      [&] { return absl::StatusOr<std::vector<at::Tensor>>(m.sources); },
+      [&](const IpcNotice& notice) {
+        child.Send(notice);
+        return absl::OkStatus();
+      });
   std::vector<double> pack, verify, apply;
   int64_t version = 0;
   auto total = TimeIt(a, [&](int i) {
-    double t0 = NowMs();
-    auto notice = exporter->Publish(m.sources, ++version);  // packs and waits for the pack
-    Check(notice.status());
-    double t1 = NowMs();
-    child.Send(*notice);
+    auto published = tx.Publish(++version);  // packs, waits for the pack, sends the notice
+    Check(published.status());
     Json r = child.Read();
     if (!r["ok"].get<bool>()) throw std::runtime_error("engine refused: " + r["error"].get<std::string>());
-    exporter->Released(r["released"].get<int64_t>());
+    tx.Released(r["released"].get<int64_t>());
     if (i >= a.warmup) {
-      pack.push_back(t1 - t0);
+      pack.push_back(published->send_seconds * 1e3);
       verify.push_back(r["verify_ms"]);
       apply.push_back(r["apply_ms"]);
     }
@@ -382,15 +383,16 @@ Json NcclRank(const Args& a, int rank, Model* trainer) {
   at::Tensor raw = rank == 0 ? at::empty({layout.staging_bytes}, at::TensorOptions().dtype(at::kByte).device(dev))
                              : at::Tensor();
   if (rank == 0) {
-    BroadcastSender tx(layout, dev);
+    // The weights plane's NCCL transport (weight_sync/broadcast_transfer.h).
+    BroadcastTransport tx(layout, dev, &c, [&] { return absl::StatusOr<std::vector<at::Tensor>>(trainer->sources); });
     r["update_ms"] = TimeIt(a, [&](int) {
       Check(c.Barrier());
-      Check(tx.Send(c, trainer->sources, ++version));
+      Check(tx.Publish(++version).status());
     });
     // The receiver's overlap run: same number of versions, sent the same way.
     r["overlap_sender_ms"] = TimeIt(a, [&](int) {
       Check(c.Barrier());
-      Check(tx.Send(c, trainer->sources, ++version));
+      Check(tx.Publish(++version).status());
     });
     pack_alone = TimeIt(a, [&](int) { PackAll(layout, trainer->sources, raw, 0); });
   } else {
@@ -399,9 +401,9 @@ Json NcclRank(const Args& a, int rank, Model* trainer) {
     std::vector<double> receive;
     r["update_ms"] = TimeIt(a, [&](int i) {
       Check(c.Barrier());
-      double t0 = NowMs();
+      double t0 = tidal::MonoMillis();
       Check(rx.Receive(c, ++version));
-      if (i >= a.warmup) receive.push_back(NowMs() - t0);
+      if (i >= a.warmup) receive.push_back(tidal::MonoMillis() - t0);
       Check(rx.Apply(engine));
     });
     r["receive_ms"] = receive;
@@ -421,7 +423,7 @@ Json NcclRank(const Args& a, int rank, Model* trainer) {
     std::vector<double> pause, switch_ms, steps, step_ms;
     for (int i = 0; i < a.warmup + a.iters; ++i) {
       Check(c.Barrier());
-      const double t0 = NowMs();
+      const double t0 = tidal::MonoMillis();
       Check(rx.Begin(c, ++version));
       int n = 0;
       std::optional<absl::Status> outcome;
@@ -430,10 +432,10 @@ Json NcclRank(const Args& a, int rank, Model* trainer) {
         ++n;
       }
       Check(*outcome);
-      const double t1 = NowMs();
+      const double t1 = tidal::MonoMillis();
       Check(rx.Apply(engine));
       Sync();
-      const double t2 = NowMs();
+      const double t2 = tidal::MonoMillis();
       if (i >= a.warmup) {
         pause.push_back(t2 - t1);
         switch_ms.push_back(t2 - t0);
