@@ -10,6 +10,16 @@
 
 namespace tidal::scheduler {
 
+using trainer::AdvantageEstimator;
+using trainer::IsCorrection;
+using trainer::LossAggregation;
+using trainer::PolicyLossType;
+using trainer::SftSample;
+using trainer::StepStats;
+using trainer::Trainer;
+using trainer::TrainerOptions;
+using trainer::TrainSample;
+
 TrainerOptions TrainerOptionsFromRecipe(const Recipe& r, const std::string& device) {
   TrainerOptions o;
   o.optimizer.lr = r.train.lr;

@@ -26,7 +26,7 @@ namespace tidal::scheduler {
 // The one mapping from the recipe to the trainer: the workers of `tidal run` and `tidal bench rl`
 // both use it. Dynamic sampling stays off here: the controller's trajectory store applies DAPO's
 // filter (trainer/advantages.h RewardsUniform) and accounts for the groups it drops.
-TrainerOptions TrainerOptionsFromRecipe(const Recipe& recipe, const std::string& device);
+trainer::TrainerOptions TrainerOptionsFromRecipe(const Recipe& recipe, const std::string& device);
 
 struct TrainRoleConfig {
   ModelConfig model;
@@ -38,7 +38,7 @@ struct TrainRoleConfig {
   std::string nccl_id;  // raw ncclUniqueId bytes from the controller (CUDA, world > 1)
   std::string device = "cpu";
   std::string resume_dir;  // checkpoint to restore ("" = fresh)
-  TrainerOptions trainer;  // optimizer, objective, precision: TrainerOptionsFromRecipe
+  trainer::TrainerOptions trainer;  // optimizer, objective, precision: TrainerOptionsFromRecipe
   // The first RL step after SFT steps starts from fresh AdamW moments (else the SFT gradients'
   // second moments keep damping RL updates for ~1/(1-beta2) steps).
   bool reset_optimizer_after_sft = false;

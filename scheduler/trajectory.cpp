@@ -39,7 +39,7 @@ bool TrajectoryGroup::RewardsAllEqual() const {
   std::vector<double> rewards;
   rewards.reserve(samples.size());
   for (const auto& s : samples) rewards.push_back(s.reward);
-  return RewardsUniform(rewards);
+  return trainer::RewardsUniform(rewards);
 }
 
 }  // namespace tidal::scheduler

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace tidal {
+namespace tidal::trainer {
 namespace {
 
 struct GroupSums {
@@ -148,4 +148,4 @@ DynamicSamplingResult FilterUniformGroups(const std::vector<double>& rewards, co
   return r;
 }
 
-}  // namespace tidal
+}  // namespace tidal::trainer

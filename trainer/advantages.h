@@ -17,7 +17,7 @@
 
 #include "core/status.h"
 
-namespace tidal {
+namespace tidal::trainer {
 
 enum class AdvantageEstimator {
   kGrpo,                 // (r - group mean) [/ group std]
@@ -79,4 +79,4 @@ struct DynamicSamplingResult {
 DynamicSamplingResult FilterUniformGroups(const std::vector<double>& rewards, const std::vector<int64_t>& groups,
                                           double tol = kUniformRewardTol);
 
-}  // namespace tidal
+}  // namespace tidal::trainer

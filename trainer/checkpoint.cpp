@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/hash.h"
 
-namespace tidal {
+namespace tidal::trainer {
 namespace {
 
 using json = nlohmann::json;
@@ -293,4 +293,4 @@ absl::StatusOr<ShardedCheckpointContents> ReadShardedCheckpoint(const std::strin
   return out;
 }
 
-}  // namespace tidal
+}  // namespace tidal::trainer

@@ -31,7 +31,7 @@
 #include "core/communicator.h"
 #include "core/status.h"
 
-namespace tidal {
+namespace tidal::trainer {
 
 using NamedTensorList = std::vector<std::pair<std::string, at::Tensor>>;
 
@@ -51,4 +51,4 @@ struct ShardedCheckpointContents {
 };
 absl::StatusOr<ShardedCheckpointContents> ReadShardedCheckpoint(const std::string& dir);
 
-}  // namespace tidal
+}  // namespace tidal::trainer

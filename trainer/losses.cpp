@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace tidal {
+namespace tidal::trainer {
 
 absl::StatusOr<PolicyLossType> ParsePolicyLossType(const std::string& name) {
   if (name == "ppo" || name == "grpo" || name == "dapo") return PolicyLossType::kPpoClip;
@@ -141,4 +141,4 @@ at::Tensor MaskedCrossEntropy(const at::Tensor& logprobs, const at::Tensor& weig
   return -(logprobs.to(at::kFloat) * weights.detach().to(at::kFloat)).sum();
 }
 
-}  // namespace tidal
+}  // namespace tidal::trainer

@@ -20,7 +20,7 @@
 #include "core/kl_estimator.h"
 #include "core/status.h"
 
-namespace tidal {
+namespace tidal::trainer {
 
 enum class PolicyLossType {
   kPpoClip,  // -min(r A, clip(r, 1-lo, 1+hi) A), r per token; DAPO clip-higher when hi > lo
@@ -93,4 +93,4 @@ at::Tensor KlPenalty(const at::Tensor& logprobs, const at::Tensor& ref_logprobs,
 // SFT: -sum_t w_t log p(target_t) with w from AggregationWeights (token mean for SFT).
 at::Tensor MaskedCrossEntropy(const at::Tensor& logprobs, const at::Tensor& weights);
 
-}  // namespace tidal
+}  // namespace tidal::trainer

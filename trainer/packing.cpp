@@ -1,6 +1,6 @@
 #include "trainer/packing.h"
 
-namespace tidal {
+namespace tidal::trainer {
 
 std::vector<std::vector<size_t>> PlanMicroBatches(const std::vector<int64_t>& lengths, int64_t token_budget) {
   TORCH_CHECK(token_budget > 0, "micro-batch token budget must be positive, got ", token_budget);
@@ -47,4 +47,4 @@ PackedMicroBatch PackMicroBatch(const std::vector<PackSequence>& seqs, const std
   return out;
 }
 
-}  // namespace tidal
+}  // namespace tidal::trainer

@@ -12,7 +12,7 @@
 
 #include "trainer/sharded_model.h"
 
-namespace tidal {
+namespace tidal::trainer {
 
 // Indices of the sequences of each micro-batch, in input order.
 std::vector<std::vector<size_t>> PlanMicroBatches(const std::vector<int64_t>& lengths, int64_t token_budget);
@@ -33,4 +33,4 @@ struct PackedMicroBatch {
 PackedMicroBatch PackMicroBatch(const std::vector<PackSequence>& seqs, const std::vector<size_t>& members,
                                 double temperature, at::Device device);
 
-}  // namespace tidal
+}  // namespace tidal::trainer

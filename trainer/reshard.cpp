@@ -8,7 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "trainer/checkpoint.h"
 
-namespace tidal {
+namespace tidal::trainer {
 
 TrainState GatherTrainState(ShardedModel& m, bool all_ranks) {
   TrainState out;
@@ -110,4 +110,4 @@ absl::StatusOr<Communicator*> CommunicatorCache::Get(std::vector<int> members, i
   return raw;
 }
 
-}  // namespace tidal
+}  // namespace tidal::trainer

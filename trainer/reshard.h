@@ -36,7 +36,7 @@
 #include "core/status.h"
 #include "trainer/sharded_model.h"
 
-namespace tidal {
+namespace tidal::trainer {
 
 struct TrainState {
   ModelConfig config;
@@ -84,4 +84,4 @@ class CommunicatorCache {
   std::map<std::vector<int>, std::unique_ptr<Communicator>> cache_;
 };
 
-}  // namespace tidal
+}  // namespace tidal::trainer

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace tidal {
+namespace tidal::trainer {
 
 absl::StatusOr<IsCorrection> ParseIsCorrection(const std::string& name) {
   if (name == "none" || name.empty()) return IsCorrection::kNone;
@@ -57,4 +57,4 @@ at::Tensor ImportanceWeights(const at::Tensor& trainer_logprobs, const at::Tenso
   return w * m;
 }
 
-}  // namespace tidal
+}  // namespace tidal::trainer

@@ -12,7 +12,7 @@
 
 #include "core/status.h"
 
-namespace tidal {
+namespace tidal::trainer {
 
 enum class IsCorrection {
   kNone,
@@ -38,4 +38,4 @@ at::Tensor MismatchKl(const at::Tensor& trainer_logprobs, const at::Tensor& roll
 at::Tensor ImportanceWeights(const at::Tensor& trainer_logprobs, const at::Tensor& rollout_logprobs,
                              const at::Tensor& mask, IsCorrection kind, double cap, MismatchStats* stats);
 
-}  // namespace tidal
+}  // namespace tidal::trainer

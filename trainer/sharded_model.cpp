@@ -12,7 +12,7 @@
 #include "core/clock.h"
 #include "core/cuda_devices.h"
 
-namespace tidal {
+namespace tidal::trainer {
 namespace {
 
 void CheckOk(const absl::Status& s) { TORCH_CHECK(s.ok(), s.ToString()); }
@@ -511,4 +511,4 @@ std::vector<std::pair<std::string, at::Tensor>> ShardedModel::StateTensors() {
   return out;
 }
 
-}  // namespace tidal
+}  // namespace tidal::trainer

@@ -47,7 +47,7 @@
 #include "core/model.h"
 #include "core/model_config.h"
 
-namespace tidal {
+namespace tidal::trainer {
 
 struct ShardingOptions {
   at::ScalarType compute_dtype = at::kFloat;  // kBFloat16 for bf16 compute (master stays fp32)
@@ -175,4 +175,4 @@ class ShardedModel {
   bool offloaded_ = false;
 };
 
-}  // namespace tidal
+}  // namespace tidal::trainer

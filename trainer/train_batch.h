@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-namespace tidal {
+namespace tidal::trainer {
 
 struct TrainSample {
   std::vector<int32_t> prompt_ids;    // at least one token
@@ -80,4 +80,4 @@ struct StepStats {
   }
 };
 
-}  // namespace tidal
+}  // namespace tidal::trainer

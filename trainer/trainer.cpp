@@ -14,7 +14,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/packing.h"
 
-namespace tidal {
+namespace tidal::trainer {
 namespace {
 
 // Runs tensor code and turns its exceptions (TORCH_CHECK, failed collectives) into a Status.
@@ -621,4 +621,4 @@ void Trainer::SnapshotReference() { impl_->SnapshotReference(); }
 const ModelConfig& Trainer::config() const { return impl_->config(); }
 const TrainerOptions& Trainer::options() const { return impl_->options(); }
 
-}  // namespace tidal
+}  // namespace tidal::trainer

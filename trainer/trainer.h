@@ -37,7 +37,7 @@
 #include "trainer/sharded_model.h"
 #include "trainer/train_batch.h"
 
-namespace tidal {
+namespace tidal::trainer {
 
 struct TrainerOptions {
   AdamWOptions optimizer;
@@ -122,4 +122,4 @@ class Trainer {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace tidal
+}  // namespace tidal::trainer

@@ -8,6 +8,12 @@
 namespace tidal::scheduler {
 namespace {
 
+using trainer::AdvantageEstimator;
+using trainer::IsCorrection;
+using trainer::LossAggregation;
+using trainer::PolicyLossType;
+using trainer::TrainerOptions;
+
 TEST(TrainerOptionsFromRecipeTest, MapsEveryAlgorithm) {
   Recipe r = DefaultRecipe();
   struct Case {

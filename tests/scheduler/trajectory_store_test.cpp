@@ -75,8 +75,8 @@ TEST(TrajectoryStoreTest, DynamicSamplingDropsZeroVarianceGroups) {
 // included; a group of one sample is not zero-variance here (the store keeps it).
 TEST(TrajectoryStoreTest, DynamicSamplingUsesTheTrainersZeroVarianceTest) {
   TrajectoryStore s(0, true);
-  EXPECT_EQ(s.Add(Group(0, {0}, {1, 1 + 0.5 * kUniformRewardTol})), "zero_reward_variance");
-  EXPECT_FALSE(s.Add(Group(1, {0}, {1, 1 + 2 * kUniformRewardTol})).has_value());
+  EXPECT_EQ(s.Add(Group(0, {0}, {1, 1 + 0.5 * trainer::kUniformRewardTol})), "zero_reward_variance");
+  EXPECT_FALSE(s.Add(Group(1, {0}, {1, 1 + 2 * trainer::kUniformRewardTol})).has_value());
   EXPECT_FALSE(s.Add(Group(2, {0}, {1})).has_value());
   EXPECT_EQ(s.size(), 2);
 }

@@ -3,7 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace tidal {
+namespace tidal::trainer {
 namespace {
 
 using ::testing::DoubleNear;
@@ -97,4 +97,4 @@ TEST(Advantages, ParsesNames) {
 }
 
 }  // namespace
-}  // namespace tidal
+}  // namespace tidal::trainer

@@ -15,7 +15,7 @@
 
 extern char** environ;
 
-namespace tidal {
+namespace tidal::trainer {
 namespace {
 
 using testing::Exists;
@@ -185,4 +185,4 @@ TEST(Crc32c, KnownVector) {
 }
 
 }  // namespace
-}  // namespace tidal
+}  // namespace tidal::trainer

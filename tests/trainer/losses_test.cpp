@@ -6,7 +6,7 @@
 
 #include "trainer/rollout_correction.h"
 
-namespace tidal {
+namespace tidal::trainer {
 namespace {
 
 at::Tensor T(std::vector<double> v) { return at::tensor(v, at::kDouble).to(at::kFloat); }
@@ -184,4 +184,4 @@ TEST(RolloutCorrection, TruncatedAndMaskedImportanceSampling) {
 }
 
 }  // namespace
-}  // namespace tidal
+}  // namespace tidal::trainer

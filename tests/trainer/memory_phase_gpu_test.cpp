@@ -12,7 +12,7 @@
 #include "tests/trainer/trainer_test_util.h"
 #include "trainer/trainer.h"
 
-namespace tidal {
+namespace tidal::trainer {
 namespace {
 
 using testing::RandomBatch;
@@ -136,4 +136,4 @@ TEST_F(MemoryPhaseGpu, DeviceWeightsStayOnTheDeviceInBf16) {
 }
 
 }  // namespace
-}  // namespace tidal
+}  // namespace tidal::trainer

@@ -7,7 +7,7 @@
 #include "tests/trainer/trainer_test_util.h"
 #include "trainer/trainer.h"
 
-namespace tidal {
+namespace tidal::trainer {
 namespace {
 
 using testing::MaxAbsDiff;
@@ -92,4 +92,4 @@ TEST(MemoryPhase, DeviceWeightsMatchTheMastersInTheAskedDtype) {
 }
 
 }  // namespace
-}  // namespace tidal
+}  // namespace tidal::trainer

@@ -12,7 +12,7 @@
 #include "tests/trainer/trainer_test_util.h"
 #include "trainer/trainer.h"
 
-namespace tidal {
+namespace tidal::trainer {
 namespace {
 
 using testing::MaxAbsDiff;
@@ -203,4 +203,4 @@ TEST(CommunicatorCacheTest, OneCommunicatorPerMembership) {
 }
 
 }  // namespace
-}  // namespace tidal
+}  // namespace tidal::trainer

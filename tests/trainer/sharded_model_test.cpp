@@ -12,7 +12,7 @@
 #include "tests/trainer/trainer_test_util.h"
 #include "trainer/trainer.h"
 
-namespace tidal {
+namespace tidal::trainer {
 namespace {
 
 using testing::MaxAbsDiff;
@@ -188,4 +188,4 @@ TEST(ShardedModel, Bf16ComputeTracksFp32) {
 }
 
 }  // namespace
-}  // namespace tidal
+}  // namespace tidal::trainer

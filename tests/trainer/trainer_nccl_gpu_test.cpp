@@ -10,7 +10,7 @@
 #include "tests/trainer/trainer_test_util.h"
 #include "trainer/trainer.h"
 
-namespace tidal {
+namespace tidal::trainer {
 namespace {
 
 using testing::MaxAbsDiff;
@@ -91,4 +91,4 @@ TEST(TrainerNccl, TwoGpusMatchTheShmRun) {
 }
 
 }  // namespace
-}  // namespace tidal
+}  // namespace tidal::trainer

@@ -9,7 +9,7 @@
 
 #include "tests/trainer/trainer_test_util.h"
 
-namespace tidal {
+namespace tidal::trainer {
 namespace {
 
 using testing::MaxAbsDiff;
@@ -346,4 +346,4 @@ TEST(Trainer, ExportHfRoundTrips) {
 }
 
 }  // namespace
-}  // namespace tidal
+}  // namespace tidal::trainer

@@ -68,11 +68,11 @@ inline ModelConfig TinyConfig(bool tied) {
 }
 
 // Deterministic RL batch: `n` samples in groups of 4, varied lengths, advantages given.
-inline std::vector<TrainSample> RandomBatch(int n, int64_t vocab, uint32_t seed) {
+inline std::vector<trainer::TrainSample> RandomBatch(int n, int64_t vocab, uint32_t seed) {
   std::mt19937 rng(seed);
-  std::vector<TrainSample> out(n);
+  std::vector<trainer::TrainSample> out(n);
   for (int i = 0; i < n; ++i) {
-    TrainSample& s = out[i];
+    trainer::TrainSample& s = out[i];
     const int p = 2 + rng() % 6, r = 1 + rng() % 9;
     for (int t = 0; t < p; ++t) s.prompt_ids.push_back(rng() % vocab);
     for (int t = 0; t < r; ++t) s.response_ids.push_back(rng() % vocab);

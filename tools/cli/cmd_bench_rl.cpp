@@ -120,6 +120,7 @@ absl::StatusOr<Json> MeasureRun(const Recipe& recipe, double* response_tokens_me
 
 absl::StatusOr<Json> MeasureParts(const Recipe& r, int reps, double response_tokens) {
   using namespace tidal;
+  using namespace tidal::trainer;
   TIDAL_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, LoadTokenizer(r.model.tokenizer));
   TIDAL_ASSIGN_OR_RETURN(ModelConfig config, scheduler::ModelConfigFromRecipe(r, *tok));
   const std::string device = FirstDevice(r);

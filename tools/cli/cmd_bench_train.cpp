@@ -36,6 +36,7 @@ namespace {
 
 using Json = nlohmann::json;
 using namespace tidal;
+using namespace tidal::trainer;
 
 constexpr double kPeakBf16Flops = 989.4e12;  // H100/H200 SXM dense bf16
 
