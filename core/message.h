@@ -146,7 +146,7 @@ OutMessage MakeOut(const T& msg, std::vector<Payload> frames = {}) {
 // (std::optional<E>); any other JSON throws nlohmann::json::type_error, which Envelope::As turns
 // into InvalidArgument, so a malformed value is refused rather than read as some default.
 template <class E, class Parse>
-void EnumFromName(const nlohmann::json& j, E& out, Parse&& parse, std::string_view what) {
+void EnumFromName(const nlohmann::json& j, E& out, Parse&& parse, const char* what) {
   if (!j.is_string()) {
     throw nlohmann::json::type_error::create(
         302, absl::StrCat(what, " must be a string, got ", j.type_name()), &j);

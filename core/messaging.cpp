@@ -717,6 +717,17 @@ void Endpoint::FailPending(uint64_t id, const absl::Status& status) {
 
 using messaging_internal::Endpoint;
 
+namespace messaging_internal {
+EndpointHandle::EndpointHandle(std::unique_ptr<Endpoint> impl) : impl_(std::move(impl)) {}
+EndpointHandle::~EndpointHandle() = default;
+const std::string& EndpointHandle::endpoint() const { return impl_->endpoint(); }
+const std::string& EndpointHandle::name() const { return impl_->name(); }
+absl::StatusOr<Inbound> EndpointHandle::Receive(absl::Duration timeout) { return impl_->Receive(timeout); }
+absl::Status EndpointHandle::PostOut(OutMessage out) { return impl_->Post(std::move(out)); }
+MessagingStats EndpointHandle::stats() const { return impl_->Stats(); }
+void EndpointHandle::Shutdown() { impl_->Shutdown(); }
+}  // namespace messaging_internal
+
 absl::StatusOr<std::unique_ptr<Router>> Router::Bind(RouterOptions options) {
   TIDAL_ASSIGN_OR_RETURN(
       auto impl, Endpoint::Start({Endpoint::Kind::kRouter, options.endpoint, options.name,
@@ -725,10 +736,7 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Bind(RouterOptions options) {
                                   options.unadmitted_max_bytes, options.allow_handover}));
   return std::unique_ptr<Router>(new Router(std::move(impl)));
 }
-Router::Router(std::unique_ptr<Endpoint> impl) : impl_(std::move(impl)) {}
-Router::~Router() = default;
-const std::string& Router::endpoint() const { return impl_->endpoint(); }
-const std::string& Router::name() const { return impl_->name(); }
+Router::Router(std::unique_ptr<Endpoint> impl) : TypedVerbs(std::move(impl)) {}
 absl::Status Router::SendOut(std::string_view peer, OutMessage out) {
   return impl_->Enqueue(peer, std::move(out), 0);
 }
@@ -739,13 +747,9 @@ std::future<absl::StatusOr<Envelope>> Router::RequestOut(std::string_view peer, 
                                                          absl::Duration timeout) {
   return impl_->EnqueueRequest(peer, std::move(out), timeout);
 }
-absl::StatusOr<Inbound> Router::Receive(absl::Duration timeout) { return impl_->Receive(timeout); }
-absl::Status Router::PostOut(OutMessage out) { return impl_->Post(std::move(out)); }
 std::vector<std::string> Router::Peers() const { return impl_->AlivePeers(); }
 void Router::Admit(std::string_view peer) { impl_->Admit(peer, true); }
 void Router::Revoke(std::string_view peer) { impl_->Admit(peer, false); }
-MessagingStats Router::stats() const { return impl_->Stats(); }
-void Router::Shutdown() { impl_->Shutdown(); }
 
 absl::StatusOr<std::unique_ptr<Dealer>> Dealer::Connect(DealerOptions options) {
   TIDAL_ASSIGN_OR_RETURN(
@@ -754,10 +758,7 @@ absl::StatusOr<std::unique_ptr<Dealer>> Dealer::Connect(DealerOptions options) {
                                   options.max_frame_bytes, options.metrics, std::nullopt, options.curve}));
   return std::unique_ptr<Dealer>(new Dealer(std::move(impl)));
 }
-Dealer::Dealer(std::unique_ptr<Endpoint> impl) : impl_(std::move(impl)) {}
-Dealer::~Dealer() = default;
-const std::string& Dealer::endpoint() const { return impl_->endpoint(); }
-const std::string& Dealer::name() const { return impl_->name(); }
+Dealer::Dealer(std::unique_ptr<Endpoint> impl) : TypedVerbs(std::move(impl)) {}
 absl::Status Dealer::SendOut(OutMessage out) { return impl_->Enqueue("", std::move(out), 0); }
 absl::Status Dealer::ReplyOut(const Envelope& request, OutMessage out) {
   return impl_->Enqueue("", std::move(out), request.header.id);
@@ -765,10 +766,6 @@ absl::Status Dealer::ReplyOut(const Envelope& request, OutMessage out) {
 std::future<absl::StatusOr<Envelope>> Dealer::RequestOut(OutMessage out, absl::Duration timeout) {
   return impl_->EnqueueRequest("", std::move(out), timeout);
 }
-absl::StatusOr<Inbound> Dealer::Receive(absl::Duration timeout) { return impl_->Receive(timeout); }
-absl::Status Dealer::PostOut(OutMessage out) { return impl_->Post(std::move(out)); }
 bool Dealer::RouterAlive() const { return impl_->PeerAlive(kRouterPeer); }
-MessagingStats Dealer::stats() const { return impl_->Stats(); }
-void Dealer::Shutdown() { impl_->Shutdown(); }
 
 }  // namespace tidal

@@ -128,11 +128,36 @@ struct DealerOptions {
 namespace messaging_internal {
 class Endpoint;  // the I/O thread and queues shared by Router and Dealer (messaging.cpp)
 
+// What Router and Dealer share, written once: the endpoint (its I/O thread) and the calls that do
+// not depend on which side it is.
+class EndpointHandle {
+ public:
+  ~EndpointHandle();
+  EndpointHandle(const EndpointHandle&) = delete;
+  EndpointHandle& operator=(const EndpointHandle&) = delete;
+
+  // The endpoint: a Router's bound one with the real port ("tcp://127.0.0.1:43127"), a Dealer's
+  // Router. name(): header.sender of every message sent (a Dealer's routing identity).
+  const std::string& endpoint() const;
+  const std::string& name() const;
+  // Next message or peer event; DeadlineExceeded when none arrives within `timeout`
+  // (absl::ZeroDuration() polls), Cancelled once the endpoint is shutting down.
+  absl::StatusOr<Inbound> Receive(absl::Duration timeout);
+  // The untyped form of Post (also for forwarding a received message).
+  absl::Status PostOut(OutMessage out);
+  MessagingStats stats() const;
+  void Shutdown();
+
+ protected:
+  explicit EndpointHandle(std::unique_ptr<Endpoint> impl);
+  std::unique_ptr<Endpoint> impl_;
+};
+
 // The typed verbs both endpoints offer, written once. `Derived` supplies the untyped forms
-// (SendOut, ReplyOut, RequestOut, PostOut); `To...` is what names the destination of a send or a
-// request: the peer for a Router, nothing for a Dealer (it has one peer, its Router).
+// (SendOut, ReplyOut, RequestOut); `To...` is what names the destination of a send or a request:
+// the peer for a Router, nothing for a Dealer (it has one peer, its Router).
 template <class Derived, class... To>
-class TypedVerbs {
+class TypedVerbs : public EndpointHandle {
  public:
   // Router: NotFound when `peer` has not been heard from or was declared dead.
   template <MessageType T>
@@ -170,8 +195,11 @@ class TypedVerbs {
   // timer or the dashboard thread waking the controller loop. Cancelled after Shutdown().
   template <MessageType T>
   absl::Status Post(const T& msg, std::vector<Payload> frames = {}) {
-    return self().PostOut(MakeOut(msg, std::move(frames)));
+    return PostOut(MakeOut(msg, std::move(frames)));
   }
+
+ protected:
+  explicit TypedVerbs(std::unique_ptr<Endpoint> impl) : EndpointHandle(std::move(impl)) {}
 
  private:
   Derived& self() { return static_cast<Derived&>(*this); }
@@ -179,22 +207,11 @@ class TypedVerbs {
 
 }  // namespace messaging_internal
 
+// endpoint(), name(), Receive(), PostOut(), stats(), Shutdown(): EndpointHandle. Send, Reply,
+// ReplyError, Request, RequestAsync, Call, Post: TypedVerbs, with the peer first.
 class Router : public messaging_internal::TypedVerbs<Router, std::string_view> {
  public:
   static absl::StatusOr<std::unique_ptr<Router>> Bind(RouterOptions options);
-  ~Router();
-  Router(const Router&) = delete;
-  Router& operator=(const Router&) = delete;
-
-  // The bound endpoint with the real port, e.g. "tcp://127.0.0.1:43127".
-  const std::string& endpoint() const;
-  const std::string& name() const;
-
-  // Send, Reply, ReplyError, Request, RequestAsync, Call, Post: TypedVerbs, with the peer first.
-
-  // Next message or peer event; DeadlineExceeded when none arrives within `timeout`
-  // (absl::ZeroDuration() polls), Cancelled once the endpoint is shutting down.
-  absl::StatusOr<Inbound> Receive(absl::Duration timeout);
 
   // Peers currently alive, sorted.
   std::vector<std::string> Peers() const;
@@ -202,21 +219,19 @@ class Router : public messaging_internal::TypedVerbs<Router, std::string_view> {
   // restores it. A peer declared dead is revoked.
   void Admit(std::string_view peer);
   void Revoke(std::string_view peer);
-  MessagingStats stats() const;
-  void Shutdown();
 
   // Untyped forms behind the templates (also for forwarding a received message).
   absl::Status SendOut(std::string_view peer, OutMessage out);
   absl::Status ReplyOut(const Envelope& request, OutMessage out);
   std::future<absl::StatusOr<Envelope>> RequestOut(std::string_view peer, OutMessage out,
                                                    absl::Duration timeout);
-  absl::Status PostOut(OutMessage out);
 
  private:
   explicit Router(std::unique_ptr<messaging_internal::Endpoint> impl);
-  std::unique_ptr<messaging_internal::Endpoint> impl_;
 };
 
+// As Router, to the one Router: Receive() gives messages from the Router (Envelope::peer = the
+// Router's name) and PeerEvents about it (PeerEvent::peer = kRouterPeer).
 class Dealer : public messaging_internal::TypedVerbs<Dealer> {
  public:
   static constexpr std::string_view kRouterPeer = "router";
@@ -224,31 +239,16 @@ class Dealer : public messaging_internal::TypedVerbs<Dealer> {
   // Connecting does not wait for the Router: messages queue until it is reachable, and the
   // Router is reported dead if it stays silent for heartbeat.miss intervals.
   static absl::StatusOr<std::unique_ptr<Dealer>> Connect(DealerOptions options);
-  ~Dealer();
-  Dealer(const Dealer&) = delete;
-  Dealer& operator=(const Dealer&) = delete;
 
-  const std::string& endpoint() const;
-  const std::string& name() const;
-
-  // Send, Reply, ReplyError, Request, RequestAsync, Call, Post: TypedVerbs, to the Router.
-
-  // Messages from the Router (Envelope::peer = the Router's name) and PeerEvents about it
-  // (PeerEvent::peer = kRouterPeer).
-  absl::StatusOr<Inbound> Receive(absl::Duration timeout);
   // Whether the Router has been heard from within the heartbeat timeout.
   bool RouterAlive() const;
-  MessagingStats stats() const;
-  void Shutdown();
 
   absl::Status SendOut(OutMessage out);
   absl::Status ReplyOut(const Envelope& request, OutMessage out);
   std::future<absl::StatusOr<Envelope>> RequestOut(OutMessage out, absl::Duration timeout);
-  absl::Status PostOut(OutMessage out);
 
  private:
   explicit Dealer(std::unique_ptr<messaging_internal::Endpoint> impl);
-  std::unique_ptr<messaging_internal::Endpoint> impl_;
 };
 
 }  // namespace tidal
