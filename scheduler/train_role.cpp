@@ -14,6 +14,7 @@ using trainer::AdvantageEstimator;
 using trainer::IsCorrection;
 using trainer::LossAggregation;
 using trainer::PolicyLossType;
+using trainer::ShardedModel;
 using trainer::SftSample;
 using trainer::StepStats;
 using trainer::Trainer;
