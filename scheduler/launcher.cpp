@@ -47,7 +47,6 @@ std::vector<std::string> ProcessLauncher::WorkerArgs(int device, const DeviceSlo
 
 absl::StatusOr<pid_t> ProcessLauncher::Spawn(int device, const DeviceSlot& slot, const std::string& token) {
   if (device >= static_cast<int>(pids_.size())) pids_.resize(device + 1, -1);
-  if (device >= static_cast<int>(tokens_.size())) tokens_.resize(device + 1);
   if (pids_[device] > 0) {
     return absl::FailedPreconditionError(absl::StrFormat("worker %d already runs (pid %d)", device, pids_[device]));
   }
