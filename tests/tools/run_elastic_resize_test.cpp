@@ -3,6 +3,7 @@
 // joins training, the optimizer state re-sharded from 1 to 2 ranks) and shrinks back during the
 // run; every move is in the tag timeline and every prompt is accounted for.
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -122,6 +123,27 @@ TEST_F(RunElasticResizeTest, PlannedGrowAndShrinkDuringARun) {
   EXPECT_FALSE(fs::exists(run.dir() / "reshard" / "step-2"));
   EXPECT_FALSE(fs::exists(run.dir() / "reshard" / "step-4"));
   EXPECT_TRUE(fs::exists(run.dir() / "final" / "model.safetensors"));
+}
+
+// A run that ends with a two-rank group leaves a two-rank checkpoint; resuming starts from the
+// recipe's one train device, which re-shards that checkpoint on load and trains on.
+TEST_F(RunElasticResizeTest, ResumeFromACheckpointOfAnotherGroupSize) {
+  {
+    TidalRun run(recipe_, root_ / "run", {"pool.elastic.resize=true", "pool.elastic.plan=2:2"});
+    ASSERT_EQ(run.Wait(120), 0) << run.Output();
+    EXPECT_EQ(run.Summary()["train_group"]["final"], 2);
+    ASSERT_TRUE(fs::exists(root_ / "run" / "checkpoints" / "step-6" / "rank-1.bin"));
+  }
+  // `tidal run --resume DIR` (TidalRun would clear the directory first).
+  const std::string out = (root_ / "resume.out").string();
+  const int rc = std::system(("timeout 120 " + std::string(TIDAL_BIN) + " run --resume " + (root_ / "run").string() +
+                              " train.steps=8 --quiet > " + out + " 2>&1").c_str());
+  ASSERT_EQ(rc, 0) << ReadFile(out);
+  const json s = json::parse(ReadFile(root_ / "run" / "summary.json"), nullptr, false);
+  EXPECT_EQ(s["steps"], 8);
+  EXPECT_EQ(s["prompts"]["unaccounted"], 0) << s.dump(2);
+  const std::string log = ReadFile(root_ / "run" / "logs" / "worker-0.log");
+  EXPECT_NE(log.find("step-6 was saved by 2 ranks; re-sharding to 1"), std::string::npos) << log;
 }
 
 // No plan: the split policy decides from measured throughput. Rollouts here are short (4 new
