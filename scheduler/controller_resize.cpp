@@ -223,6 +223,7 @@ void Controller::OnTrainGroupJoined(int device, const TrainGroupJoined& m) {
                   << secs << " s";
   // The hand-off state has served its purpose (the group's checkpoints are separate).
   if (absl::Status s = RemoveTree(r.dir); !s.ok()) TIDAL_LOG(WARN) << "removing " << r.dir << ": " << s;
+  ::rmdir(fs::path(r.dir).parent_path().c_str());  // <run_dir>/reshard, once empty (fails otherwise: fine)
   resize_.reset();
 }
 
