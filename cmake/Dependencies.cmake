@@ -71,9 +71,45 @@ find_library(HTTPLIB_LIBRARY NAMES cpp-httplib libcpp-httplib.so.0.11)
 add_library(tidal_httplib INTERFACE)
 target_include_directories(tidal_httplib INTERFACE ${HTTPLIB_INCLUDE_DIR})
 if(HTTPLIB_LIBRARY)
-  # Debian ships httplib compiled; the header then only declares.
+  # Debian ships httplib compiled; the header then only declares. The library is built with
+  # OpenSSL, zlib and Brotli support, which changes the layout of httplib::Client and friends, so
+  # every translation unit must see the same CPPHTTPLIB_* defines: core/httplib.h sets them before
+  # <httplib.h> (sources include core/httplib.h only). Checked here against cpp-httplib.pc, so a
+  # library built otherwise stops the configure step instead of corrupting the heap at run time.
   target_link_libraries(tidal_httplib INTERFACE ${HTTPLIB_LIBRARY})
   target_compile_definitions(tidal_httplib INTERFACE CPPHTTPLIB_USE_POLL)
+  find_package(PkgConfig QUIET)
+  if(PKG_CONFIG_FOUND)
+    pkg_check_modules(HTTPLIB_PC QUIET cpp-httplib)
+  endif()
+endif()
+if(HTTPLIB_LIBRARY AND HTTPLIB_PC_FOUND)
+  set(_httplib_defs)
+  foreach(_flag IN LISTS HTTPLIB_PC_CFLAGS_OTHER)
+    if(_flag MATCHES "^-D(CPPHTTPLIB_[A-Z_]+)$")
+      list(APPEND _httplib_defs ${CMAKE_MATCH_1})
+    endif()
+  endforeach()
+  list(SORT _httplib_defs)
+  file(STRINGS ${CMAKE_CURRENT_LIST_DIR}/../core/httplib.h _httplib_header REGEX "^#define CPPHTTPLIB_")
+  set(_header_defs)
+  foreach(_line IN LISTS _httplib_header)
+    string(REGEX REPLACE "^#define (CPPHTTPLIB_[A-Z_]+).*" "\\1" _d "${_line}")
+    list(APPEND _header_defs ${_d})
+  endforeach()
+  list(REMOVE_ITEM _header_defs CPPHTTPLIB_USE_POLL)  # a choice of tidal's, not of the library's build
+  list(SORT _header_defs)
+  if(NOT _httplib_defs STREQUAL _header_defs)
+    message(FATAL_ERROR "cpp-httplib was built with '${_httplib_defs}' (cpp-httplib.pc) but core/httplib.h defines "
+                        "'${_header_defs}': make core/httplib.h define exactly the library's CPPHTTPLIB_* macros")
+  endif()
+  find_package(OpenSSL QUIET)
+  if(OpenSSL_FOUND)
+    target_link_libraries(tidal_httplib INTERFACE OpenSSL::SSL OpenSSL::Crypto)
+  endif()
+elseif(HTTPLIB_LIBRARY)
+  message(WARNING "cpp-httplib.pc not found (pkg-config): cannot check that core/httplib.h's CPPHTTPLIB_* "
+                  "defines match the library's build")
 endif()
 find_path(CLI11_INCLUDE_DIR CLI/CLI.hpp REQUIRED)
 find_package(GTest)

@@ -1,6 +1,6 @@
 #include "core/http_auth.h"
 
-#include <httplib.h>
+#include "core/httplib.h"
 
 namespace tidal {
 namespace {

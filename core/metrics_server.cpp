@@ -1,6 +1,6 @@
 #include "core/metrics_server.h"
 
-#include <httplib.h>
+#include "core/httplib.h"
 #include <sys/socket.h>
 
 #include <chrono>

@@ -1,6 +1,6 @@
 #include "envs/sandbox_client.h"
 
-#include <httplib.h>
+#include "core/httplib.h"
 
 #include <cmath>
 

@@ -1,6 +1,6 @@
 #include "envs/sandbox_server.h"
 
-#include <httplib.h>
+#include "core/httplib.h"
 
 namespace tidal::envs {
 

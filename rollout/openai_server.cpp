@@ -2,7 +2,7 @@
 
 #include "core/http_auth.h"
 
-#include <httplib.h>
+#include "core/httplib.h"
 
 #include <chrono>
 #include <ctime>

@@ -56,11 +56,17 @@ absl::Status Controller::PrepareRunDir() {
   TIDAL_RETURN_IF_ERROR(InitLogging(
       {.role = "controller", .rank = -1, .file = (fs::path(run_dir_) / "logs" / "controller.log").string()}));
 
+  run_id_ = NewRunId();  // a resumed run keeps the id of the checkpoint it continues
+  if (!recipe_.checkpoint.resume) {
+    // A fresh run never overwrites or adopts another run's checkpoints (a shared checkpoint.dir).
+    TIDAL_RETURN_IF_ERROR(CheckFreshCheckpointDir(ckpt_dir_, options_.overwrite));
+  }
   if (recipe_.checkpoint.resume) {
     TIDAL_ASSIGN_OR_RETURN(std::optional<ResumePoint> resume, FindResumePoint(ckpt_dir_));
     if (resume) {
       resume_dir_ = resume->dir;
       resume_step_ = resume->step;
+      run_id_ = resume->run_id;
       steps_done_ = resume_step_;
       TIDAL_LOG(INFO) << "resuming from " << resume_dir_ << " (step " << resume_step_ << ")";
     } else {

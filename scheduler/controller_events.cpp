@@ -142,8 +142,12 @@ void Controller::Handle(const Envelope& env) {
     } else if (ckpt_replies_ == 0) {
       // Written after the trainer committed the directory, so a controller state only exists
       // next to a complete checkpoint.
-      WriteControllerState(pending_ckpt_dir_, steps_done_, version_, ledger_.created());
-      PruneCheckpoints(ckpt_dir_, recipe_.checkpoint.keep);
+      absl::Status st = WriteControllerState(pending_ckpt_dir_, {steps_done_, version_, ledger_.created(), run_id_});
+      if (!st.ok()) {
+        Fatal(st);
+      } else {
+        PruneCheckpoints(ckpt_dir_, recipe_.checkpoint.keep, run_id_);
+      }
     }
   } else if (env.Is<TrainGroupSaved>()) {
     auto r = env.As<TrainGroupSaved>();

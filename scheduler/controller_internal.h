@@ -272,6 +272,7 @@ class Controller {
   std::string pending_ckpt_dir_;
   int64_t resume_step_ = 0;
   std::string resume_dir_;
+  std::string run_id_;  // written into every checkpoint's state (checkpoint_book.h)
 
   weight_sync::WeightRelay relay_;
   weight_sync::TransportKind transport_ = weight_sync::TransportKind::kZmq;  // from weight_sync.backend

@@ -47,6 +47,21 @@ absl::StatusOr<std::unique_ptr<RunTelemetry>> RunTelemetry::Start(const Telemetr
     json targets = json::array();
     targets.push_back(std::move(target));
     WriteJsonFile(dir / "prometheus_targets.json", targets);
+    // Prometheus globs only the last path element of a file_sd path, so `runs/*/x.json` cannot
+    // find runs; every run also drops its list into one folder beside the run directories
+    // (`runs/.prometheus/<run dir name>.json`), removed again when the run ends.
+    const fs::path abs = fs::absolute(dir).lexically_normal();
+    const fs::path sd_dir = (abs.has_filename() ? abs : abs.parent_path()).parent_path() / ".prometheus";
+    std::error_code ec;
+    fs::create_directories(sd_dir, ec);
+    const fs::path shared = sd_dir / ((abs.has_filename() ? abs : abs.parent_path()).filename().string() + ".json");
+    if (!ec) {
+      WriteJsonFile(shared, targets);
+      t->shared_targets_ = shared.string();
+    } else {
+      TIDAL_LOG(WARN) << "cannot create " << sd_dir.string() << " (" << ec.message()
+                      << "): Prometheus finds this run only through " << (dir / "prometheus_targets.json").string();
+    }
     TIDAL_LOG(INFO) << "metrics on " << t->sink_->url() << ", dashboard on " << t->sink_->base_url();
   } else {
     t->sink_ = MetricsSink::Local(options.run);
@@ -59,6 +74,10 @@ absl::StatusOr<std::unique_ptr<RunTelemetry>> RunTelemetry::Start(const Telemetr
   if (!options.append) ::unlink(timeline.c_str());
   TIDAL_ASSIGN_OR_RETURN(t->timeline_, MetricsLog::Open(timeline.string()));
   return t;
+}
+
+RunTelemetry::~RunTelemetry() {
+  if (!shared_targets_.empty()) ::unlink(shared_targets_.c_str());
 }
 
 void RunTelemetry::OnEvent(const json& ev) {

@@ -6,8 +6,10 @@
 // the sink, the LiveState and the run directory's files). Start() binds the endpoint (port 0: any
 // free port) and writes, in the run directory:
 //   metrics_endpoint.json    {"metrics": url, "dashboard": url, "port": n}
-//   prometheus_targets.json  a Prometheus file_sd target list (tools/prometheus/prometheus.yml
-//                            discovers every run under runs/ through it)
+//   prometheus_targets.json  a Prometheus file_sd target list; the same list also goes to
+//                            <run_dir>/../.prometheus/<run dir name>.json, which
+//                            tools/prometheus/prometheus.yml globs (Prometheus globs only the
+//                            last path element) and which the destructor removes
 //   timeline.jsonl           per-device state changes {t, device, state}: rollout | train |
 //                            switching | idle | down (t: seconds since the controller started)
 //   tensorboard/             events.out.tfevents.* (metrics.tensorboard)
@@ -41,6 +43,7 @@ struct TelemetryOptions {
 class RunTelemetry {
  public:
   static absl::StatusOr<std::unique_ptr<RunTelemetry>> Start(const TelemetryOptions& options);
+  ~RunTelemetry();
 
   MetricsSink& metrics() { return *sink_; }
   // A metrics.jsonl record (step, eval, warmup, ...): its numbers go to TensorBoard.
@@ -61,6 +64,7 @@ class RunTelemetry {
 
   TelemetryOptions options_;
   std::unique_ptr<MetricsSink> sink_;
+  std::string shared_targets_;  // runs/.prometheus/<name>.json; "" when not written
   std::shared_ptr<LiveState> live_ = std::make_shared<LiveState>();
   std::unique_ptr<TensorBoardWriter> tb_;
   std::unique_ptr<MetricsLog> timeline_;

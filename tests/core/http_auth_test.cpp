@@ -1,7 +1,7 @@
 #include "core/http_auth.h"
 
 #include <gtest/gtest.h>
-#include <httplib.h>
+#include "core/httplib.h"
 
 #include "core/metrics_server.h"
 

@@ -1,8 +1,8 @@
 // Test helper: a blocking HTTP/1.0 GET over a plain socket.
-// Not httplib::Client: Debian's libcpp-httplib is compiled with OpenSSL/zlib/Brotli support, which
-// changes httplib::Client's layout, while tidal's translation units include httplib.h without
-// those defines, so a Client built here is smaller than the library's constructor assumes (seen:
-// "free(): invalid pointer" in a test). Servers are unaffected.
+// A plain socket, not httplib::Client, so the tests that check tidal's HTTP servers do not share
+// the library under test. (The Client layout mismatch once seen here, "free(): invalid pointer",
+// came from compiling httplib.h without the CPPHTTPLIB_* defines Debian's library was built with;
+// cmake/Dependencies.cmake now takes them from cpp-httplib.pc.)
 #pragma once
 
 #include <arpa/inet.h>

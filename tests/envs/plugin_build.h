@@ -39,9 +39,12 @@ inline std::string PluginBuildDir() {
     std::string dir = std::string(TIDAL_BINARY_DIR) + "/tests/envs/plugins_" +
                       std::to_string(::getpid());
     Scratch() { std::filesystem::create_directories(dir); }
+    // Not std::filesystem::remove_all: in a test binary linked with libtorch it binds to the
+    // wheel's copy, which crashes at exit with Debian 12's libstdc++ (core/remove_tree.h); and
+    // not tidal::RemoveTree, which the torch-free envs tests do not link.
     ~Scratch() {
-      std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
+      int rc = 0;
+      (void)RunCommand("rm -rf '" + dir + "'", &rc);
     }
   };
   static Scratch scratch;

@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <ATen/Parallel.h>
-#include <httplib.h>
+#include "core/httplib.h"
 
 #include <atomic>
 #include <thread>

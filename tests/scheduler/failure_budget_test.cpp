@@ -21,7 +21,7 @@ TEST(FailureBudgetTest, ConsecutiveFailuresStopAtTheLimitAndSuccessResets) {
             "env_errors: 3 prompts in a row failed; the run stops (control.budget.env_errors = 3); last: score() "
             "returned NaN");
   EXPECT_TRUE(b.Failure("e").ok()) << "the error is returned once per crossing";
-  EXPECT_EQ(b.total(), 5);
+  EXPECT_EQ(b.total(), 6);  // a, b, c, d, the NaN and e
 }
 
 TEST(FailureBudgetTest, PerKeyCountsEachKeyAndAllowsTheLimit) {

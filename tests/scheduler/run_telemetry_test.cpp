@@ -38,6 +38,10 @@ TEST(RunTelemetryTest, WritesEndpointFilesTimelineAndTensorBoard) {
   EXPECT_EQ(ep["metrics"], (*t)->url());
   json sd = json::parse(ReadFile(fs::path(dir.path()) / "prometheus_targets.json"));
   EXPECT_EQ(sd[0]["targets"][0], "127.0.0.1:" + std::to_string(ep["port"].get<int>()));
+  // The copy Prometheus globs (one folder for all runs), gone when the run ends.
+  const fs::path shared = fs::path(dir.path()).parent_path() / ".prometheus" /
+                          (fs::path(dir.path()).filename().string() + ".json");
+  EXPECT_EQ(json::parse(ReadFile(shared)), sd);
 
   (*t)->DeviceState("cpu:0", "rollout", 0.5);
   (*t)->DeviceState("cpu:0", "rollout", 0.7);  // unchanged: not recorded
@@ -84,6 +88,8 @@ TEST(RunTelemetryTest, WritesEndpointFilesTimelineAndTensorBoard) {
   EXPECT_NE(metrics.body.find("process_resident_memory_bytes{device=\"cpu:0\",role=\"rollout\",run=\"t1\"} 1048576"),
             std::string::npos)
       << metrics.body;
+  t->reset();
+  EXPECT_FALSE(fs::exists(shared)) << "the run's Prometheus target outlives it";
 }
 
 TEST(DashboardTest, ChartJsComesFromTheLocalPackageOrSaysWhatToInstall) {

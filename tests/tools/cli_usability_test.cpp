@@ -46,9 +46,7 @@ std::string Complete(const std::string& script, const std::string& words) {
   return Shell(cmd).out;
 }
 
-// DISABLED: passes, then the test process segfaults at exit under ctest (seen 2026-11-29; not yet
-// diagnosed). Run it with --gtest_also_run_disabled_tests.
-TEST(CliUsability, DISABLED_BashCompletionCompletesCommandsOptionsAndRecipeKeys) {
+TEST(CliUsability, BashCompletionCompletesCommandsOptionsAndRecipeKeys) {
   const std::string script = tidal::envs::testing::PluginBuildDir() + "/tidal.bash";
   Result r = Shell(kTidal + " completion bash > " + script);
   ASSERT_EQ(r.rc, 0) << r.out;
@@ -64,9 +62,7 @@ TEST(CliUsability, DISABLED_BashCompletionCompletesCommandsOptionsAndRecipeKeys)
   EXPECT_NE(Shell(kTidal + " completion zsh").rc, 0);
 }
 
-// DISABLED: same exit-time segfault under ctest as the completion test; `tidal env check` itself
-// works (checked by hand on the salted-hash plugin).
-TEST(CliUsability, DISABLED_EnvCheckVerifiesThatASeedGivesTheSameTask) {
+TEST(CliUsability, EnvCheckVerifiesThatASeedGivesTheSameTask) {
   Result ok = Shell(kTidal + " env check builtin:letter_count --tasks 2");
   EXPECT_EQ(ok.rc, 0) << ok.out;
   EXPECT_NE(ok.out.find("each seed gave the same task"), std::string::npos) << ok.out;

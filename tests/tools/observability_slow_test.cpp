@@ -218,16 +218,13 @@ TEST_F(ObservabilityTest, ExpositionCarriesEveryProcessAndPassesPromtool) {
   EXPECT_TRUE(has("process_resident_memory_bytes{role=\"controller\"")) << text;
 }
 
-// DISABLED: Prometheus refuses the file_sd glob `.../*/prometheus_targets.json` ("path name is not
-// valid for file discovery": it globs only the last path element), so tools/prometheus/prometheus.yml
-// must change (e.g. runs also write targets into one shared folder) before this can pass.
-TEST_F(ObservabilityTest, DISABLED_PrometheusScrapesTheRunAndAnswersEveryGrafanaQuery) {
+TEST_F(ObservabilityTest, PrometheusScrapesTheRunAndAnswersEveryGrafanaQuery) {
   if (!HaveProgram("prometheus")) GTEST_SKIP() << "Debian's prometheus is not installed (tools/install_deps.sh)";
   // The checked-in scrape config, pointed at this run and scraping every second.
   std::string config = ReadFile(fs::path(TIDAL_SOURCE_DIR) / "tools/prometheus/prometheus.yml");
-  ASSERT_NE(config.find("../../runs/*/prometheus_targets.json"), std::string::npos) << config;
-  config = std::regex_replace(config, std::regex(R"(\.\./\.\./runs/\*/prometheus_targets\.json)"),
-                              (root_ / "*" / "prometheus_targets.json").string());
+  ASSERT_NE(config.find("../../runs/.prometheus/*.json"), std::string::npos) << config;
+  config = std::regex_replace(config, std::regex(R"(\.\./\.\./runs/\.prometheus/\*\.json)"),
+                              (root_ / ".prometheus" / "*.json").string());
   config = std::regex_replace(config, std::regex(R"((scrape_interval|refresh_interval): 5s)"), "$1: 1s");
   std::ofstream(root_ / "prometheus.yml") << config;
   const int prom_port = FreePort();

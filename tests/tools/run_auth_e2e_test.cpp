@@ -113,7 +113,7 @@ TEST(RunAuthE2eTest, SpoofedAndReplayedWorkersAreRefusedAndTheRunIsUnharmed) {
 
   ASSERT_EQ(run.Wait(240), 0) << run.Output();
   const std::string log = ReadText(run_dir + "/logs/controller.log");
-  EXPECT_NE(log.find("refused registration of rank 1"), std::string::npos) << log;
+  EXPECT_NE(log.find("refused a Register for rank 1"), std::string::npos) << log;
   EXPECT_NE(log.find("refused a CURVE connection"), std::string::npos) << log;  // the ZAP handler
   auto refused = ReadEvents(run_dir, "registration_refused");
   ASSERT_EQ(refused.size(), 2u);

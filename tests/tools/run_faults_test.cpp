@@ -254,4 +254,27 @@ TEST_F(RunFaultsTest, TrainRankDeathFailsTheRunWithEveryPromptAccounted) {
   EXPECT_GT(s["prompts"]["dropped_by_reason"].value("run_failed", 0), 0) << s.dump(2);
 }
 
+// Row "a worker dies again and again": with control.budget.restarts = 1 the rollout worker is
+// restarted once; its second death stops the run with one error naming the key, and every
+// prompt (the dead worker's were requeued, then dropped at the stop) is accounted.
+TEST_F(RunFaultsTest, AWorkerThatKeepsDyingStopsTheRunAtTheRestartBudget) {
+  TidalRun run(recipe_, root_ / "run", {"train.steps=200", "control.budget.restarts=1"});
+  const std::string first = WaitForLog(run, std::regex(R"(worker 1 \(cpu:1, rollout\) pid (\d+))"), 60);
+  ASSERT_FALSE(first.empty()) << run.Output();
+  ASSERT_TRUE(WaitForSteps(run, 1, 90)) << run.Output();
+  ASSERT_EQ(kill(std::stoi(first), SIGKILL), 0);
+  const std::string second = WaitForLog(run, std::regex(R"(restarted device 1 as pid (\d+))"), 60);
+  ASSERT_FALSE(second.empty()) << run.Output();
+  ASSERT_EQ(kill(std::stoi(second), SIGKILL), 0);
+  const int rc = run.Wait(90);
+  EXPECT_NE(rc, 0);
+  ASSERT_NE(rc, -1) << "the run did not stop: " << run.Output();
+  const std::string out = run.Output();
+  EXPECT_NE(out.find("device 1 died 2 times; giving up (control.budget.restarts = 1)"), std::string::npos) << out;
+  const std::string log = ReadFile(run.dir() / "logs" / "controller.log");
+  EXPECT_EQ(log.find("restarted device 1 as pid " + second + "\n"), log.rfind("restarted device 1 as pid"))
+      << "restarted past the budget: " << log;
+  ExpectNoneUnaccounted(run.Summary());
+}
+
 }  // namespace
