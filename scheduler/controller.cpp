@@ -60,8 +60,7 @@ absl::Status Controller::PrepareRunDir() {
   if (!recipe_.checkpoint.resume) {
     // A fresh run never overwrites or adopts another run's checkpoints (a shared checkpoint.dir).
     TIDAL_RETURN_IF_ERROR(CheckFreshCheckpointDir(ckpt_dir_, options_.overwrite));
-  }
-  if (recipe_.checkpoint.resume) {
+  } else {
     TIDAL_ASSIGN_OR_RETURN(std::optional<ResumePoint> resume, FindResumePoint(ckpt_dir_));
     if (resume) {
       resume_dir_ = resume->dir;

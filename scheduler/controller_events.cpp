@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include "core/atomic_file.h"
+
 namespace tidal::scheduler::detail {
 
 void Controller::HandleRegister(const Envelope& env) {
@@ -19,9 +21,9 @@ void Controller::HandleRegister(const Envelope& env) {
                                 : "";
   if (absl::Status s = control_.auth->Check(d, token); !s.ok()) {
     ++registers_refused_;
-    const std::string holder = d >= 0 && d < static_cast<int>(workers_.size()) && !workers_[d].peer.empty()
-                                   ? absl::StrCat("; rank ", d, " is held by '", workers_[d].peer, "'")
-                                   : "";
+    // `d` is in range: checked above.
+    const std::string holder =
+        workers_[d].peer.empty() ? "" : absl::StrCat("; rank ", d, " is held by '", workers_[d].peer, "'");
     TIDAL_LOG(WARN) << "refused a Register for rank " << d << " from peer '" << env.peer << "' (host '" << reg->host
                     << "', pid " << reg->pid << "): " << s.message() << holder;
     WriteEvent({{"event", "registration_refused"}, {"device", d}, {"peer", env.peer}, {"host", reg->host},
@@ -303,10 +305,10 @@ void Controller::WriteAgentEndpoints() {
     TIDAL_LOG(INFO) << "agent endpoint of device " << d << ": " << workers_[d].openai_url;
   }
   // Written whole and renamed into place: agents poll this file.
-  const fs::path path = fs::path(run_dir_) / "openai_endpoints.json";
-  const fs::path tmp = path.string() + ".tmp";
-  std::ofstream(tmp) << json{{"endpoints", endpoints}}.dump(2) << "\n";
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) TIDAL_LOG(WARN) << "cannot write " << path.string();
+  const std::string path = (fs::path(run_dir_) / "openai_endpoints.json").string();
+  if (absl::Status s = WriteFileAtomic(path, json{{"endpoints", endpoints}}.dump(2) + "\n"); !s.ok()) {
+    TIDAL_LOG(WARN) << s;
+  }
 }
 
 void Controller::OnTrainStepDone(int d, const TrainStepDone& r) {
