@@ -140,6 +140,51 @@ class Binder {
     r.env.plugin = prefix + ResolveFromFile(LocOf("env.plugin").file, r.env.plugin.substr(prefix.size()));
   }
 
+  // pool.elastic: only where the train group can change, bounds that leave a group, a plan
+  // within them. `devices` < 0: pool.devices is itself wrong (reported there).
+  void CheckElastic(int devices) {
+    Recipe& r = *recipe_;
+    const auto& e = r.pool.elastic;
+    const bool planned = !e.plan.empty();
+    if (!Ok({"pool.elastic.resize", "pool.policy", "launch", "pool.elastic.plan"})) return;
+    if (!e.resize) {
+      if (planned) Issue(LocOf("pool.elastic.plan"), "pool.elastic.plan", "a plan needs `pool.elastic.resize: true`");
+      return;
+    }
+    if (r.pool.policy != PoolPolicy::kElastic) {
+      Issue(LocOf("pool.elastic.resize"), "pool.elastic.resize",
+            absl::StrCat("the train group only resizes under `pool.policy: elastic` (it is ",
+                         std::string(EnumName(r.pool.policy)), ")"));
+      return;
+    }
+    if (r.launch != LaunchKind::kLocal) {
+      Issue(LocOf("pool.elastic.resize"), "pool.elastic.resize",
+            absl::StrCat("needs `launch: local` (a joining device must share the train ranks' host); launch is ",
+                         std::string(EnumName(r.launch))));
+      return;
+    }
+    if (devices < 0 || !Ok({"pool.elastic.min_train", "pool.elastic.max_train", "pool.elastic.min_rollout"})) return;
+    const int64_t hi = std::min<int64_t>(e.max_train > 0 ? e.max_train : devices, devices - e.min_rollout);
+    if (e.max_train > 0 && e.min_train > e.max_train) {
+      Issue(LocOf("pool.elastic.min_train"), "pool.elastic.min_train",
+            absl::StrCat("min_train (", e.min_train, ") is above max_train (", e.max_train, ")"));
+    } else if (e.min_train > hi) {
+      Issue(LocOf("pool.elastic.min_train"), "pool.elastic.min_train",
+            absl::StrCat("min_train (", e.min_train, ") leaves no possible train group: ", devices,
+                         " devices, min_rollout ", e.min_rollout, ", max_train ", e.max_train));
+    } else if (planned) {
+      auto plan = ParseElasticPlan(e.plan);
+      for (const auto& [step, n] : plan.ok() ? *plan : std::vector<std::pair<int64_t, int64_t>>{}) {
+        if (n < e.min_train || n > hi) {
+          Issue(LocOf("pool.elastic.plan"), "pool.elastic.plan",
+                absl::StrCat("size ", n, " at step ", step, " is outside [", e.min_train, ", ", hi,
+                             "] (pool.elastic.min_train, max_train, min_rollout)"));
+          break;
+        }
+      }
+    }
+  }
+
   void CheckCrossField() {
     Recipe& r = *recipe_;
     ResolvePluginPath();
@@ -154,6 +199,7 @@ class Binder {
                            " devices, but `pool.devices` (", r.pool.devices, ") has ", devices->size()));
       }
     }
+    CheckElastic(devices.ok() ? devices->size() : -1);
     if (r.model.path.empty()) {
       const auto& s = r.model.size;
       if (Ok({"model.size.hidden", "model.size.heads"}) && s.hidden % s.heads != 0) {
@@ -328,6 +374,27 @@ absl::StatusOr<Recipe> Finish(SourceNode root, const std::string& top_file, cons
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>> ParseElasticPlan(std::string_view plan) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  if (plan.empty()) return out;
+  const std::string text(plan);
+  for (absl::string_view piece : absl::StrSplit(text, ',')) {
+    const std::string item(piece);
+    std::vector<std::string> parts = absl::StrSplit(item, ':');
+    int64_t step = 0, n = 0;
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &step) || !absl::SimpleAtoi(parts[1], &n) || step < 0 ||
+        n < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("`", item, "` is not STEP:N (a step >= 0 and a train-group size >= 1)"));
+    }
+    if (!out.empty() && step <= out.back().first) {
+      return absl::InvalidArgumentError(absl::StrCat("steps must increase: `", item, "` follows step ", out.back().first));
+    }
+    out.emplace_back(step, n);
+  }
+  return out;
+}
 
 absl::StatusOr<DeviceSet> ParseDeviceSet(std::string_view spec) {
   static const std::regex kCpu(R"(cpu:([0-9]+))");

@@ -81,6 +81,10 @@ struct DeviceSet {
 // Error messages name the spec but no file position (the loader adds it).
 absl::StatusOr<DeviceSet> ParseDeviceSet(std::string_view spec);
 
+// `pool.elastic.plan`: "STEP:N,STEP:N,..." -> (step, train-group size) pairs, steps strictly
+// increasing, N >= 1; "" -> none. Errors name the item but no file position.
+absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>> ParseElasticPlan(std::string_view plan);
+
 // Every member below is a recipe key of the same name; defaults, ranges and docs are in
 // core/recipe_schema.cpp (`tidal recipe explain` prints them). Members are zero-initialised
 // here only so a default-constructed Recipe is deterministic; LoadRecipe fills the defaults.
@@ -118,6 +122,18 @@ struct Recipe {
       int64_t train = 0;
     } tags;
     PoolPolicy policy{};
+    // The elastic train group (pool.policy elastic): the controller grows or shrinks the train
+    // group at step boundaries (scheduler/elastic_policy.h).
+    struct Elastic {
+      bool resize = false;
+      int64_t min_train = 0;
+      int64_t max_train = 0;
+      int64_t min_rollout = 0;
+      double switch_cost_s = 0;
+      double hysteresis = 0;
+      int64_t horizon_steps = 0;
+      std::string plan;  // "STEP:N,STEP:N": fixed train-group sizes instead of the policy
+    } elastic;
     DeviceSet device_set;  // derived from `devices` by the loader (not a key)
   };
   struct Rollout {

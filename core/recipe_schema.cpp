@@ -400,6 +400,11 @@ std::string CheckPlugin(const std::string& plugin) {
   return "";
 }
 
+std::string CheckElasticPlan(const std::string& s) {
+  absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>> plan = ParseElasticPlan(s);
+  return plan.ok() ? "" : std::string(plan.status().message());
+}
+
 std::string CheckNoSpaces(const std::string& s) {
   return s.find_first_of(" \t/\\") == std::string::npos ? "" : "must not contain spaces or slashes";
 }
@@ -442,6 +447,27 @@ std::vector<RecipeKey> BuildKeys() {
           "static: tags never move; colocated: every device alternates rollout and train; elastic: the controller moves tags to keep both sides busy."),
       KEY(pool.tags.rollout, 1, "Devices tagged rollout at the start; rollout + train must equal the device count.", Min(0)),
       KEY(pool.tags.train, 1, "Devices tagged train at the start.", Min(0)),
+      KEY(pool.elastic.resize, false,
+          "pool.policy elastic: the train group grows (a rollout device joins training) and shrinks (a train device "
+          "returns to rollout) at optimizer-step boundaries, from measured rollout and train throughput; the optimizer "
+          "state is re-sharded to the new size (docs/controller.md, \"Elastic train group\"). Off: the group is the "
+          "devices tagged train, for the whole run."),
+      KEY(pool.elastic.min_train, 1, "Fewest devices in the train group while it resizes.", Above(0)),
+      KEY(pool.elastic.max_train, 0, "Most devices in the train group while it resizes; 0 = every device but `min_rollout`.",
+          Min(0)),
+      KEY(pool.elastic.min_rollout, 0, "Devices that never join the train group (they always roll out).", Min(0)),
+      KEY(pool.elastic.switch_cost_s, 0.5,
+          "Seconds one device's move costs (state hand-off, pause/resume); a resize is taken only when its predicted "
+          "gain over `horizon_steps` steps exceeds this per moved device.", Min(0)),
+      KEY(pool.elastic.hysteresis, 0.10,
+          "Smallest relative gain of the predicted step period for a resize, so the group does not flap between two "
+          "near-equal sizes.", Range(0, 1)),
+      KEY(pool.elastic.horizon_steps, 20, "Steps a resize's predicted gain is counted over against its switching cost.",
+          Above(0)),
+      KEY(pool.elastic.plan, "",
+          "Fixed schedule instead of the throughput policy: `STEP:N,STEP:N,...` sets the train group to N devices at the "
+          "boundary after STEP steps (for reproducible experiments and tests); \"\" = the policy decides.",
+          Check(CheckElasticPlan, "STEP:N[,STEP:N...] with increasing steps and N >= 1")),
 
       KEY(rollout.group_size, 8, "Completions sampled per prompt (the group of GRPO-style advantages).", Above(0)),
       KEY(rollout.max_new_tokens, 64, "Most tokens generated per completion.", Above(0)),
@@ -582,6 +608,7 @@ const std::vector<RecipeSection>& RecipeSections() {
       {"warmup.sft", "Supervised fine-tuning on the environment's reference answers."},
       {"pool", "The devices and their initial rollout/train tags."},
       {"pool.tags", "How many devices start with each tag."},
+      {"pool.elastic", "The elastic train group: growing and shrinking the train group during the run (pool.policy elastic)."},
       {"rollout", "Generation: sampling, batching, paged KV cache, staleness."},
       {"env", "The environment that supplies prompts and scores completions."},
       {"algo", "The policy-gradient objective."},
@@ -608,6 +635,9 @@ const std::vector<std::string>& RecipeCrossFieldRules() {
       "`model.path`, when set, is a directory with a config.json; `model.tokenizer`, unless `byte`, is a "
       "directory with a tokenizer.json; `env.plugin`, when a path, is an existing file.",
       "`openai.sessions_only` needs `openai.serve`.",
+      "`pool.elastic.resize` needs `pool.policy: elastic` and `launch: local` (the train ranks meet over shared memory "
+      "or NCCL on one host); `pool.elastic.min_train <= max_train` (when set) and the bounds leave a train group "
+      "possible; every size in `pool.elastic.plan` is within them.",
       "`launch: slurm`/`external` with more than one train rank: the train ranks share a node (the CPU communicator is "
       "shared memory), so `slurm` pins them to the controller's node; `external` refuses a CPU train group of more than one.",
   };

@@ -61,8 +61,7 @@ absl::Status Controller::PrepareRunDir() {
   if (!recipe_.checkpoint.resume) {
     // A fresh run never overwrites or adopts another run's checkpoints (a shared checkpoint.dir).
     TIDAL_RETURN_IF_ERROR(CheckFreshCheckpointDir(ckpt_dir_, options_.overwrite));
-  }
-  if (recipe_.checkpoint.resume) {
+  } else {
     TIDAL_ASSIGN_OR_RETURN(std::optional<ResumePoint> resume, FindResumePoint(ckpt_dir_));
     if (resume) {
       resume_dir_ = resume->dir;
@@ -115,7 +114,19 @@ absl::Status Controller::StartWorkers() {
   if (recipe_.pool.device_set.kind == DeviceSet::Kind::kCuda && train_group_.size() > 1) {
     TIDAL_ASSIGN_OR_RETURN(std::string id, NewNcclUniqueId());
     nccl_id_hex_ = NcclIdToHex(id);
+    nccl_ids_[MembershipName(train_group_)] = nccl_id_hex_;
   }
+  // The elastic train group (controller_resize.cpp); the recipe loader validated the keys.
+  const auto& e = recipe_.pool.elastic;
+  elastic_.min_train = static_cast<int>(e.min_train);
+  elastic_.max_train = static_cast<int>(e.max_train);
+  elastic_.min_rollout = static_cast<int>(e.min_rollout);
+  elastic_.switch_cost_s = e.switch_cost_s;
+  elastic_.hysteresis = e.hysteresis;
+  elastic_.horizon_steps = static_cast<int>(e.horizon_steps);
+  elastic_.lend = true;  // elastic: train-group devices roll out between steps
+  TIDAL_ASSIGN_OR_RETURN(plan_, ParseElasticPlan(e.plan));
+  train_group_min_ = train_group_max_ = static_cast<int>(train_group_.size());
 
   relay_.SetStreamHook(weight_sync::FaultHookFromEnv());  // test-only; empty in production
 
@@ -185,6 +196,7 @@ void Controller::Tick() {
         "find the endpoints in %s/openai_endpoints.json",
         recipe_.openai.idle_timeout_s, run_dir_)));
   }
+  MaybeResize();
   ApplyPolicy();
   DispatchEval();
   DispatchRl();
@@ -342,7 +354,8 @@ absl::Status Controller::FinishRl() {
 }
 
 absl::Status Controller::CheckpointLast() {
-  TIDAL_RETURN_IF_ERROR(WaitUntil([&] { return !train_running_ && ckpt_replies_ == 0; }, "the last train step"));
+  TIDAL_RETURN_IF_ERROR(
+      WaitUntil([&] { return !train_running_ && ckpt_replies_ == 0 && !resize_; }, "the last train step"));
   if (steps_done_ <= 0 || train_group_.empty()) return absl::OkStatus();
   const std::string dir = (fs::path(ckpt_dir_) / absl::StrCat("step-", steps_done_)).string();
   std::error_code ec;

@@ -199,7 +199,7 @@ void Controller::StoreGroup(TrajectoryGroup g) {
 }
 
 void Controller::MaybeStartTrainStep() {
-  if (rl_started_ <= 0 || finishing_ || train_running_ || steps_done_ >= recipe_.train.steps) return;
+  if (rl_started_ <= 0 || finishing_ || train_running_ || resize_ || steps_done_ >= recipe_.train.steps) return;
   const int p = static_cast<int>(recipe_.train.prompts_per_step);
   if (store_.size() < p) return;
   for (int d : train_group_) {
@@ -221,6 +221,10 @@ void Controller::MaybeStartTrainStep() {
   for (size_t r = 0; r < train_group_.size(); ++r) {
     workers_[train_group_[r]].train_ops++;
     SendTo(train_group_[r], step.shares[r]);
+  }
+  batch_tokens_now_ = 0;
+  for (const auto& g : *batch) {
+    for (const auto& s : g.samples) batch_tokens_now_ += static_cast<int64_t>(s.response_ids.size());
   }
   training_batch_ = std::move(*batch);
   train_running_ = true;

@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include "core/atomic_file.h"
+
 namespace tidal::scheduler::detail {
 
 void Controller::HandleRegister(const Envelope& env) {
@@ -19,9 +21,9 @@ void Controller::HandleRegister(const Envelope& env) {
                                 : "";
   if (absl::Status s = control_.auth->Check(d, token); !s.ok()) {
     ++registers_refused_;
-    const std::string holder = d >= 0 && d < static_cast<int>(workers_.size()) && !workers_[d].peer.empty()
-                                   ? absl::StrCat("; rank ", d, " is held by '", workers_[d].peer, "'")
-                                   : "";
+    // `d` is in range: checked above.
+    const std::string holder =
+        workers_[d].peer.empty() ? "" : absl::StrCat("; rank ", d, " is held by '", workers_[d].peer, "'");
     TIDAL_LOG(WARN) << "refused a Register for rank " << d << " from peer '" << env.peer << "' (host '" << reg->host
                     << "', pid " << reg->pid << "): " << s.message() << holder;
     WriteEvent({{"event", "registration_refused"}, {"device", d}, {"peer", env.peer}, {"host", reg->host},
@@ -40,11 +42,11 @@ void Controller::HandleRegister(const Envelope& env) {
   setup.train_group = train_group_;
   setup.train_rank = w.train_rank;
   setup.hosts_engine = w.hosts_engine;
-  setup.comm_group = comm_group_;
+  setup.comm_group = MembershipName(train_group_);
   setup.tag = pool_.device(d).tag;
   setup.release_engine_memory = std::holds_alternative<ColocatedPolicy>(policy_);
   setup.resume_dir = resume_dir_;
-  setup.nccl_id = nccl_id_hex_;
+  if (auto it = nccl_ids_.find(setup.comm_group); it != nccl_ids_.end()) setup.nccl_id = it->second;
   setup.weight_transport = transport_;
   if (absl::Status s = router_->Reply(env, setup); !s.ok()) TIDAL_LOG(WARN) << "reply to " << env.peer << ": " << s;
   TIDAL_LOG(INFO) << "device " << d << " registered as " << env.peer << " (pid " << reg->pid << ")";
@@ -149,6 +151,16 @@ void Controller::Handle(const Envelope& env) {
         PruneCheckpoints(ckpt_dir_, recipe_.checkpoint.keep, run_id_);
       }
     }
+  } else if (env.Is<TrainGroupSaved>()) {
+    auto r = env.As<TrainGroupSaved>();
+    if (!r.ok()) return bad(r.status());
+    --w.train_ops;
+    OnTrainGroupSaved(d, *r);
+  } else if (env.Is<TrainGroupJoined>()) {
+    auto r = env.As<TrainGroupJoined>();
+    if (!r.ok()) return bad(r.status());
+    --w.train_ops;
+    OnTrainGroupJoined(d, *r);
   } else if (env.Is<ExportDone>()) {
     auto r = env.As<ExportDone>();
     if (!r.ok()) return bad(r.status());
@@ -196,6 +208,12 @@ void Controller::ReapWorkers() {
           "last checkpoint (checkpoint.resume=true)",
           w.train_rank, pool_.device(e.device).slot.Name(), e.Describe())));
       continue;
+    }
+    if (resize_ && resize_->phase == GroupResize::Phase::kJoin &&
+        std::find(resize_->from.begin(), resize_->from.end(), e.device) != resize_->from.end()) {
+      // A device leaving the train group died before confirming: it has nothing left to hand over
+      // (its state is in the saved hand-off), so it counts as having left.
+      OnTrainGroupJoined(e.device, TrainGroupJoined{steps_done_, -1, 0, "", 0, false});
     }
     std::vector<int64_t> requeued = ledger_.RequeueWorker(e.device);
     if (eval_) {
@@ -287,10 +305,10 @@ void Controller::WriteAgentEndpoints() {
     TIDAL_LOG(INFO) << "agent endpoint of device " << d << ": " << workers_[d].openai_url;
   }
   // Written whole and renamed into place: agents poll this file.
-  const fs::path path = fs::path(run_dir_) / "openai_endpoints.json";
-  const fs::path tmp = path.string() + ".tmp";
-  std::ofstream(tmp) << json{{"endpoints", endpoints}}.dump(2) << "\n";
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) TIDAL_LOG(WARN) << "cannot write " << path.string();
+  const std::string path = (fs::path(run_dir_) / "openai_endpoints.json").string();
+  if (absl::Status s = WriteFileAtomic(path, json{{"endpoints", endpoints}}.dump(2) + "\n"); !s.ok()) {
+    TIDAL_LOG(WARN) << s;
+  }
 }
 
 void Controller::OnTrainStepDone(int d, const TrainStepDone& r) {
@@ -312,6 +330,7 @@ void Controller::OnTrainStepDone(int d, const TrainStepDone& r) {
   if (--train_replies_ > 0) return;
   double secs = Now() - train_step_started_;
   acct_.train_seconds += secs;
+  MeasureStep(secs);
   for (const auto& g : training_batch_) {
     absl::Status s = ledger_.Trained(g.prompt_id, r.step);
     if (!s.ok()) TIDAL_LOG(WARN) << s;

@@ -5,8 +5,10 @@
 //   controller_events.cpp    what each worker message and each worker exit does
 //   controller_dataflow.cpp  tags, dispatch, the store, train-step start
 //   controller_report.cpp    events, progress, metrics, the summary
+//   controller_resize.cpp    the elastic train group: measuring, deciding, the state hand-off
 // The decisions themselves live in the tested parts: fleet.h, dispatch.h, train_step.h,
-// checkpoint_book.h, run_report.h, tag_policy.h, trajectory_store.h, weight_sync/weight_relay.h.
+// checkpoint_book.h, run_report.h, tag_policy.h, elastic_policy.h, trajectory_store.h,
+// weight_sync/weight_relay.h.
 //
 // Contract: one thread (RunController's caller) runs everything here.
 #pragma once
@@ -39,6 +41,7 @@
 #include "scheduler/checkpoint_book.h"
 #include "scheduler/device_pool.h"
 #include "scheduler/dispatch.h"
+#include "scheduler/elastic_policy.h"
 #include "scheduler/failure_budget.h"
 #include "scheduler/fleet.h"
 #include "scheduler/control_plane.h"
@@ -69,6 +72,21 @@ bool StopRequested();
 // Messages from a peer that has not registered with its launch token are dropped above this size
 // before decoding (a Register is a few hundred bytes).
 inline constexpr int64_t kUnadmittedMaxBytes = 64 << 10;
+
+// An elastic resize in progress (controller_resize.cpp): the old group saves, then every device
+// of either group joins the new one.
+struct GroupResize {
+  enum class Phase { kSave, kJoin };
+  Phase phase = Phase::kSave;
+  std::vector<int> from, to;  // memberships (device indices, ascending)
+  std::vector<Move> moves;
+  std::string reason;
+  std::string dir;            // the hand-off state (a sharded trainer checkpoint)
+  std::string comm_group;     // the new membership's communicator name
+  int replies = 0;
+  double started = 0;
+  double period_now = 0, period_new = 0;  // the policy's predictions (0: a planned resize)
+};
 
 struct EvalRound {
   std::string name;
@@ -163,6 +181,19 @@ class Controller {
   void PollTasks();
   uint64_t RlTaskSeed(int64_t n) const;
 
+  // ---- elastic train group (controller_resize.cpp)
+  bool ResizeEnabled() const;
+  // At a step boundary with the train group idle: measures, asks the policy (or the plan), and
+  // starts a resize when it moves devices.
+  void MaybeResize();
+  // After every finished step: the throughput meters the policy reads.
+  void MeasureStep(double step_seconds);
+  void OnTrainGroupSaved(int device, const TrainGroupSaved& m);
+  void OnTrainGroupJoined(int device, const TrainGroupJoined& m);
+  // The communicator name of a membership; a member's restart makes a fresh one (its old
+  // process's cached communicator is gone).
+  std::string MembershipName(const std::vector<int>& members) const;
+
   // ---- reporting
   void Progress(bool force);
   void WriteEvent(json event);
@@ -196,6 +227,22 @@ class Controller {
   double last_agent_session_ = 0;
   Fleet workers_;  // restarts per device: control.budget.restarts
   std::vector<int> train_group_;
+  // Elastic train group (pool.elastic): options, the fixed plan, the resize in progress, the
+  // meters, and what the summary reports.
+  ElasticOptions elastic_;
+  std::vector<std::pair<int64_t, int64_t>> plan_;  // (step, size), pool.elastic.plan
+  size_t plan_next_ = 0;
+  std::optional<GroupResize> resize_;
+  int64_t resize_checked_step_ = -1;  // the boundary last decided at
+  RateMeter train_meter_, rollout_meter_;
+  double batch_tokens_ = 0;           // moving average of one batch's response tokens
+  int64_t batch_tokens_now_ = 0;      // response tokens of the batch being trained
+  int64_t meter_tokens_ = 0;          // acct_.rollout_tokens at the last measurement
+  double meter_rollout_busy_ = 0;     // pool rollout busy seconds at the last measurement
+  int64_t resizes_ = 0;
+  int train_group_min_ = 0, train_group_max_ = 0;
+  double resize_seconds_ = 0;
+  std::map<std::string, std::string> nccl_ids_;  // membership name -> hex ncclUniqueId (CUDA)
   std::vector<int> dispatch_order_;  // DispatchRl's device order
   std::string comm_group_;
   std::string nccl_id_hex_;  // the train group's NCCL unique id (CUDA pools, > 1 rank; "" otherwise)

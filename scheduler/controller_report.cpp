@@ -56,6 +56,11 @@ RunSummary Controller::Summarize() const {
   s.eval_accuracy_end = eval_acc_end_;
   s.devices = DeviceSummaries(pool_, workers_);
   for (const auto& ds : s.devices) s.worker_restarts += ds.restarts;
+  s.train_group_resizes = resizes_;
+  s.train_group_min = train_group_min_;
+  s.train_group_max = train_group_max_;
+  s.train_group_final = static_cast<int>(train_group_.size());
+  s.train_group_resize_seconds = resize_seconds_;
   s.idle_fraction = pool_.Total().IdleFraction();
   if (rl_ended_ > 0) s.rl_idle_fraction = IdleFractionBetween(rl_time_start_, rl_time_end_);
   LedgerSummary l = ledger_.Summary();

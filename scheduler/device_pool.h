@@ -9,7 +9,8 @@
 //   (rollout: sequences in flight; train: a train/SFT/eval/export step running). Every second
 //   between Start() and Finish() lands in exactly one (tag, busy|idle) bucket, so
 //   busy + idle = wall time per device.
-// - `home` is the tag the recipe gave the device; `tag` is where the policy has it now.
+// - `home` is the device's side: the tag the recipe gave it, until the elastic train group
+//   (pool.elastic.resize) moves it (SetHome); `tag` is where the policy has it now.
 #pragma once
 
 #include <array>
@@ -74,6 +75,9 @@ class DevicePool {
   void SetBusy(int device, bool busy, double now);
   // Moves a device to `tag` (no-op when already there); counts the move.
   void SetTag(int device, Tag tag, double now);
+  // The elastic train group changed: `device` now belongs to the train group (kTrain) or not.
+  // Its current tag is the policy's business (SetTag).
+  void SetHome(int device, Tag home) { devices_.at(device).home = home; }
 
   int CountTagged(Tag tag) const;
   // Sum over devices; IdleFraction() of the result is the pool's total idle fraction.

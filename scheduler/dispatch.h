@@ -32,7 +32,7 @@ int RlRoom(const RoomInputs& in);
 
 // One group per device per round, home-rollout devices first: a lent train device is recalled
 // (its groups pause) as soon as a batch is ready, so it must not take work the rollout devices
-// would otherwise have run without interruption. Home tags never change, so this is fixed.
+// would otherwise have run without interruption. Recomputed when the elastic train group resizes.
 std::vector<int> DispatchOrder(const DevicePool& pool);
 
 // Whether `w` (currently tagged `tag`) may take one more group that needs policy `min_version`.

@@ -93,6 +93,23 @@ SplitDecision ChooseSplit(const ElasticOptions& o, const SplitInputs& in) {
     out.period_new = out.period_now;
     return out;
   }
+  SplitDecision moved = SplitTo(o, in, target, reason);
+  moved.period_now = out.period_now;
+  return moved;
+}
+
+SplitDecision SplitTo(const ElasticOptions& o, const SplitInputs& in, int target, const std::string& reason) {
+  SplitDecision out;
+  std::vector<int> cur = in.train;
+  std::sort(cur.begin(), cur.end());
+  const int n_now = static_cast<int>(cur.size());
+  target = std::clamp(target, MinTrain(o, in.devices), MaxTrain(o, in.devices));
+  out.train = cur;
+  out.period_now = PredictPeriod(o, in, n_now);
+  if (target == n_now) {
+    out.period_new = out.period_now;
+    return out;
+  }
   std::vector<int> next = cur;
   if (target > n_now) {
     std::vector<int> cand;

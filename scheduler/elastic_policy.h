@@ -79,7 +79,7 @@ struct SplitInputs {
 struct Move {
   int device = 0;
   Tag from = Tag::kRollout, to = Tag::kTrain;
-  std::string reason;  // train_bound | rollout_bound | long_tail | bounds
+  std::string reason;  // train_bound | rollout_bound | long_tail | bounds | plan
 };
 
 struct SplitDecision {
@@ -93,5 +93,9 @@ struct SplitDecision {
 double PredictPeriod(const ElasticOptions& o, const SplitInputs& in, int n);
 
 SplitDecision ChooseSplit(const ElasticOptions& o, const SplitInputs& in);
+
+// The group resized to `target` devices (clamped to the bounds) with ChooseSplit's choice of
+// devices, every move labelled `reason` (pool.elastic.plan uses it with "plan").
+SplitDecision SplitTo(const ElasticOptions& o, const SplitInputs& in, int target, const std::string& reason);
 
 }  // namespace tidal::scheduler

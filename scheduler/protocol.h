@@ -19,6 +19,8 @@
 //      (weight_transport "inprocess": no buckets at all; each train rank installs the version
 //      into its own engine and sends WeightApplied)
 //   -> Checkpoint / <- CheckpointDone;  -> ExportModel / <- ExportDone   (train ranks)
+//   -> TrainGroupSave / <- TrainGroupSaved (old members), then
+//   -> TrainGroupJoin / <- TrainGroupJoined (old and new members)   elastic resize, step boundary
 //   <- WorkerMetrics{families}                                   about once a second, and after
 //                                                                every train step: the worker's
 //                                                                metrics (core/metrics.h)
@@ -230,6 +232,44 @@ struct ExportDone {
   std::string error;
 };
 TIDAL_MESSAGE(ExportDone, dir, error)
+
+// The elastic train group (docs/controller.md, "Elastic train group"), at a step boundary:
+// 1. every member of the old group saves its shard of the trainer state (collective over the old
+//    communicator) into `dir`;
+struct TrainGroupSave {
+  int64_t step = 0;
+  std::string dir;
+};
+TIDAL_MESSAGE(TrainGroupSave, step, dir)
+
+struct TrainGroupSaved {
+  int64_t step = 0;
+  std::string error;  // non-empty: the save failed (the run stops)
+  double seconds = 0;
+};
+TIDAL_MESSAGE(TrainGroupSaved, step, error, seconds)
+
+// 2. every device of the old or the new group: a member of `members` (device indices, rank
+//    order) builds its trainer over the membership's communicator (cached per `comm_group`) from
+//    the state in `state_dir`, any old world size; a device not in `members` drops its trainer.
+struct TrainGroupJoin {
+  int64_t step = 0;
+  std::vector<int> members;
+  std::string comm_group;  // names the membership's communicator (shm segment / NCCL errors)
+  std::string nccl_id;     // hex ncclUniqueId of this membership (CUDA, > 1 member; "" otherwise)
+  std::string state_dir;
+};
+TIDAL_MESSAGE(TrainGroupJoin, step, members, comm_group, nccl_id, state_dir)
+
+struct TrainGroupJoined {
+  int64_t step = 0;
+  int32_t rank = -1;  // -1: left the group
+  int32_t world = 0;
+  std::string error;
+  double seconds = 0;
+  bool cached_communicator = false;  // the membership's communicator existed already
+};
+TIDAL_MESSAGE(TrainGroupJoined, step, rank, world, error, seconds, cached_communicator)
 
 struct Shutdown {
   std::string reason;

@@ -416,7 +416,12 @@ std::optional<WeightApplied> RolloutRole::OnBucket(const weight_sync::WeightBuck
                                                    const Payload& bytes) {
   Impl& m = *impl_;
   RecordWeightBytes("received", static_cast<double>(bytes.size()));
-  if (bucket.version != m.assembler.version()) m.assembler.Begin(bucket.version);
+  // A new version starts a fresh assembly; so does the first bucket of a resend of a version this
+  // device rejected (the controller re-sends it after the rejection; without starting over, the
+  // poisoned assembly would swallow the good copy and the device would never catch up).
+  if (bucket.version != m.assembler.version() || (bucket.index == 0 && !m.assembler.error().ok())) {
+    m.assembler.Begin(bucket.version);
+  }
   const bool was_ok = m.assembler.error().ok();
   absl::Status s = m.assembler.Add(bucket, bytes);
   if (!s.ok()) {

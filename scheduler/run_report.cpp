@@ -131,6 +131,8 @@ json RunSummary::ToJson() const {
           {"weight_sync", {{"versions", weight_versions}, {"bytes_relayed", weight_bytes_relayed},
                            {"rejected", weight_rejected}}},
           {"worker_restarts", worker_restarts},
+          {"train_group", {{"resizes", train_group_resizes}, {"min", train_group_min}, {"max", train_group_max},
+                           {"final", train_group_final}, {"resize_seconds", train_group_resize_seconds}}},
           {"faults", {{"env_errors", env_errors}, {"nonfinite_skipped", nonfinite_skipped},
                       {"registers_refused", registers_refused}}},
           {"rollout_tokens_per_s", rollout_tokens_per_s},
@@ -160,6 +162,11 @@ std::string RunSummary::Format() const {
   }
   absl::StrAppendFormat(&out, "pool idle fraction: %.1f%% (RL phase: %.1f%%)\n", 100 * idle_fraction,
                         100 * rl_idle_fraction);
+  if (train_group_resizes > 0) {
+    absl::StrAppendFormat(&out, "train group: %d resizes (%.1f s of hand-off), %d..%d devices, %d at the end\n",
+                          train_group_resizes, train_group_resize_seconds, train_group_min, train_group_max,
+                          train_group_final);
+  }
   absl::StrAppendFormat(&out, "prompts: created %d, trained %d, dropped %d, requeued %d, unaccounted %d\n",
                         prompts_created, prompts_trained, prompts_dropped, prompts_requeued,
                         prompts_unaccounted);

@@ -49,6 +49,11 @@ struct RunSummary {
   int64_t weight_bytes_relayed = 0;
   int64_t weight_rejected = 0;
   int64_t worker_restarts = 0;
+  // The elastic train group (pool.elastic.resize): resizes taken, the group's size range and its
+  // size at the end (all equal to the initial size when it never moved).
+  int64_t train_group_resizes = 0;
+  int train_group_min = 0, train_group_max = 0, train_group_final = 0;
+  double train_group_resize_seconds = 0;  // total hand-off time (save + join), train ranks paused
   // Faults absorbed (docs/reliability.md): failed prompts (env errors, rewards outside
   // env.reward_range, refused prompts), train updates skipped for a non-finite loss or gradient,
   // Register attempts refused for a missing or wrong launch token.

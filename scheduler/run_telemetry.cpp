@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "core/atomic_file.h"
 #include "core/logging.h"
 
 namespace tidal::scheduler {
@@ -17,9 +18,7 @@ using nlohmann::json;
 
 // Written whole and renamed into place: tools poll these files.
 void WriteJsonFile(const fs::path& path, const json& j) {
-  const fs::path tmp = path.string() + ".tmp";
-  std::ofstream(tmp) << j.dump(2) << "\n";
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) TIDAL_LOG(WARN) << "cannot write " << path.string();
+  if (absl::Status s = WriteFileAtomic(path.string(), j.dump(2) + "\n"); !s.ok()) TIDAL_LOG(WARN) << s;
 }
 
 double Num(const json& j, const char* key) {
@@ -50,11 +49,12 @@ absl::StatusOr<std::unique_ptr<RunTelemetry>> RunTelemetry::Start(const Telemetr
     // Prometheus globs only the last path element of a file_sd path, so `runs/*/x.json` cannot
     // find runs; every run also drops its list into one folder beside the run directories
     // (`runs/.prometheus/<run dir name>.json`), removed again when the run ends.
-    const fs::path abs = fs::absolute(dir).lexically_normal();
-    const fs::path sd_dir = (abs.has_filename() ? abs : abs.parent_path()).parent_path() / ".prometheus";
+    fs::path abs = fs::absolute(dir).lexically_normal();
+    if (!abs.has_filename()) abs = abs.parent_path();  // "runs/x/" names the same run as "runs/x"
+    const fs::path sd_dir = abs.parent_path() / ".prometheus";
     std::error_code ec;
     fs::create_directories(sd_dir, ec);
-    const fs::path shared = sd_dir / ((abs.has_filename() ? abs : abs.parent_path()).filename().string() + ".json");
+    const fs::path shared = sd_dir / (abs.filename().string() + ".json");
     if (!ec) {
       WriteJsonFile(shared, targets);
       t->shared_targets_ = shared.string();

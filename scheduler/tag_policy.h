@@ -10,8 +10,10 @@
 // - colocated: every device is a train rank and hosts an engine. All devices roll out until a
 //              train batch is ready, then all switch to train (engines paused, KV memory
 //              released), then all return to rollout. Train steps are gang-scheduled.
-// - elastic:   the sharded train group stays fixed (the devices the recipe tags train), so a tag
-//              move never re-shards parameters or optimizer state; rollout work moves instead.
+// - elastic:   tag moves never re-shard parameters or optimizer state; rollout work moves
+//              instead. The train group (the home-train devices) is what the recipe tags train,
+//              unless pool.elastic.resize lets the controller grow or shrink it at step boundaries
+//              (elastic_policy.h, controller_resize.cpp): then a device's home changes with it.
 //              Decision rule, per home-train device d:
 //                train    if a train step is running or a batch is ready          (recall)
 //                rollout  else if dispatchable_groups > 0 or d has rollout work   (lend)
@@ -62,8 +64,8 @@ std::vector<Tag> DecideTags(const TagPolicy& policy, const PolicyInputs& inputs)
 // colocated; under elastic "lend" (to rollout) or "recall" (back to train).
 const char* MoveReason(const TagPolicy& policy, Tag to);
 
-// Which devices form the sharded train group under `policy` (home-train ones, or all when
-// colocated). Fixed for the whole run.
+// Which devices form the sharded train group under `policy` at the start (home-train ones, or
+// all when colocated); only pool.elastic.resize changes it later.
 std::vector<int> TrainGroup(const TagPolicy& policy, const std::vector<Tag>& home_tags);
 // Whether the device hosts an inference engine at some point of the run.
 bool HostsEngine(const TagPolicy& policy, Tag home);

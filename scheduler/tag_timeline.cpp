@@ -27,7 +27,7 @@ std::string Quoted(const std::string& s) {
 
 bool KnownMoveReason(const std::string& r) {
   return r == "lend" || r == "recall" || r == "gang" || r == "train_bound" || r == "rollout_bound" ||
-         r == "long_tail" || r == "bounds";
+         r == "long_tail" || r == "bounds" || r == "plan";
 }
 
 std::string TagMoveJson(const TagMoveRecord& m) {

@@ -17,6 +17,9 @@
 //   rollout_bound elastic split: rollout is the bottleneck, the train group shrinks
 //   long_tail     idle rollout devices (the next batch fully dispatched) join training
 //   bounds        the group was outside its minimum/maximum and is repaired
+//   plan          pool.elastic.plan set the train group's size at this step
+// Train-group moves (train_bound .. plan) change the device's side (its home): "from"/"to" are
+// the sides; the device's tag then follows the lend/recall rule.
 //
 // Contract: the controller's event-loop thread only. Writes are line-buffered and flushed per
 // move (a crashed run keeps every move it made); a write failure is logged once and the counts

@@ -1,11 +1,14 @@
 #include "scheduler/train_role.h"
 
 #include <chrono>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "core/clock.h"
-#include "core/communicator_factory.h"
 #include "core/hf_tokenizer_files.h"
 #include "core/logging.h"
+#include "trainer/reshard.h"
 #include "trainer/trainer.h"
 
 namespace tidal::scheduler {
@@ -20,6 +23,8 @@ using trainer::StepStats;
 using trainer::Trainer;
 using trainer::TrainerOptions;
 using trainer::TrainSample;
+using trainer::TrainState;
+using trainer::TrainStateFromCheckpoint;
 
 TrainerOptions TrainerOptionsFromRecipe(const Recipe& r, const std::string& device) {
   TrainerOptions o;
@@ -78,7 +83,7 @@ class TrainRole::Impl {
  public:
   TrainRoleConfig config;
   std::shared_ptr<const Tokenizer> tokenizer;
-  std::unique_ptr<Communicator> comm;
+  Communicator* comm = nullptr;  // borrowed (the worker's CommunicatorCache)
   std::unique_ptr<Trainer> trainer;
   int32_t eos = -1;
   bool sft_since_rl = false;  // SFT steps ran since the last RL step
@@ -87,30 +92,59 @@ class TrainRole::Impl {
 TrainRole::TrainRole(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 TrainRole::~TrainRole() = default;
 
-absl::StatusOr<std::unique_ptr<TrainRole>> TrainRole::Create(const TrainRoleConfig& c,
-                                                             std::shared_ptr<const Tokenizer> tokenizer) {
-  auto impl = std::make_unique<Impl>();
+namespace {
+
+// The trainer's options for this device: the recipe's (TrainerOptionsFromRecipe) on `c.device`.
+TrainerOptions OptionsFor(const TrainRoleConfig& c) {
+  TrainerOptions o = c.trainer;
+  o.sharding.device = at::Device(c.device);
+  return o;
+}
+
+std::unique_ptr<TrainRole::Impl> NewImpl(const TrainRoleConfig& c, std::shared_ptr<const Tokenizer> tokenizer,
+                                         Communicator* comm) {
+  auto impl = std::make_unique<TrainRole::Impl>();
   impl->config = c;
   impl->tokenizer = std::move(tokenizer);
   impl->eos = impl->tokenizer->Specials().eos.value_or(-1);
+  impl->comm = comm;
+  return impl;
+}
 
-  CommunicatorSpec cs;
-  cs.device = c.device;
-  cs.rank = c.rank;
-  cs.world_size = c.world;
-  cs.group = c.comm_group;
-  cs.nccl_id = c.nccl_id;
-  cs.timeout = absl::Seconds(600);
-  TIDAL_ASSIGN_OR_RETURN(impl->comm, CreateCommunicatorForDevice(cs));
+// World size of the sharded checkpoint in `dir` (its manifest); 0 when unreadable (the load
+// itself then reports why).
+int CheckpointWorldSize(const std::string& dir) {
+  std::ifstream in(dir + "/manifest.json");
+  nlohmann::json m = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return m.is_object() && m.contains("world_size") && m["world_size"].is_number_integer() ? m["world_size"].get<int>()
+                                                                                          : 0;
+}
 
-  TrainerOptions o = c.trainer;
-  o.sharding.device = at::Device(c.device);
+}  // namespace
 
+absl::StatusOr<std::unique_ptr<TrainRole>> TrainRole::Create(const TrainRoleConfig& c,
+                                                             std::shared_ptr<const Tokenizer> tokenizer,
+                                                             Communicator* comm) {
+  if (comm == nullptr) return absl::InvalidArgumentError("TrainRole: no communicator");
+  if (!c.resume_dir.empty()) {
+    // A checkpoint of an elastic run may come from a train group of another size than the one
+    // the recipe starts with: re-shard it (every rank reads the same manifest, so all agree).
+    const int saved = CheckpointWorldSize(c.resume_dir);
+    if (saved > 0 && saved != comm->world_size()) {
+      TIDAL_LOG(INFO) << "checkpoint " << c.resume_dir << " was saved by " << saved << " ranks; re-sharding to "
+                      << comm->world_size();
+      TrainRoleConfig fresh = c;
+      fresh.resume_dir.clear();
+      return CreateFromState(fresh, std::move(tokenizer), comm, c.resume_dir);
+    }
+  }
+  std::unique_ptr<Impl> impl = NewImpl(c, std::move(tokenizer), comm);
+  const TrainerOptions o = OptionsFor(c);
   if (!c.model_path.empty()) {
-    TIDAL_ASSIGN_OR_RETURN(impl->trainer, Trainer::CreateFromHf(c.model_path, o, impl->comm.get()));
+    TIDAL_ASSIGN_OR_RETURN(impl->trainer, Trainer::CreateFromHf(c.model_path, o, comm));
   } else {
     Model init = Model::RandomInit(c.model, c.seed, at::kFloat);
-    TIDAL_ASSIGN_OR_RETURN(impl->trainer, Trainer::Create(c.model, init.weights(), o, impl->comm.get()));
+    TIDAL_ASSIGN_OR_RETURN(impl->trainer, Trainer::Create(c.model, init.weights(), o, comm));
   }
   if (!c.resume_dir.empty()) {
     TIDAL_RETURN_IF_ERROR(impl->trainer->LoadCheckpoint(c.resume_dir).status());
@@ -119,7 +153,25 @@ absl::StatusOr<std::unique_ptr<TrainRole>> TrainRole::Create(const TrainRoleConf
   return std::unique_ptr<TrainRole>(new TrainRole(std::move(impl)));
 }
 
-int TrainRole::rank() const { return impl_->config.rank; }
+absl::StatusOr<std::unique_ptr<TrainRole>> TrainRole::CreateFromState(const TrainRoleConfig& c,
+                                                                      std::shared_ptr<const Tokenizer> tokenizer,
+                                                                      Communicator* comm,
+                                                                      const std::string& state_dir) {
+  if (comm == nullptr) return absl::InvalidArgumentError("TrainRole: no communicator");
+  std::unique_ptr<Impl> impl = NewImpl(c, std::move(tokenizer), comm);
+  const TrainerOptions o = OptionsFor(c);
+  TIDAL_ASSIGN_OR_RETURN(TrainState state, TrainStateFromCheckpoint(state_dir));
+  if (state.config.vocab_size != c.model.vocab_size || state.config.hidden_size != c.model.hidden_size) {
+    return absl::FailedPreconditionError(absl::StrCat("train state in ", state_dir, " is of another model"));
+  }
+  TIDAL_ASSIGN_OR_RETURN(impl->trainer, Trainer::CreateFromState(state, o, comm));
+  TIDAL_LOG(INFO) << "trainer re-sharded from " << state.source_world << " to " << comm->world_size()
+                  << " ranks (rank " << comm->rank() << ") at step " << impl->trainer->step();
+  return std::unique_ptr<TrainRole>(new TrainRole(std::move(impl)));
+}
+
+int TrainRole::rank() const { return impl_->comm->rank(); }
+int TrainRole::world() const { return impl_->comm->world_size(); }
 int64_t TrainRole::version() const { return impl_->trainer->step(); }
 
 absl::StatusOr<SftStepDone> TrainRole::Sft(const SftStep& step) {
@@ -207,7 +259,7 @@ absl::Status TrainRole::SaveCheckpoint(const std::string& dir) { return impl_->t
 
 absl::Status TrainRole::ExportHf(const std::string& dir) {
   TIDAL_RETURN_IF_ERROR(impl_->trainer->ExportHf(dir));
-  if (impl_->config.rank != 0) return absl::OkStatus();
+  if (impl_->comm->rank() != 0) return absl::OkStatus();
   // The tokenizer, its chat template and the generation settings travel with the weights, so the
   // directory loads in transformers (and `tidal generate`) on its own.
   HfTokenizerSource source{.tokenizer_spec = impl_->config.tokenizer_spec,

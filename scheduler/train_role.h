@@ -8,12 +8,17 @@
 // The settings arrive typed: the worker fills TrainRoleConfig, whose objective and optimizer
 // part is the trainer's own TrainerOptions built from the recipe by TrainerOptionsFromRecipe
 // (recipe enums to trainer enums; nothing travels as a string).
+//
+// The gradient communicator is borrowed: the worker owns one per train-group membership
+// (trainer/reshard.h CommunicatorCache, built through core/communicator_factory.h), so a device
+// that leaves and rejoins the elastic train group reuses it. It must outlive the role.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/communicator.h"
 #include "core/model.h"
 #include "core/recipe.h"
 #include "core/tokenizer.h"
@@ -33,9 +38,6 @@ struct TrainRoleConfig {
   std::string model_path;  // HF checkpoint to start from ("" = random init from seed)
   std::string tokenizer_spec = "byte";  // recipe model.tokenizer: exported beside the weights
   uint64_t seed = 1;
-  int rank = 0, world = 1;
-  std::string comm_group;
-  std::string nccl_id;  // raw ncclUniqueId bytes from the controller (CUDA, world > 1)
   std::string device = "cpu";
   std::string resume_dir;  // checkpoint to restore ("" = fresh)
   trainer::TrainerOptions trainer;  // optimizer, objective, precision: TrainerOptionsFromRecipe
@@ -54,10 +56,19 @@ struct PhaseSwitchStats {
 class TrainRole {
  public:
   static absl::StatusOr<std::unique_ptr<TrainRole>> Create(const TrainRoleConfig& config,
-                                                           std::shared_ptr<const Tokenizer> tokenizer);
+                                                           std::shared_ptr<const Tokenizer> tokenizer,
+                                                           Communicator* comm);
+  // A rank of a resized train group: the whole trainer state (fp32 masters, AdamW moments, step
+  // counters, KL reference, learning rate) read from the sharded checkpoint the old group saved
+  // in `state_dir` (any world size) and re-sliced for `comm`'s rank and size. Local: no
+  // collective.
+  static absl::StatusOr<std::unique_ptr<TrainRole>> CreateFromState(const TrainRoleConfig& config,
+                                                                    std::shared_ptr<const Tokenizer> tokenizer,
+                                                                    Communicator* comm, const std::string& state_dir);
   ~TrainRole();
 
   int rank() const;
+  int world() const;
   int64_t version() const;  // optimizer steps taken (SFT included): the policy version
   absl::StatusOr<SftStepDone> Sft(const SftStep& step);
   absl::StatusOr<TrainStepDone> Train(const TrainStep& step);

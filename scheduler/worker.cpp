@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/curve_auth.h"
 
+#include "core/communicator_factory.h"
 #include "core/communicator_nccl.h"
 #include "core/cuda_devices.h"
 #include "core/logging.h"
@@ -23,6 +24,7 @@
 #include "scheduler/protocol.h"
 #include "scheduler/rollout_role.h"
 #include "scheduler/train_role.h"
+#include "trainer/reshard.h"
 #include "scheduler/control_plane.h"
 #include "scheduler/worker_auth.h"
 #include "scheduler/worker_metrics.h"
@@ -44,9 +46,6 @@ TrainRoleConfig TrainConfigFromRecipe(const Recipe& r, const WorkerSetup& setup,
   c.model_path = r.model.path;
   c.tokenizer_spec = r.model.tokenizer;
   c.seed = static_cast<uint64_t>(r.seed);
-  c.rank = setup.train_rank;
-  c.world = static_cast<int>(setup.train_group.size());
-  c.comm_group = setup.comm_group;
   c.device = device;
   c.offload_optimizer = r.train.offload;
   c.resume_dir = setup.resume_dir;
@@ -113,6 +112,11 @@ class Worker {
   void ReportAgentSessions();
   // Sends WorkerMetrics when `force` or a second has passed since the last snapshot.
   void ReportMetrics(bool force);
+  // The gradient communicator of a train-group membership (cached: trainer/reshard.h).
+  absl::StatusOr<Communicator*> GroupCommunicator(const std::string& group, const std::vector<int>& members,
+                                                  const std::string& nccl_id_hex, bool* created);
+  // Elastic train group (protocol.h TrainGroupJoin): this device's trainer for the new membership.
+  TrainGroupJoined JoinTrainGroup(const TrainGroupJoin& m);
   template <class T>
   void Send(const T& msg, std::vector<Payload> frames = {}) {
     absl::Status s = dealer_->Send(msg, std::move(frames));
@@ -125,6 +129,20 @@ class Worker {
   Recipe recipe_;
   std::unique_ptr<RolloutRole> rollout_;
   std::unique_ptr<TrainRole> train_;
+  TrainRoleConfig train_config_;  // what a trainer of this device is built from (joins included)
+  // One communicator per train-group membership this device has been in; kept while the worker
+  // lives, so a group that re-forms reuses it (its other members kept theirs too).
+  trainer::CommunicatorCache comms_{[this](const std::string& group, const std::vector<int>& members, int rank,
+                                  const std::string& nccl_id) -> absl::StatusOr<std::unique_ptr<Communicator>> {
+    CommunicatorSpec cs;
+    cs.device = train_config_.device;
+    cs.rank = rank;
+    cs.world_size = static_cast<int>(members.size());
+    cs.group = group;
+    cs.nccl_id = nccl_id;
+    cs.timeout = absl::Seconds(600);
+    return CreateCommunicatorForDevice(cs);
+  }};
   std::shared_ptr<const Tokenizer> tokenizer_;
   MemoryPhases phases_;
   // Train ranks only: kZmq (buckets to the controller's relay) or, colocated, kInProcess (the
@@ -181,12 +199,11 @@ absl::Status Worker::Setup() {
   TIDAL_ASSIGN_OR_RETURN(ModelConfig config, ModelConfigFromRecipe(recipe_, *tokenizer));
   const std::string device = slot.kind == DeviceKind::kCpu ? "cpu" : "cuda:0";  // CUDA_VISIBLE_DEVICES
   if (slot.kind == DeviceKind::kCuda) phases_.device = 0;
+  train_config_ = TrainConfigFromRecipe(recipe_, setup_, config, device);
   if (setup_.train_rank >= 0) {
-    TrainRoleConfig tc = TrainConfigFromRecipe(recipe_, setup_, config, device);
-    if (!setup_.nccl_id.empty()) {
-      TIDAL_ASSIGN_OR_RETURN(tc.nccl_id, NcclIdFromHex(setup_.nccl_id));
-    }
-    TIDAL_ASSIGN_OR_RETURN(train_, TrainRole::Create(tc, tokenizer));
+    TIDAL_ASSIGN_OR_RETURN(Communicator * comm,
+                           GroupCommunicator(setup_.comm_group, setup_.train_group, setup_.nccl_id, nullptr));
+    TIDAL_ASSIGN_OR_RETURN(train_, TrainRole::Create(train_config_, tokenizer, comm));
   }
   at::ScalarType engine_dtype = at::kFloat;
   if (setup_.hosts_engine) {
@@ -269,6 +286,50 @@ absl::StatusOr<double> Worker::Publish(int64_t version) {
   return st.seconds;
 }
 
+absl::StatusOr<Communicator*> Worker::GroupCommunicator(const std::string& group, const std::vector<int>& members,
+                                                        const std::string& nccl_id_hex, bool* created) {
+  std::string raw;
+  if (!nccl_id_hex.empty()) {
+    TIDAL_ASSIGN_OR_RETURN(raw, NcclIdFromHex(nccl_id_hex));
+  }
+  return comms_.Get(group, members, setup_.device, raw, created);
+}
+
+TrainGroupJoined Worker::JoinTrainGroup(const TrainGroupJoin& m) {
+  auto t0 = MonoNow();
+  TrainGroupJoined out;
+  out.step = m.step;
+  out.world = static_cast<int32_t>(m.members.size());
+  // The old trainer goes first either way: its state is in m.state_dir, and a device of a large
+  // model cannot hold two.
+  train_.reset();
+  const bool member = std::find(m.members.begin(), m.members.end(), setup_.device) != m.members.end();
+  if (member) {
+    bool created = false;
+    absl::StatusOr<Communicator*> comm = GroupCommunicator(m.comm_group, m.members, m.nccl_id, &created);
+    out.cached_communicator = comm.ok() && !created;
+    absl::StatusOr<std::unique_ptr<TrainRole>> role =
+        comm.ok() ? TrainRole::CreateFromState(train_config_, tokenizer_, *comm, m.state_dir)
+                  : absl::StatusOr<std::unique_ptr<TrainRole>>(comm.status());
+    if (role.ok()) {
+      train_ = std::move(*role);
+      out.rank = train_->rank();
+      // A member that is rolling out right now keeps its trainer in the rollout phase (gradients
+      // and cached blocks released), as a lent train rank does.
+      if (rollout_ && !phases_.in_train) train_->EnterRolloutPhase();
+    } else {
+      out.error = std::string(role.status().message());
+    }
+  }
+  setup_.train_rank = out.rank;
+  setup_.train_group = m.members;
+  out.seconds = SecondsSince(t0);
+  TIDAL_LOG(INFO) << "train group " << m.comm_group << ": " << (member ? "rank " : "left") << (member ? std::to_string(out.rank) : "")
+                  << " of " << out.world << (out.cached_communicator ? " (cached communicator)" : "") << " in "
+                  << out.seconds << " s" << (out.error.empty() ? "" : ": " + out.error);
+  return out;
+}
+
 void Worker::ReportAgentSessions() {
   if (!rollout_) return;
   std::vector<rollout::SessionTrajectory> done = rollout_->TakeSessions();
@@ -325,6 +386,7 @@ absl::Status Worker::Handle(const Envelope& env) {
     } else if (rollout_) {
       rollout_->SetActive(to_rollout);
     }
+    phases_.in_train = !to_rollout;  // also on a device without a trainer: it may join the group
   } else if (env.Is<RolloutWork>()) {
     TIDAL_ASSIGN_OR_RETURN(RolloutWork m, env.As<RolloutWork>());
     if (!rollout_) return absl::FailedPreconditionError("RolloutWork sent to a worker without an engine");
@@ -392,6 +454,15 @@ absl::Status Worker::Handle(const Envelope& env) {
     TIDAL_ASSIGN_OR_RETURN(ExportModel m, env.As<ExportModel>());
     absl::Status s = train_->ExportHf(m.dir);
     Send(ExportDone{m.dir, s.ok() ? "" : std::string(s.message())});
+  } else if (env.Is<TrainGroupSave>()) {
+    TIDAL_ASSIGN_OR_RETURN(TrainGroupSave m, env.As<TrainGroupSave>());
+    if (!train_) return absl::FailedPreconditionError("TrainGroupSave sent to a worker without a trainer");
+    auto t0 = MonoNow();
+    absl::Status s = train_->SaveCheckpoint(m.dir);  // collective over the old group
+    Send(TrainGroupSaved{m.step, s.ok() ? "" : std::string(s.message()), SecondsSince(t0)});
+  } else if (env.Is<TrainGroupJoin>()) {
+    TIDAL_ASSIGN_OR_RETURN(TrainGroupJoin m, env.As<TrainGroupJoin>());
+    Send(JoinTrainGroup(m));
   } else if (env.Is<Shutdown>()) {
     shutdown_ = true;
   } else {

@@ -91,7 +91,9 @@ std::string CommunicatorCache::GroupName(const std::string& prefix, const std::v
   return absl::StrCat(prefix, ".m", absl::StrJoin(sorted_members, "_"));
 }
 
-absl::StatusOr<Communicator*> CommunicatorCache::Get(std::vector<int> members, int self) {
+absl::StatusOr<Communicator*> CommunicatorCache::Get(const std::string& group, std::vector<int> members, int self,
+                                                     const std::string& bootstrap, bool* created) {
+  if (created != nullptr) *created = false;
   std::sort(members.begin(), members.end());
   if (std::adjacent_find(members.begin(), members.end()) != members.end()) {
     return absl::InvalidArgumentError(absl::StrCat("train group [", absl::StrJoin(members, ","), "] repeats a device"));
@@ -101,12 +103,20 @@ absl::StatusOr<Communicator*> CommunicatorCache::Get(std::vector<int> members, i
     return absl::InvalidArgumentError(
         absl::StrCat("device ", self, " is not in train group [", absl::StrJoin(members, ","), "]"));
   }
-  auto it = cache_.find(members);
-  if (it != cache_.end()) return it->second.get();
+  auto it = cache_.find(group);
+  if (it != cache_.end()) {
+    if (it->second.members != members) {
+      return absl::InvalidArgumentError(absl::StrCat("communicator '", group, "' has members [",
+                                                     absl::StrJoin(it->second.members, ","), "], not [",
+                                                     absl::StrJoin(members, ","), "]"));
+    }
+    return it->second.comm.get();
+  }
   TIDAL_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> comm,
-                         factory_(members, static_cast<int>(pos - members.begin())));
+                         factory_(group, members, static_cast<int>(pos - members.begin()), bootstrap));
   Communicator* raw = comm.get();
-  cache_.emplace(members, std::move(comm));
+  cache_.emplace(group, Entry{members, std::move(comm)});
+  if (created != nullptr) *created = true;
   return raw;
 }
 

@@ -64,24 +64,33 @@ absl::StatusOr<TrainState> TrainStateFromCheckpoint(const std::string& dir);
 
 // One gradient communicator per train-group membership, created on first use and kept: a group
 // that shrinks and grows back reuses its communicator (NCCL communicators cost seconds to build;
-// shm ones a rendezvous). Members are device indices; a device's rank is its position in the
-// sorted membership. Not thread-safe: one per driving thread (process).
+// shm ones a rendezvous). A membership is named by the caller (`group`, e.g. GroupName(prefix,
+// members) plus whatever must force a fresh one, like a member's restart count); the cache is
+// keyed by that name and checks the members match. A device's rank is its position in the sorted
+// membership. `bootstrap` is handed to the factory (the NCCL unique id of the membership). Not
+// thread-safe: one per driving thread (process).
 class CommunicatorCache {
  public:
-  using Factory =
-      std::function<absl::StatusOr<std::unique_ptr<Communicator>>(const std::vector<int>& members, int rank)>;
+  using Factory = std::function<absl::StatusOr<std::unique_ptr<Communicator>>(
+      const std::string& group, const std::vector<int>& members, int rank, const std::string& bootstrap)>;
   explicit CommunicatorCache(Factory factory) : factory_(std::move(factory)) {}
 
-  // The communicator of `members` (any order, no duplicates) as seen from device `self`.
-  absl::StatusOr<Communicator*> Get(std::vector<int> members, int self);
+  // The communicator of `members` (any order, no duplicates) named `group`, as seen from device
+  // `self`; `*created` (optional) says whether this call built it.
+  absl::StatusOr<Communicator*> Get(const std::string& group, std::vector<int> members, int self,
+                                    const std::string& bootstrap = "", bool* created = nullptr);
   size_t size() const { return cache_.size(); }
 
-  // Shm group name of a membership: "<prefix>.m<d0>_<d1>_..." (distinct per membership).
+  // Group name of a membership: "<prefix>.m<d0>_<d1>_..." (distinct per membership).
   static std::string GroupName(const std::string& prefix, const std::vector<int>& sorted_members);
 
  private:
+  struct Entry {
+    std::vector<int> members;
+    std::unique_ptr<Communicator> comm;
+  };
   Factory factory_;
-  std::map<std::vector<int>, std::unique_ptr<Communicator>> cache_;
+  std::map<std::string, Entry> cache_;
 };
 
 }  // namespace tidal::trainer

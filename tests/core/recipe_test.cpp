@@ -219,6 +219,36 @@ TEST_F(RecipeTest, WeightSyncBackendWithoutATransportIsRefused) {
   EXPECT_TRUE(LoadRecipe(ok, {}).ok());
 }
 
+TEST_F(RecipeTest, ElasticResizeKeysAreChecked) {
+  // A plan within the bounds loads; its sizes are parsed in order.
+  std::string ok = Write("ok.yaml", absl::StrCat(kMinimal, "pool: {devices: 'cpu:3', tags: {rollout: 2, train: 1}, "
+                                                           "elastic: {resize: true, plan: '2:2,4:1', max_train: 2}}\n"));
+  absl::StatusOr<Recipe> r = LoadRecipe(ok, {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->pool.elastic.resize);
+  auto plan = ParseElasticPlan(r->pool.elastic.plan);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(*plan, (std::vector<std::pair<int64_t, int64_t>>{{2, 2}, {4, 1}}));
+  // Only under the elastic policy.
+  std::string stat = Write("s.yaml", absl::StrCat(kMinimal, "pool: {policy: static, elastic: {resize: true}}\n"));
+  std::vector<std::string> errors = Errors(LoadRecipe(stat, {}));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_THAT(errors[0], HasSubstr("`pool.elastic.resize`: the train group only resizes under `pool.policy: elastic` (it is static)"));
+  // A malformed plan names the item; a size outside the bounds names the bounds.
+  std::string bad = Write("b.yaml", absl::StrCat(kMinimal, "pool: {elastic: {resize: true, plan: '3:2,2:1'}}\n"));
+  errors = Errors(LoadRecipe(bad, {}));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_THAT(errors[0], HasSubstr("`pool.elastic.plan`: steps must increase: `2:1` follows step 3"));
+  std::string big = Write("g.yaml", absl::StrCat(kMinimal, "pool: {elastic: {resize: true, plan: '1:2', min_rollout: 1}}\n"));
+  errors = Errors(LoadRecipe(big, {}));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_THAT(errors[0], HasSubstr("`pool.elastic.plan`: size 2 at step 1 is outside [1, 1]"));
+  std::string off = Write("o.yaml", absl::StrCat(kMinimal, "pool: {elastic: {plan: '1:2'}}\n"));
+  errors = Errors(LoadRecipe(off, {}));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_THAT(errors[0], HasSubstr("a plan needs `pool.elastic.resize: true`"));
+}
+
 TEST_F(RecipeTest, HeadsMustDivide) {
   std::string path = Write("x.yaml", absl::StrCat(kMinimal, "model: {size: {hidden: 100, heads: 3, kv_heads: 2}}\n"));
   std::string all = absl::StrJoin(Errors(LoadRecipe(path, {})), "\n");

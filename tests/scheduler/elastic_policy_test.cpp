@@ -201,5 +201,35 @@ TEST(ElasticPolicyTest, PredictPeriod) {
   EXPECT_DOUBLE_EQ(PredictPeriod(o, in, 2), 5.0);
 }
 
+// pool.elastic.plan: a fixed size, the same choice of devices as the policy, clamped to bounds.
+TEST(ElasticPolicyTest, SplitToPicksDevicesLikeThePolicy) {
+  SplitInputs in;
+  in.devices = 4;
+  in.train = {0};
+  in.rollout_load = {0, 3, 0, 1};
+  ElasticOptions o;
+  // Grow by two: the idle device 2 first, then the least-loaded device 3 (device 1 holds 3 groups).
+  SplitDecision grow = SplitTo(o, in, 3, "plan");
+  EXPECT_EQ(grow.train, (std::vector<int>{0, 2, 3}));
+  ASSERT_EQ(grow.moves.size(), 2u);
+  EXPECT_EQ(grow.moves[0].device, 2);
+  EXPECT_EQ(grow.moves[1].device, 3);
+  EXPECT_EQ(grow.moves[0].reason, "plan");
+  EXPECT_EQ(grow.moves[0].to, Tag::kTrain);
+  // Shrink: the highest-indexed members leave, device 0 (rank 0) stays.
+  in.train = {0, 2, 3};
+  SplitDecision shrink = SplitTo(o, in, 1, "plan");
+  EXPECT_EQ(shrink.train, (std::vector<int>{0}));
+  ASSERT_EQ(shrink.moves.size(), 2u);
+  EXPECT_EQ(shrink.moves[0].device, 3);
+  EXPECT_EQ(shrink.moves[1].device, 2);
+  EXPECT_EQ(shrink.moves[1].to, Tag::kRollout);
+  // Bounds win over the plan; the same size moves nothing.
+  o.min_rollout = 2;
+  in.train = {0};
+  EXPECT_EQ(SplitTo(o, in, 4, "plan").train, (std::vector<int>{0, 2}));
+  EXPECT_TRUE(SplitTo(o, in, 1, "plan").moves.empty());
+}
+
 }  // namespace
 }  // namespace tidal::scheduler

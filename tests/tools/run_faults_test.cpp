@@ -277,4 +277,25 @@ TEST_F(RunFaultsTest, AWorkerThatKeepsDyingStopsTheRunAtTheRestartBudget) {
   ExpectNoneUnaccounted(run.Summary());
 }
 
+// Row "a weight version a device rejects": version 3 (the first RL update, after two warm-up
+// versions) reaches the rollout device corrupted; on-policy rollout (max_staleness 0) cannot go on
+// without it. The controller re-sends its intact copy, the device starts that version over and
+// applies it, and the run finishes with only the prompts in flight at the time dropped as stale. (Before the device restarted a
+// rejected version on its resend, the run dropped 2,000 stale prompts and stopped at
+// control.budget.drops.)
+TEST_F(RunFaultsTest, ARejectedWeightVersionIsHealedByItsResend) {
+  TidalRun run(recipe_, root_ / "run", {"pool.policy=static", "rollout.max_staleness=0", "control.budget.weight_resends=2"},
+               {{"TIDAL_FAULT_CORRUPT_BUCKET", "3"}});
+  ASSERT_EQ(run.Wait(120), 0) << run.Output();
+  auto rejected = run.Events("weight_rejected");
+  ASSERT_EQ(rejected.size(), 1u) << run.Output();
+  EXPECT_EQ(rejected[0]["version"], 3);
+  EXPECT_NE(rejected[0]["error"].get<std::string>().find("checksum mismatch"), std::string::npos);
+  json s = run.Summary();
+  ExpectNoneUnaccounted(s);
+  EXPECT_EQ(s["steps"], 4);
+  // Only what was in flight on version 2 when version 3 came is stale (a step's worth or two).
+  EXPECT_LE(s["prompts"]["dropped_by_reason"].value("stale", 0), 8) << s.dump(2);
+}
+
 }  // namespace

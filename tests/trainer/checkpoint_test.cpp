@@ -7,7 +7,10 @@
 #include <sys/wait.h>
 
 #include <fstream>
+#include <iterator>
 #include <mutex>
+
+#include <nlohmann/json.hpp>
 
 #include "tests/trainer/trainer_test_util.h"
 #include "core/hash.h"
@@ -158,6 +161,42 @@ TEST(Checkpoint, CorruptedFileIsDetectedByChecksum) {
   });
   EXPECT_EQ(st[0].code(), absl::StatusCode::kDataLoss) << st[0];
   EXPECT_NE(st[0].message().find("rank-0.json is 10 bytes"), std::string::npos) << st[0];
+  RemoveTree(root);
+}
+
+// A manifest whose entries lack their keys (hand-edited, or written by something else) is data
+// loss naming the manifest and the entry, not a JSON library exception.
+TEST(Checkpoint, ManifestWithMissingKeysIsNamed) {
+  at::set_num_threads(1);
+  const std::string root = TempDir("manifest");
+  const std::string dir = root + "/step-1";
+  TrainRun(0, 1, "", dir, 1);
+  std::string text;
+  {
+    std::ifstream in(dir + "/manifest.json");
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  nlohmann::json manifest = nlohmann::json::parse(text);
+  manifest["files"]["meta.json"].erase("crc32c");
+  std::ofstream(dir + "/manifest.json") << manifest.dump(2);
+  const ModelConfig c = TinyConfig(true);
+  const NamedTensors init = Model::RandomInit(c, 42).weights();
+  auto load = [&] {
+    return RunRanks(kWorld, [&](Communicator& comm) -> absl::Status {
+      TIDAL_ASSIGN_OR_RETURN(auto t, Trainer::Create(c, init, Options(), &comm));
+      return t->LoadCheckpoint(dir).status();
+    });
+  };
+  auto st = load();
+  EXPECT_EQ(st[0].code(), absl::StatusCode::kDataLoss) << st[0];
+  EXPECT_NE(st[0].message().find(dir + "/manifest.json: the entry of meta.json lacks unsigned \"bytes\" and \"crc32c\""),
+            std::string::npos)
+      << st[0];
+  manifest.erase("files");
+  std::ofstream(dir + "/manifest.json") << manifest.dump(2);
+  st = load();
+  EXPECT_EQ(st[0].code(), absl::StatusCode::kDataLoss) << st[0];
+  EXPECT_NE(st[0].message().find(dir + "/manifest.json lacks \"world_size\" or \"files\""), std::string::npos) << st[0];
   RemoveTree(root);
 }
 

@@ -177,28 +177,39 @@ TEST(ReshardTest, ScatterRejectsAnEmptyState) {
 TEST(CommunicatorCacheTest, OneCommunicatorPerMembership) {
   int created = 0;
   const std::string prefix = testing::UniqueGroup("cc");
-  CommunicatorCache cache([&](const std::vector<int>& members, int rank)
-                              -> absl::StatusOr<std::unique_ptr<Communicator>> {
+  CommunicatorCache cache([&](const std::string& group, const std::vector<int>& members, int rank,
+                              const std::string&) -> absl::StatusOr<std::unique_ptr<Communicator>> {
     ++created;
     ShmCommunicatorOptions o;
-    o.group = CommunicatorCache::GroupName(prefix, members);
+    o.group = group;
     o.rank = rank;
     o.world_size = static_cast<int>(members.size());
     o.timeout = absl::Seconds(10);
     TIDAL_ASSIGN_OR_RETURN(auto comm, ShmCommunicator::Create(o));
     return std::unique_ptr<Communicator>(std::move(comm));
   });
-  auto a = cache.Get({2}, 2);
+  const std::string g2 = CommunicatorCache::GroupName(prefix, {2});
+  bool made = false;
+  auto a = cache.Get(g2, {2}, 2, "", &made);
   ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE(made);
   EXPECT_EQ((*a)->rank(), 0);
   EXPECT_EQ((*a)->world_size(), 1);
-  auto again = cache.Get({2}, 2);
+  auto again = cache.Get(g2, {2}, 2, "", &made);
   ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(made);
   EXPECT_EQ(*again, *a);  // cached
   EXPECT_EQ(created, 1);
-  EXPECT_FALSE(cache.Get({0, 1}, 2).ok());        // not a member
-  EXPECT_FALSE(cache.Get({1, 2, 1}, 2).ok());     // duplicate
+  EXPECT_FALSE(cache.Get("x", {0, 1}, 2).ok());     // not a member
+  EXPECT_FALSE(cache.Get("x", {1, 2, 1}, 2).ok());  // duplicate
+  EXPECT_FALSE(cache.Get(g2, {2, 3}, 2).ok());      // the name is taken by another membership
   EXPECT_EQ(created, 1);
+  // A fresh name for the same members (a member restarted): a new communicator.
+  auto fresh = cache.Get(g2 + ".r1", {2}, 2);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_NE(*fresh, *a);
+  EXPECT_EQ(created, 2);
+  EXPECT_EQ(cache.size(), 2u);
   EXPECT_EQ(CommunicatorCache::GroupName("g", {0, 3}), "g.m0_3");
 }
 

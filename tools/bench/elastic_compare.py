@@ -10,6 +10,7 @@ baseline). A benchmark, not a test: it asserts nothing; on a loaded machine the 
 (say so when you quote them; docs/benchmarks.md gives the command and the machine).
 
   python3 tools/bench/elastic_compare.py [--tidal build/bin/tidal] [--steps N] [--out FILE]
+      [--workloads quickstart,long_tail] [--policies static,colocated,elastic_lend,elastic]
 """
 import argparse
 import json
@@ -20,7 +21,15 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-POLICIES = ["static", "colocated", "elastic"]
+# Each entry: the recipe overrides that select it. `elastic` is the full policy (lending plus the
+# train group resized at step boundaries, pool.elastic.resize); `elastic_lend` is elastic with
+# the train group fixed (train devices only lent to rollout between steps), the pre-#16 behaviour.
+POLICIES = {
+    "static": ["pool.policy=static"],
+    "colocated": ["pool.policy=colocated"],
+    "elastic_lend": ["pool.policy=elastic", "pool.elastic.resize=false"],
+    "elastic": ["pool.policy=elastic", "pool.elastic.resize=true"],
+}
 WORKLOADS = {
     "quickstart": [],
     # Skewed lengths: without `exact` a policy that keeps talking is not cut short by a zero
@@ -31,8 +40,8 @@ WORKLOADS = {
 
 def run_one(tidal, workload, policy, steps, root):
     run_dir = os.path.join(root, f"{workload}-{policy}")
-    args = [tidal, "run", os.path.join(ROOT, "recipes/quickstart.yaml"), f"pool.policy={policy}",
-            f"run_dir={run_dir}", "metrics.port=0", "checkpoint.every=0"] + WORKLOADS[workload]
+    args = ([tidal, "run", os.path.join(ROOT, "recipes/quickstart.yaml")] + POLICIES[policy] +
+            [f"run_dir={run_dir}", "metrics.port=0", "checkpoint.every=0"] + WORKLOADS[workload])
     if steps:
         args += [f"train.steps={steps}", f"eval.every={steps}"]
     t0 = time.monotonic()
@@ -53,6 +62,9 @@ def run_one(tidal, workload, policy, steps, root):
         "eval_accuracy_start": s.get("eval_accuracy_start"),
         "eval_accuracy_end": s.get("eval_accuracy_end"),
         "tag_moves": moves,
+        "train_group": s.get("train_group"),
+        "response_tokens_mean": s.get("response_tokens_mean"),
+        "response_tokens_max": s.get("response_tokens_max"),
         "prompts_unaccounted": s.get("prompts", {}).get("unaccounted"),
         "process_wall_seconds": wall,
     }
@@ -63,16 +75,21 @@ def main():
     ap.add_argument("--tidal", default=os.path.join(ROOT, "build/bin/tidal"))
     ap.add_argument("--steps", type=int, default=0, help="train.steps override (0: the recipe's)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--out", default="")
     a = ap.parse_args()
     result = {"machine": os.uname().nodename, "cpus": os.cpu_count(),
               "load_avg_at_start": os.getloadavg()[0], "steps_override": a.steps, "workloads": {}}
     with tempfile.TemporaryDirectory(prefix="tidal-elastic-bench-") as root:
         for w in a.workloads.split(","):
-            per = {p: run_one(a.tidal, w, p, a.steps, root) for p in POLICIES}
-            base = per["static"]["rl_seconds"]
-            for p in POLICIES:
-                per[p]["speedup_vs_static"] = base / per[p]["rl_seconds"] if per[p]["rl_seconds"] else None
+            policies = a.policies.split(",")
+            per = {}
+            for p in policies:
+                per[p] = run_one(a.tidal, w, p, a.steps, root)
+                print(json.dumps({w: {p: per[p]}}), file=sys.stderr, flush=True)
+            base = per["static"]["rl_seconds"] if "static" in per else None
+            for p in policies:
+                per[p]["speedup_vs_static"] = base / per[p]["rl_seconds"] if base and per[p]["rl_seconds"] else None
             result["workloads"][w] = per
             print(json.dumps({w: per}, indent=1), flush=True)
     result["load_avg_at_end"] = os.getloadavg()[0]
