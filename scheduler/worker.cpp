@@ -103,8 +103,10 @@ class Worker {
  private:
   absl::Status Setup();
   absl::Status Handle(const Envelope& env);
-  // The weights plane's transport this train rank publishes through (setup_.weight_transport).
-  absl::Status MakeTransport(at::DeviceType device_type, at::ScalarType engine_dtype);
+  // The weights plane's transport this train rank publishes through (setup_.weight_transport),
+  // for train_'s current rank: made at setup and again whenever the elastic train group gives
+  // this device a trainer (JoinTrainGroup), since who publishes (rank 0) can change.
+  absl::Status MakeTransport();
   // Publishes `version` through transport_ (a collective over the train group) and records its
   // metrics. Returns the seconds spent.
   absl::StatusOr<double> Publish(int64_t version);
@@ -149,6 +151,8 @@ class Worker {
   // engine takes each version from the trainer in this process, device to device in its own
   // dtype; the controller relays nothing).
   std::unique_ptr<weight_sync::Transport> transport_;
+  at::DeviceType device_type_ = at::kCPU;     // where this worker's trainer and engine run
+  at::ScalarType engine_dtype_ = at::kFloat;  // the engine's weights (in-process transport)
   bool shutdown_ = false;
   int64_t reported_agent_calls_ = 0;
   std::string http_token_;  // the OpenAI endpoint's bearer token ("" = loopback, none)
@@ -205,18 +209,18 @@ absl::Status Worker::Setup() {
                            GroupCommunicator(setup_.comm_group, setup_.train_group, setup_.nccl_id, nullptr));
     TIDAL_ASSIGN_OR_RETURN(train_, TrainRole::Create(train_config_, tokenizer, comm));
   }
-  at::ScalarType engine_dtype = at::kFloat;
+  device_type_ = slot.kind == DeviceKind::kCuda ? at::kCUDA : at::kCPU;
   if (setup_.hosts_engine) {
     TIDAL_ASSIGN_OR_RETURN(RolloutSettings rs, RolloutSettingsFromRecipe(recipe_, setup_, device));
     rs.openai.bearer_token = http_token_;
-    engine_dtype = rs.engine.dtype.value_or(at::kFloat);
+    engine_dtype_ = rs.engine.dtype.value_or(at::kFloat);
     if (setup_.weight_transport == weight_sync::TransportKind::kInProcess && !train_) {
       return absl::FailedPreconditionError("in-process weight transport on a worker without a train rank");
     }
     TIDAL_ASSIGN_OR_RETURN(rollout_, RolloutRole::Create(rs, config, tokenizer));
     rollout_->SetActive(setup_.tag == Tag::kRollout);
   }
-  if (train_) TIDAL_RETURN_IF_ERROR(MakeTransport(slot.kind == DeviceKind::kCuda ? at::kCUDA : at::kCPU, engine_dtype));
+  if (train_) TIDAL_RETURN_IF_ERROR(MakeTransport());
   phases_.in_train = setup_.tag != Tag::kRollout;
   if (phases_.device >= 0) ResetPeakDeviceMemory(phases_.device);
   TIDAL_LOG(INFO) << "device " << setup_.device_name << ": train rank " << setup_.train_rank
@@ -226,7 +230,7 @@ absl::Status Worker::Setup() {
   return absl::OkStatus();
 }
 
-absl::Status Worker::MakeTransport(at::DeviceType device_type, at::ScalarType engine_dtype) {
+absl::Status Worker::MakeTransport() {
   switch (setup_.weight_transport) {
     case weight_sync::TransportKind::kInProcess:
       if (rollout_) {
@@ -234,7 +238,7 @@ absl::Status Worker::MakeTransport(at::DeviceType device_type, at::ScalarType en
         // gathers the policy on its own device in the engine's dtype and its engine copies it in
         // place.
         transport_ = std::make_unique<weight_sync::InProcessTransport>(
-            engine_dtype, device_type, [this](at::ScalarType dtype) { return train_->DeviceWeights(dtype); },
+            engine_dtype_, device_type_, [this](at::ScalarType dtype) { return train_->DeviceWeights(dtype); },
             [this](const NamedTensors& w, int64_t version) -> absl::Status {
               WeightApplied applied = rollout_->Install(w, version);
               Send(applied);
@@ -273,6 +277,7 @@ absl::Status Worker::MakeTransport(at::DeviceType device_type, at::ScalarType en
 }
 
 absl::StatusOr<double> Worker::Publish(int64_t version) {
+  if (!transport_) return absl::FailedPreconditionError("weights to publish on a worker without a trainer");
   TIDAL_ASSIGN_OR_RETURN(weight_sync::PublishStats st, transport_->Publish(version));
   if (transport_->kind() == weight_sync::TransportKind::kInProcess) {
     RecordWeightSync("in_process", st.seconds);
@@ -301,7 +306,8 @@ TrainGroupJoined Worker::JoinTrainGroup(const TrainGroupJoin& m) {
   out.step = m.step;
   out.world = static_cast<int32_t>(m.members.size());
   // The old trainer goes first either way: its state is in m.state_dir, and a device of a large
-  // model cannot hold two.
+  // model cannot hold two. Its transport goes with it (it calls into train_).
+  transport_.reset();
   train_.reset();
   const bool member = std::find(m.members.begin(), m.members.end(), setup_.device) != m.members.end();
   if (member) {
@@ -313,12 +319,18 @@ TrainGroupJoined Worker::JoinTrainGroup(const TrainGroupJoin& m) {
                   : absl::StatusOr<std::unique_ptr<TrainRole>>(comm.status());
     if (role.ok()) {
       train_ = std::move(*role);
+      if (absl::Status s = MakeTransport(); !s.ok()) {
+        train_.reset();
+        out.error = std::string(s.message());
+      }
+    } else {
+      out.error = std::string(role.status().message());
+    }
+    if (train_) {
       out.rank = train_->rank();
       // A member that is rolling out right now keeps its trainer in the rollout phase (gradients
       // and cached blocks released), as a lent train rank does.
       if (rollout_ && !phases_.in_train) train_->EnterRolloutPhase();
-    } else {
-      out.error = std::string(role.status().message());
     }
   }
   setup_.train_rank = out.rank;
