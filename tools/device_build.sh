@@ -16,6 +16,7 @@ if [ ! -f "$build/build.ninja" ]; then
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$prefix/usr;$prefix/usr/lib/x86_64-linux-gnu/cmake;$torch_prefix" \
     -DCMAKE_INCLUDE_PATH="$prefix/usr/include" -DCMAKE_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu" \
+    -DCMAKE_CXX_FLAGS="-idirafter $prefix/usr/include -idirafter $prefix/usr/include/x86_64-linux-gnu" \
     -DTIDAL_CUDA=ON -DTIDAL_PYTHON=python3
 fi
 cmake --build "$build" -j "$(nproc)" ${1:+--target "$@"}

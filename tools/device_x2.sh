@@ -3,7 +3,7 @@
 # tests, then every benchmark of the run, each with its baseline in the same run, into $OUT
 # (or /tmp/device_x2). Multicast stays off in every process (it can take the host's GPUs out).
 # Usage on the device: tools/device_x2.sh [sections...]   sections: tests wsync train rl (default: all)
-# One GPU is enough for `tests` and the inproc/ipc paths of `wsync`; nccl and train need two.
+# One GPU is enough for `tests` and the inproc/ipc paths of `wsync`; nccl, train and rl need two.
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -52,9 +52,19 @@ if has train && [ "$gpus" -ge 2 ]; then
   fi
 fi
 if has rl && [ "$gpus" -ge 2 ]; then
-  for r in "$root"/recipes/gpu_*x2*.yaml; do
-    [ -f "$r" ] || { echo "== rl: no two-GPU recipe in recipes/" | tee -a "$out/commands.txt"; break; }
-    run "rl_$(basename "$r" .yaml)" "$tidal" run "$r" "run_dir=$out/runs/$(basename "$r" .yaml)"
+  # The GPU recipe on both GPUs under each pool policy, same seed, warm-up and steps
+  # (RL_SFT warm-up steps, RL_STEPS RL steps, RL_LIMIT seconds per run).
+  base="$root/recipes/gpu/arithmetic_colocated.yaml"
+  common=(seed=1 "warmup.sft.steps=${RL_SFT:-150}" "train.steps=${RL_STEPS:-80}" eval.every=40 --quiet)
+  declare -A pools=(
+    [static]="pool.tags.rollout=1 pool.tags.train=1 pool.policy=static"
+    [colocated]="pool.tags.rollout=2 pool.tags.train=0 pool.policy=colocated"
+    [elastic]="pool.tags.rollout=1 pool.tags.train=1 pool.policy=elastic"
+    [elastic_resize]="pool.tags.rollout=1 pool.tags.train=1 pool.policy=elastic pool.elastic.resize=true")
+  for p in ${RL_POLICIES:-static colocated elastic elastic_resize}; do
+    # shellcheck disable=SC2086  # the pool overrides are words on purpose
+    run "rl_$p" timeout "${RL_LIMIT:-140}" "$tidal" run "$base" "run_dir=$out/runs/$p" pool.devices=cuda:0-1 \
+      ${pools[$p]} "${common[@]}"
   done
 fi
 if has tests; then

@@ -7,6 +7,7 @@
 #include "weight_sync/bucket_kernels.h"
 
 #ifdef TIDAL_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 #endif
@@ -84,6 +85,9 @@ void Run(const Batch& b, const at::Device& d, uint32_t* nonfinite) {
   if (d.is_cpu()) return RunCpu(b, nonfinite);
 #ifdef TIDAL_WITH_CUDA
   TORCH_CHECK(d.is_cuda(), "weight sync: buckets on ", d.str(), " are not supported");
+  // Raw launches go to the current device: a thread whose current device is another GPU (one
+  // process driving two, as in the tests) would otherwise launch on the wrong one.
+  const c10::cuda::CUDAGuard guard(d);
   at::Tensor table = Upload(b.segs.data(), b.segs.size() * sizeof(CopySegment), d);
   CheckLaunch(LaunchSegmentCopy(reinterpret_cast<const CopySegment*>(table.data_ptr()),
                                 static_cast<int32_t>(b.segs.size()), b.tiles, nonfinite, Stream(d)),
@@ -100,6 +104,7 @@ void InitTrailers(const std::vector<TrailerInit>& inits, const at::Device& d) {
     return;
   }
 #ifdef TIDAL_WITH_CUDA
+  const c10::cuda::CUDAGuard guard(d);
   at::Tensor table = Upload(inits.data(), inits.size() * sizeof(TrailerInit), d);
   CheckLaunch(LaunchInitTrailers(reinterpret_cast<const TrailerInit*>(table.data_ptr()),
                                  static_cast<int32_t>(inits.size()), Stream(d)),
@@ -226,6 +231,7 @@ at::Tensor GatherTrailers(const BucketLayout& layout, const at::Tensor& staging,
     return out;
   }
 #ifdef TIDAL_WITH_CUDA
+  const c10::cuda::CUDAGuard guard(d);
   at::Tensor table = Upload(src.data(), src.size() * sizeof(void*), d);
   CheckLaunch(LaunchGatherTrailers(reinterpret_cast<const BucketTrailer* const*>(table.data_ptr()),
                                    reinterpret_cast<BucketTrailer*>(out.data_ptr()), static_cast<int32_t>(n), Stream(d)),
