@@ -239,6 +239,7 @@ TEST_F(RunFaultsTest, SignalsStopWithACheckpointAndEveryPromptAccounted) {
 
 // Row "a train rank dies": the sharded group cannot continue; the run fails naming the rank,
 // and every prompt is accounted (dropped with reason `run_failed`).
+// Without checkpoints (the tiny recipe writes none) there is nothing to restart from.
 TEST_F(RunFaultsTest, TrainRankDeathFailsTheRunWithEveryPromptAccounted) {
   TidalRun run(recipe_, root_ / "run", {"train.steps=200"});
   const std::string pid = WaitForLog(run, std::regex(R"(worker 0 \(cpu:0, train\) pid (\d+))"), 60);
@@ -249,9 +250,47 @@ TEST_F(RunFaultsTest, TrainRankDeathFailsTheRunWithEveryPromptAccounted) {
   EXPECT_NE(rc, 0);
   ASSERT_NE(rc, -1) << run.Output();
   EXPECT_NE(run.Output().find("train rank 0"), std::string::npos) << run.Output();
+  EXPECT_NE(run.Output().find("no checkpoint of this run to restart from"), std::string::npos) << run.Output();
   json s = run.Summary();
   ExpectNoneUnaccounted(s);
   EXPECT_GT(s["prompts"]["dropped_by_reason"].value("run_failed", 0), 0) << s.dump(2);
+}
+
+// Row "a train rank dies", with checkpoints: the run restarts from its newest checkpoint (every
+// worker anew) and finishes all its steps. The failed attempt accounts its open prompts as
+// run_failed in summary.attempt-1.json; the finished attempt accounts its own.
+TEST_F(RunFaultsTest, TrainRankDeathRestartsTheRunFromItsLastCheckpoint) {
+  TidalRun run(recipe_, root_ / "run", {"train.steps=30", "checkpoint.every=2", "checkpoint.keep=2"});
+  const std::string pid = WaitForLog(run, std::regex(R"(worker 0 \(cpu:0, train\) pid (\d+))"), 60);
+  ASSERT_FALSE(pid.empty()) << run.Output();
+  ASSERT_FALSE(WaitForLog(run, std::regex(R"(checkpoint \S+ committed \(step (\d+)\))"), 90).empty()) << run.Output();
+  ASSERT_EQ(kill(std::stoi(pid), SIGKILL), 0);
+  ASSERT_EQ(run.Wait(240), 0) << run.Output();
+  const std::string log = ReadFile(run.dir() / "logs" / "controller.log");
+  EXPECT_NE(log.find("restarting the run from"), std::string::npos) << log;
+  json s = run.Summary();
+  EXPECT_EQ(s["train_group_restarts"], 1) << s.dump(2);
+  EXPECT_EQ(s["steps"], 30) << s.dump(2);
+  ExpectNoneUnaccounted(s);
+  json first = json::parse(ReadFile(run.dir() / "summary.attempt-1.json"));
+  ExpectNoneUnaccounted(first);
+  EXPECT_GT(first["prompts"]["dropped_by_reason"].value("run_failed", 0), 0) << first.dump(2);
+}
+
+// Row "a train rank dies" past the budget: with control.budget.restarts = 0 the run stops at
+// the first loss, naming the key, though a checkpoint exists.
+TEST_F(RunFaultsTest, TrainRankDeathPastTheRestartBudgetStopsTheRun) {
+  TidalRun run(recipe_, root_ / "run", {"train.steps=200", "checkpoint.every=2", "control.budget.restarts=0"});
+  const std::string pid = WaitForLog(run, std::regex(R"(worker 0 \(cpu:0, train\) pid (\d+))"), 60);
+  ASSERT_FALSE(pid.empty()) << run.Output();
+  ASSERT_FALSE(WaitForLog(run, std::regex(R"(checkpoint \S+ committed \(step (\d+)\))"), 90).empty()) << run.Output();
+  ASSERT_EQ(kill(std::stoi(pid), SIGKILL), 0);
+  const int rc = run.Wait(90);
+  EXPECT_NE(rc, 0);
+  ASSERT_NE(rc, -1) << run.Output();
+  EXPECT_NE(run.Output().find("restarted from a checkpoint 0 times, the budget (control.budget.restarts = 0)"),
+            std::string::npos) << run.Output();
+  ExpectNoneUnaccounted(run.Summary());
 }
 
 // Row "a worker dies again and again": with control.budget.restarts = 1 the rollout worker is
