@@ -408,7 +408,7 @@ void Controller::OnWeightBucket(int d, const Envelope& env) {
 }
 
 void Controller::RelayVersionTo(int d) {
-  for (const auto& [b, frame] : relay_.Resend()) SendTo(d, b, {frame});
+  for (const auto& [b, frame] : relay_.Resend(d)) SendTo(d, b, {frame});
   if (relay_.latest_version() >= 0) workers_[d].relayed_version = relay_.latest_version();
 }
 

@@ -337,4 +337,22 @@ TEST_F(RunFaultsTest, ARejectedWeightVersionIsHealedByItsResend) {
   EXPECT_LE(s["prompts"]["dropped_by_reason"].value("stale", 0), 8) << s.dump(2);
 }
 
+// Row "a weight version no device can take": version 3 arrives corrupted every time, resends
+// included; on-policy rollout cannot go on without it. The controller re-sends it up to
+// control.budget.weight_resends times, then stops the run with one error naming the key, and
+// every prompt is accounted.
+TEST_F(RunFaultsTest, AVersionThatNeverGetsThroughStopsAtTheResendBudget) {
+  TidalRun run(recipe_, root_ / "run", {"pool.policy=static", "rollout.max_staleness=0", "control.budget.weight_resends=2"},
+               {{"TIDAL_FAULT_CORRUPT_BUCKET", "3:always"}});
+  const int rc = run.Wait(120);
+  EXPECT_NE(rc, 0);
+  ASSERT_NE(rc, -1) << "the run did not stop: " << run.Output();
+  const std::string out = run.Output();
+  EXPECT_NE(out.find("control.budget.weight_resends"), std::string::npos) << out;
+  EXPECT_NE(out.find("checksum mismatch"), std::string::npos) << out;
+  // The budget allows 2 failures; the third rejection stops the run (3 rejections, 2 resends).
+  EXPECT_EQ(run.Events("weight_rejected").size(), 2u) << out;
+  ExpectNoneUnaccounted(run.Summary());
+}
+
 }  // namespace
