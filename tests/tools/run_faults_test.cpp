@@ -106,6 +106,20 @@ TEST_F(RunFaultsTest, RewardsOutsideTheRangeAreDroppedAndTheRunFinishes) {
   EXPECT_TRUE(fs::exists(run.dir() / "final" / "model.safetensors"));
 }
 
+// Row "prompts longer than the model length": every 4th prompt is 5000 bytes (the model from
+// model.size has 4096 positions). Each is refused with a reason naming the length, its prompt
+// dropped and counted; the warm-up and the run go on with the others and finish.
+TEST_F(RunFaultsTest, PromptsLongerThanTheModelAreDroppedAndTheRunFinishes) {
+  const std::string so = Plugin("long_prompts.c");
+  TidalRun run(recipe_, root_ / "run", {"env.plugin=" + so, "env.args={every: 4}"});
+  ASSERT_EQ(run.Wait(120), 0) << run.Output();
+  json s = run.Summary();
+  ExpectNoneUnaccounted(s);
+  EXPECT_EQ(s["steps"], 4);
+  EXPECT_GT(s["prompts"]["dropped_by_reason"].value("rollout_error", 0), 0) << s.dump(2);
+  EXPECT_GT(s["faults"]["env_errors"].get<int64_t>(), 0) << s.dump(2);
+}
+
 // Row "non-finite loss or gradient": a reward range wide enough to let 1e308 through (it
 // overflows to inf in the trainer's float rewards) makes every step's loss NaN: each step is
 // skipped (weights kept), and train.max_nonfinite_steps in a row stop the run with an error
