@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 
 #ifdef TIDAL_WITH_CUDA
+#include <ATen/Context.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <cuda_runtime.h>
 #endif
@@ -22,9 +23,21 @@ int CudaDeviceCount() {
   return n;
 }
 
+namespace {
+// The caching allocator sizes its per-device tables when LibTorch first initialises CUDA (the
+// first CUDA tensor). A rollout-only worker builds its engine only when the first policy version
+// arrives, so its setup would ask for stats before that and LibTorch refuses ("Invalid device
+// argument"): initialise first, once (lazyInitDevice is idempotent and thread-safe).
+bool ValidAllocatorDevice(int device) {
+  if (device < 0 || device >= CudaDeviceCount()) return false;
+  at::globalContext().lazyInitDevice(at::kCUDA);
+  return true;
+}
+}  // namespace
+
 DeviceMemory ReadDeviceMemory(int device) {
   DeviceMemory m;
-  if (device < 0 || device >= CudaDeviceCount()) return m;
+  if (!ValidAllocatorDevice(device)) return m;
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
   const auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
   m.allocated = stats.allocated_bytes[all].current;
@@ -45,12 +58,12 @@ DeviceMemory ReadDeviceMemory(int device) {
 }
 
 void ResetPeakDeviceMemory(int device) {
-  if (device < 0 || device >= CudaDeviceCount()) return;
+  if (!ValidAllocatorDevice(device)) return;
   c10::cuda::CUDACachingAllocator::resetPeakStats(device);
 }
 
 void EmptyDeviceCache() {
-  if (CudaDeviceCount() == 0) return;
+  if (!ValidAllocatorDevice(0)) return;
   c10::cuda::CUDACachingAllocator::emptyCache();
 }
 

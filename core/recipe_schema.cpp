@@ -581,7 +581,7 @@ std::vector<RecipeKey> BuildKeys() {
       KEY(control.budget.drops, 2000, "Prompts in a row dropped (any reason) with none trained before the run stops.", Above(0)),
       KEY(control.budget.weight_resends, 5,
           "Times one weight version is re-sent to one device after the device rejected it before the run stops.", Above(0)),
-      KEY(control.budget.restarts, 5, "Restarts of one device's worker (after it died or hung) before the run stops.", Min(0)),
+      KEY(control.budget.restarts, 5, "Restarts of one device's worker (after it died or hung) before the run stops; also the most restarts of the whole run from its last checkpoint after a lost train rank.", Min(0)),
 
       KEY(slurm.partition, "", "sbatch --partition (\"\" = the cluster's default)."),
       KEY(slurm.nodes, 0, "sbatch --nodes; 0 = let Slurm choose.", Min(0)),

@@ -5,6 +5,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/str_format.h"
 
 #include "core/clock.h"
 #include "core/remove_tree.h"
@@ -17,6 +21,13 @@ std::atomic<bool> g_stop{false};
 }  // namespace
 
 bool StopRequested() { return g_stop.load(); }
+
+constexpr char kTrainGroupLostUrl[] = "tidal.dev/train-group-lost";
+
+absl::Status TrainGroupLost(absl::Status status) {
+  status.SetPayload(kTrainGroupLostUrl, absl::Cord("1"));
+  return status;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Setup
@@ -494,6 +505,9 @@ absl::StatusOr<RunSummary> Controller::Run() {
   js["event"] = "summary";
   WriteEvent(js);
   std::fprintf(stdout, "%s", summary.Format().c_str());
+  // A lost train rank may surface as another error on the way out (a wait cancelled by it): the
+  // run's error is the loss, so RunController can restart from a checkpoint.
+  if (!status.ok() && IsTrainGroupLost(fatal_)) return fatal_;
   if (!status.ok()) return status;
   return summary;
 }
@@ -509,8 +523,42 @@ absl::StatusOr<RunSummary> RunController(const Recipe& recipe, const RunOptions&
     TIDAL_RETURN_IF_ERROR(CheckCudaDevices(*std::max_element(ds.indices.begin(), ds.indices.end()),
                                            absl::StrCat("pool.devices '", recipe.pool.devices, "'")));
   }
-  detail::Controller c(recipe, options);
-  return c.Run();
+  Recipe attempt = recipe;
+  RunOptions opts = options;
+  for (int restarts = 0;; ++restarts) {
+    opts.train_group_restarts = restarts;
+    absl::StatusOr<RunSummary> result;
+    {
+      detail::Controller c(attempt, opts);
+      result = c.Run();
+    }  // every worker of the attempt is stopped here
+    if (result.ok() || !IsTrainGroupLost(result.status()) || detail::StopRequested()) return result;
+    const std::string why(result.status().message());
+    if (restarts >= recipe.control.budget.restarts) {
+      return absl::UnavailableError(absl::StrFormat("%s; the run was restarted from a checkpoint %d times, the budget "
+                                                    "(control.budget.restarts = %d)",
+                                                    why, restarts, recipe.control.budget.restarts));
+    }
+    absl::StatusOr<std::optional<ResumePoint>> point = FindResumePoint(attempt.checkpoint.dir);
+    if (!point.ok() || !point->has_value()) {
+      return absl::UnavailableError(absl::StrFormat(
+          "%s; no checkpoint of this run to restart from in %s (%s)", why, attempt.checkpoint.dir,
+          point.ok() ? absl::StrCat("checkpoint.every = ", recipe.checkpoint.every) : point.status().ToString()));
+    }
+    // The failed attempt's summary (its prompts accounted as run_failed) stays beside the next.
+    const std::filesystem::path run_dir(attempt.run_dir);
+    std::error_code ec;
+    std::filesystem::rename(run_dir / "summary.json", run_dir / absl::StrCat("summary.attempt-", restarts + 1, ".json"), ec);
+    TIDAL_LOG(WARN) << why << "; restarting the run from " << (*point)->dir << " (restart " << restarts + 1 << " of "
+                    << recipe.control.budget.restarts << ", control.budget.restarts)";
+    std::fprintf(stdout, "train group lost; restarting from %s\n", (*point)->dir.c_str());
+    attempt.checkpoint.resume = true;
+    opts.overwrite = false;  // the run dir now holds this run: never delete it
+  }
+}
+
+bool IsTrainGroupLost(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(detail::kTrainGroupLostUrl).has_value();
 }
 
 }  // namespace tidal::scheduler

@@ -45,9 +45,22 @@ struct RunOptions {
   // resumes (checkpoint.resume) or this is set, which deletes the old run first.
   bool overwrite = false;
   std::string worker_binary;  // default: this executable
+  // Set by RunController itself: how many times this run was already restarted from a checkpoint
+  // after its train group was lost (reported in the summary).
+  int train_group_restarts = 0;
 };
 
+// A lost train rank (its process died, or it reported an error) breaks the sharded train group.
+// RunController then restarts the run from its newest valid checkpoint, every worker included,
+// up to control.budget.restarts times: the failed attempt accounts its open prompts (dropped with
+// reason run_failed) and keeps its summary as summary.attempt-K.json; the next attempt resumes
+// the controller state, the trainer shards and the prompt position of that checkpoint, so the
+// prompts after it are generated again. Without a checkpoint (checkpoint.every = 0), or past the
+// budget, the run stops with one error naming the cause and the key.
 absl::StatusOr<RunSummary> RunController(const Recipe& recipe, const RunOptions& options);
+
+// Whether `status` says the run ended because its train group was lost (see RunController).
+bool IsTrainGroupLost(const absl::Status& status);
 
 // Async-signal-safe: asks a running controller to wind down.
 void RequestStop();

@@ -148,6 +148,7 @@ void Controller::Handle(const Envelope& env) {
       if (!st.ok()) {
         Fatal(st);
       } else {
+        TIDAL_LOG(INFO) << "checkpoint " << pending_ckpt_dir_ << " committed (step " << steps_done_ << ")";
         PruneCheckpoints(ckpt_dir_, recipe_.checkpoint.keep, run_id_);
       }
     }
@@ -176,8 +177,8 @@ void Controller::Handle(const Envelope& env) {
     if (!r.ok()) return bad(r.status());
     TIDAL_LOG(ERROR) << "device " << d << ": " << r->what << ": " << r->detail;
     if (w.train_rank >= 0 && !stopping_) {
-      Fatal(absl::InternalError(absl::StrCat("train rank ", w.train_rank, " (device ", d, "): ",
-                                             r->what, ": ", r->detail)));
+      Fatal(TrainGroupLost(absl::InternalError(absl::StrCat("train rank ", w.train_rank, " (device ", d, "): ",
+                                                            r->what, ": ", r->detail))));
     }
   } else {
     TIDAL_LOG(WARN) << "unexpected message " << env.type() << " from " << env.peer;
@@ -203,10 +204,9 @@ void Controller::ReapWorkers() {
     WriteEvent({{"event", "worker_died"}, {"device", e.device}, {"pid", e.pid},
                 {"how", e.Describe()}, {"policy_version", version_}, {"in_flight", plan.in_flight}});
     if (plan.action == ExitPlan::Action::kTrainRankLost) {
-      Fatal(absl::UnavailableError(absl::StrFormat(
-          "train rank %d (device %s) %s; the sharded train group cannot continue: resume from the "
-          "last checkpoint (checkpoint.resume=true)",
-          w.train_rank, pool_.device(e.device).slot.Name(), e.Describe())));
+      Fatal(TrainGroupLost(absl::UnavailableError(absl::StrFormat(
+          "train rank %d (device %s) %s; the sharded train group cannot continue",
+          w.train_rank, pool_.device(e.device).slot.Name(), e.Describe()))));
       continue;
     }
     if (resize_ && resize_->phase == GroupResize::Phase::kJoin &&
@@ -408,7 +408,7 @@ void Controller::OnWeightBucket(int d, const Envelope& env) {
 }
 
 void Controller::RelayVersionTo(int d) {
-  for (const auto& [b, frame] : relay_.Resend()) SendTo(d, b, {frame});
+  for (const auto& [b, frame] : relay_.Resend(d)) SendTo(d, b, {frame});
   if (relay_.latest_version() >= 0) workers_[d].relayed_version = relay_.latest_version();
 }
 

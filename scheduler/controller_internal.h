@@ -69,6 +69,10 @@ using nlohmann::json;
 // Set by RequestStop() (async-signal-safe).
 bool StopRequested();
 
+// `status` marked as a lost train group (IsTrainGroupLost), which RunController restarts from the
+// last checkpoint.
+absl::Status TrainGroupLost(absl::Status status);
+
 // Messages from a peer that has not registered with its launch token are dropped above this size
 // before decoding (a Register is a few hundred bytes).
 inline constexpr int64_t kUnadmittedMaxBytes = 64 << 10;

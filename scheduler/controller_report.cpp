@@ -56,6 +56,7 @@ RunSummary Controller::Summarize() const {
   s.eval_accuracy_end = eval_acc_end_;
   s.devices = DeviceSummaries(pool_, workers_);
   for (const auto& ds : s.devices) s.worker_restarts += ds.restarts;
+  s.train_group_restarts = options_.train_group_restarts;
   s.train_group_resizes = resizes_;
   s.train_group_min = train_group_min_;
   s.train_group_max = train_group_max_;

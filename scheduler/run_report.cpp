@@ -131,6 +131,7 @@ json RunSummary::ToJson() const {
           {"weight_sync", {{"versions", weight_versions}, {"bytes_relayed", weight_bytes_relayed},
                            {"rejected", weight_rejected}}},
           {"worker_restarts", worker_restarts},
+          {"train_group_restarts", train_group_restarts},
           {"train_group", {{"resizes", train_group_resizes}, {"min", train_group_min}, {"max", train_group_max},
                            {"final", train_group_final}, {"resize_seconds", train_group_resize_seconds}}},
           {"faults", {{"env_errors", env_errors}, {"nonfinite_skipped", nonfinite_skipped},
@@ -179,6 +180,10 @@ std::string RunSummary::Format() const {
   }
   absl::StrAppendFormat(&out, "weight sync: %d versions, %.1f MB relayed, %d rejected | worker restarts %d\n",
                         weight_versions, weight_bytes_relayed / 1e6, weight_rejected, worker_restarts);
+  if (train_group_restarts > 0) {
+    absl::StrAppendFormat(&out, "train group lost and the run restarted from a checkpoint %d time(s) "
+                          "(earlier attempts: summary.attempt-K.json)\n", train_group_restarts);
+  }
   if (env_errors + nonfinite_skipped + registers_refused > 0) {
     absl::StrAppendFormat(&out, "faults: %d failed prompts, %d skipped non-finite updates, %d refused registers\n",
                           env_errors, nonfinite_skipped, registers_refused);

@@ -49,6 +49,7 @@ struct RunSummary {
   int64_t weight_bytes_relayed = 0;
   int64_t weight_rejected = 0;
   int64_t worker_restarts = 0;
+  int64_t train_group_restarts = 0;  // restarts of the whole run from a checkpoint (lost train rank)
   // The elastic train group (pool.elastic.resize): resizes taken, the group's size range and its
   // size at the end (all equal to the initial size when it never moved).
   int64_t train_group_resizes = 0;

@@ -7,13 +7,13 @@
 
 namespace tidal::weight_sync {
 
-WeightRelay::StreamHook CorruptBucketHook(int64_t version) {
-  return [version](const WeightBucket& b, int receiver, Payload frame) {
-    if (b.version != version || b.index != 0) return frame;
+WeightRelay::StreamHook CorruptBucketHook(int64_t version, bool resends) {
+  return [version, resends](const WeightBucket& b, int receiver, Payload frame, bool resend) {
+    if (b.version != version || b.index != 0 || (resend && !resends)) return frame;
     std::string bytes(frame.view());
     if (!bytes.empty()) bytes[bytes.size() / 2] ^= 0x5A;
     TIDAL_LOG(WARN) << "fault injection: corrupting version " << b.version << " bucket 0 for device "
-                    << receiver;
+                    << receiver << (resend ? " (resend)" : "");
     return Payload::FromString(std::move(bytes));
   };
 }
@@ -21,7 +21,9 @@ WeightRelay::StreamHook CorruptBucketHook(int64_t version) {
 WeightRelay::StreamHook FaultHookFromEnv() {
   const char* v = std::getenv("TIDAL_FAULT_CORRUPT_BUCKET");
   if (v == nullptr || *v == '\0') return {};
-  return CorruptBucketHook(std::atoll(v));
+  const std::string spec(v);
+  const bool always = spec.size() > 7 && spec.compare(spec.size() - 7, 7, ":always") == 0;
+  return CorruptBucketHook(std::atoll(spec.c_str()), always);
 }
 
 }  // namespace tidal::weight_sync

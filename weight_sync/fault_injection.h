@@ -3,17 +3,20 @@
 //
 // TIDAL_FAULT_CORRUPT_BUCKET=V: every streamed copy of bucket 0 of version V gets one byte
 // flipped (the relay's cached original stays intact), so receivers must reject the version,
-// keep serving the old one, and be healed by a resend (tests/tools/run_e2e_test.cpp).
+// keep serving the old one, and be healed by a resend (tests/tools/run_faults_test.cpp).
+// TIDAL_FAULT_CORRUPT_BUCKET=V:always corrupts the resends of V too, so the version never gets
+// through and the run must stop at control.budget.weight_resends.
 #pragma once
 
 #include "weight_sync/weight_relay.h"
 
 namespace tidal::weight_sync {
 
-// The hook that corrupts bucket 0 of `version`.
-WeightRelay::StreamHook CorruptBucketHook(int64_t version);
+// The hook that corrupts bucket 0 of `version` when streamed, and when resent if `resends`.
+WeightRelay::StreamHook CorruptBucketHook(int64_t version, bool resends = false);
 
-// CorruptBucketHook(V) when TIDAL_FAULT_CORRUPT_BUCKET=V is set; an empty hook otherwise.
+// CorruptBucketHook(V[, true]) when TIDAL_FAULT_CORRUPT_BUCKET=V[:always] is set; an empty hook
+// otherwise.
 WeightRelay::StreamHook FaultHookFromEnv();
 
 }  // namespace tidal::weight_sync

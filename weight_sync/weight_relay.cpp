@@ -17,14 +17,18 @@ bool WeightRelay::Accept(const WeightBucket& bucket, Payload frame) {
 }
 
 Payload WeightRelay::Stream(const WeightBucket& bucket, const Payload& frame, int receiver) {
-  Payload out = hook_ ? hook_(bucket, receiver, frame) : frame;
+  Payload out = hook_ ? hook_(bucket, receiver, frame, /*resend=*/false) : frame;
   bytes_relayed_ += static_cast<int64_t>(out.size());
   return out;
 }
 
-std::vector<WeightRelay::Frame> WeightRelay::Resend() {
-  for (const auto& f : latest_) bytes_relayed_ += static_cast<int64_t>(f.second.size());
-  return latest_;
+std::vector<WeightRelay::Frame> WeightRelay::Resend(int receiver) {
+  std::vector<Frame> out = latest_;
+  for (auto& [bucket, frame] : out) {
+    if (hook_) frame = hook_(bucket, receiver, frame, /*resend=*/true);
+    bytes_relayed_ += static_cast<int64_t>(frame.size());
+  }
+  return out;
 }
 
 }  // namespace tidal::weight_sync

@@ -26,14 +26,16 @@ namespace tidal::weight_sync {
 class WeightRelay {
  public:
   using Frame = std::pair<WeightBucket, Payload>;
-  using StreamHook = std::function<Payload(const WeightBucket&, int receiver, Payload)>;
+  // Test-only (fault_injection.h): may replace the frame sent to `receiver`; `resend` tells a
+  // Resend from the first streaming of the bucket.
+  using StreamHook = std::function<Payload(const WeightBucket&, int receiver, Payload, bool resend)>;
 
   // Caches `bucket`; returns true when it completes its version (now Latest()).
   bool Accept(const WeightBucket& bucket, Payload frame);
   // The frame to stream to `receiver` for a bucket just accepted.
   Payload Stream(const WeightBucket& bucket, const Payload& frame, int receiver);
-  // The newest complete version, bucket by bucket, to send to one receiver.
-  std::vector<Frame> Resend();
+  // The newest complete version, bucket by bucket, to send to `receiver`.
+  std::vector<Frame> Resend(int receiver);
 
   const std::vector<Frame>& Latest() const { return latest_; }
   int64_t latest_version() const { return latest_.empty() ? -1 : latest_.front().first.version; }

@@ -106,6 +106,20 @@ TEST_F(RunFaultsTest, RewardsOutsideTheRangeAreDroppedAndTheRunFinishes) {
   EXPECT_TRUE(fs::exists(run.dir() / "final" / "model.safetensors"));
 }
 
+// Row "prompts longer than the model length": every 4th prompt is 5000 bytes (the model from
+// model.size has 4096 positions). Each is refused with a reason naming the length, its prompt
+// dropped and counted; the warm-up and the run go on with the others and finish.
+TEST_F(RunFaultsTest, PromptsLongerThanTheModelAreDroppedAndTheRunFinishes) {
+  const std::string so = Plugin("long_prompts.c");
+  TidalRun run(recipe_, root_ / "run", {"env.plugin=" + so, "env.args={every: 4}"});
+  ASSERT_EQ(run.Wait(120), 0) << run.Output();
+  json s = run.Summary();
+  ExpectNoneUnaccounted(s);
+  EXPECT_EQ(s["steps"], 4);
+  EXPECT_GT(s["prompts"]["dropped_by_reason"].value("rollout_error", 0), 0) << s.dump(2);
+  EXPECT_GT(s["faults"]["env_errors"].get<int64_t>(), 0) << s.dump(2);
+}
+
 // Row "non-finite loss or gradient": a reward range wide enough to let 1e308 through (it
 // overflows to inf in the trainer's float rewards) makes every step's loss NaN: each step is
 // skipped (weights kept), and train.max_nonfinite_steps in a row stop the run with an error
@@ -239,6 +253,7 @@ TEST_F(RunFaultsTest, SignalsStopWithACheckpointAndEveryPromptAccounted) {
 
 // Row "a train rank dies": the sharded group cannot continue; the run fails naming the rank,
 // and every prompt is accounted (dropped with reason `run_failed`).
+// Without checkpoints (the tiny recipe writes none) there is nothing to restart from.
 TEST_F(RunFaultsTest, TrainRankDeathFailsTheRunWithEveryPromptAccounted) {
   TidalRun run(recipe_, root_ / "run", {"train.steps=200"});
   const std::string pid = WaitForLog(run, std::regex(R"(worker 0 \(cpu:0, train\) pid (\d+))"), 60);
@@ -249,9 +264,47 @@ TEST_F(RunFaultsTest, TrainRankDeathFailsTheRunWithEveryPromptAccounted) {
   EXPECT_NE(rc, 0);
   ASSERT_NE(rc, -1) << run.Output();
   EXPECT_NE(run.Output().find("train rank 0"), std::string::npos) << run.Output();
+  EXPECT_NE(run.Output().find("no checkpoint of this run to restart from"), std::string::npos) << run.Output();
   json s = run.Summary();
   ExpectNoneUnaccounted(s);
   EXPECT_GT(s["prompts"]["dropped_by_reason"].value("run_failed", 0), 0) << s.dump(2);
+}
+
+// Row "a train rank dies", with checkpoints: the run restarts from its newest checkpoint (every
+// worker anew) and finishes all its steps. The failed attempt accounts its open prompts as
+// run_failed in summary.attempt-1.json; the finished attempt accounts its own.
+TEST_F(RunFaultsTest, TrainRankDeathRestartsTheRunFromItsLastCheckpoint) {
+  TidalRun run(recipe_, root_ / "run", {"train.steps=30", "checkpoint.every=2", "checkpoint.keep=2"});
+  const std::string pid = WaitForLog(run, std::regex(R"(worker 0 \(cpu:0, train\) pid (\d+))"), 60);
+  ASSERT_FALSE(pid.empty()) << run.Output();
+  ASSERT_FALSE(WaitForLog(run, std::regex(R"(checkpoint \S+ committed \(step (\d+)\))"), 90).empty()) << run.Output();
+  ASSERT_EQ(kill(std::stoi(pid), SIGKILL), 0);
+  ASSERT_EQ(run.Wait(240), 0) << run.Output();
+  const std::string log = ReadFile(run.dir() / "logs" / "controller.log");
+  EXPECT_NE(log.find("restarting the run from"), std::string::npos) << log;
+  json s = run.Summary();
+  EXPECT_EQ(s["train_group_restarts"], 1) << s.dump(2);
+  EXPECT_EQ(s["steps"], 30) << s.dump(2);
+  ExpectNoneUnaccounted(s);
+  json first = json::parse(ReadFile(run.dir() / "summary.attempt-1.json"));
+  ExpectNoneUnaccounted(first);
+  EXPECT_GT(first["prompts"]["dropped_by_reason"].value("run_failed", 0), 0) << first.dump(2);
+}
+
+// Row "a train rank dies" past the budget: with control.budget.restarts = 0 the run stops at
+// the first loss, naming the key, though a checkpoint exists.
+TEST_F(RunFaultsTest, TrainRankDeathPastTheRestartBudgetStopsTheRun) {
+  TidalRun run(recipe_, root_ / "run", {"train.steps=200", "checkpoint.every=2", "control.budget.restarts=0"});
+  const std::string pid = WaitForLog(run, std::regex(R"(worker 0 \(cpu:0, train\) pid (\d+))"), 60);
+  ASSERT_FALSE(pid.empty()) << run.Output();
+  ASSERT_FALSE(WaitForLog(run, std::regex(R"(checkpoint \S+ committed \(step (\d+)\))"), 90).empty()) << run.Output();
+  ASSERT_EQ(kill(std::stoi(pid), SIGKILL), 0);
+  const int rc = run.Wait(90);
+  EXPECT_NE(rc, 0);
+  ASSERT_NE(rc, -1) << run.Output();
+  EXPECT_NE(run.Output().find("restarted from a checkpoint 0 times, the budget (control.budget.restarts = 0)"),
+            std::string::npos) << run.Output();
+  ExpectNoneUnaccounted(run.Summary());
 }
 
 // Row "a worker dies again and again": with control.budget.restarts = 1 the rollout worker is
@@ -296,6 +349,24 @@ TEST_F(RunFaultsTest, ARejectedWeightVersionIsHealedByItsResend) {
   EXPECT_EQ(s["steps"], 4);
   // Only what was in flight on version 2 when version 3 came is stale (a step's worth or two).
   EXPECT_LE(s["prompts"]["dropped_by_reason"].value("stale", 0), 8) << s.dump(2);
+}
+
+// Row "a weight version no device can take": version 3 arrives corrupted every time, resends
+// included; on-policy rollout cannot go on without it. The controller re-sends it up to
+// control.budget.weight_resends times, then stops the run with one error naming the key, and
+// every prompt is accounted.
+TEST_F(RunFaultsTest, AVersionThatNeverGetsThroughStopsAtTheResendBudget) {
+  TidalRun run(recipe_, root_ / "run", {"pool.policy=static", "rollout.max_staleness=0", "control.budget.weight_resends=2"},
+               {{"TIDAL_FAULT_CORRUPT_BUCKET", "3:always"}});
+  const int rc = run.Wait(120);
+  EXPECT_NE(rc, 0);
+  ASSERT_NE(rc, -1) << "the run did not stop: " << run.Output();
+  const std::string out = run.Output();
+  EXPECT_NE(out.find("control.budget.weight_resends"), std::string::npos) << out;
+  EXPECT_NE(out.find("checksum mismatch"), std::string::npos) << out;
+  // The budget allows 2 failures; the third rejection stops the run (3 rejections, 2 resends).
+  EXPECT_EQ(run.Events("weight_rejected").size(), 2u) << out;
+  ExpectNoneUnaccounted(run.Summary());
 }
 
 }  // namespace

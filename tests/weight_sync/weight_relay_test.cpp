@@ -42,7 +42,7 @@ TEST(WeightRelayTest, CountsStreamedAndResentBytes) {
   EXPECT_EQ(relay.Stream(b, frame, 1).view(), "12345");
   EXPECT_EQ(relay.Stream(b, frame, 2).view(), "12345");
   EXPECT_EQ(relay.bytes_relayed(), 10);
-  std::vector<WeightRelay::Frame> again = relay.Resend();
+  std::vector<WeightRelay::Frame> again = relay.Resend(1);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(relay.bytes_relayed(), 15);
 }
@@ -57,9 +57,22 @@ TEST(WeightRelayTest, FaultHookCorruptsStreamedCopiesNotTheCache) {
   EXPECT_EQ(relay.Stream(b0, f0, 1).size(), 4u);
   relay.Accept(b1, f1);
   EXPECT_EQ(relay.Stream(b1, f1, 1).view(), "efgh");  // only bucket 0
-  EXPECT_EQ(relay.Resend()[0].second.view(), "abcd");  // the cache is intact
+  EXPECT_EQ(relay.Resend(1)[0].second.view(), "abcd");  // the cache is intact, resends pass
   WeightBucket other = Bucket(5, 0, 1);
   EXPECT_EQ(relay.Stream(other, f0, 1).view(), "abcd");  // only version 4
+}
+
+TEST(WeightRelayTest, AnAlwaysFaultHookCorruptsResendsToo) {
+  WeightRelay relay;
+  setenv("TIDAL_FAULT_CORRUPT_BUCKET", "4:always", 1);
+  relay.SetStreamHook(FaultHookFromEnv());
+  unsetenv("TIDAL_FAULT_CORRUPT_BUCKET");
+  WeightBucket b0 = Bucket(4, 0, 1);
+  Payload f0 = Payload::FromString("abcd");
+  relay.Accept(b0, f0);
+  EXPECT_NE(relay.Stream(b0, f0, 1).view(), "abcd");
+  EXPECT_NE(relay.Resend(1)[0].second.view(), "abcd");
+  EXPECT_EQ(relay.Latest()[0].second.view(), "abcd");  // the cache is intact
 }
 
 TEST(WeightRelayTest, NoFaultHookWithoutTheVariable) {
