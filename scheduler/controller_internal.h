@@ -269,6 +269,7 @@ class Controller {
   int64_t steps_done_ = 0;
   int64_t version_ = -1;  // newest policy version published (-1: none yet)
   bool train_running_ = false;
+  bool warming_up_ = false;  // RunWarmup is running (the tag policy keeps colocated pools on train)
   int train_replies_ = 0;
   std::vector<TrajectoryGroup> training_batch_;
   json train_stats_;
