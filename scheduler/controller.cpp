@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/str_format.h"
 
@@ -224,6 +225,8 @@ absl::Status Controller::RunWarmup() {
   if (sft.steps <= 0 || !resume_dir_.empty()) return absl::OkStatus();
   double t = Now();
   TIDAL_LOG(INFO) << "warm-up: " << sft.steps << " SFT steps of " << sft.batch_size << " examples";
+  warming_up_ = true;
+  absl::Cleanup done = [this] { warming_up_ = false; };
   int64_t example = 0;
   for (int64_t step = 0; step < sft.steps; ++step) {
     std::vector<SftStep> shares(train_group_.size());

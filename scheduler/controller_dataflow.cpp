@@ -32,6 +32,7 @@ void Controller::ApplyPolicy() {
                    steps_done_ < recipe_.train.steps;
   // Warm-up, publishing, checkpoints and exports are train work too.
   in.train_running = train_running_ || workers_.AnyTrainRankBusy();
+  in.warmup = warming_up_;
   for (int d = 0; d < pool_.size(); ++d) {
     // An agent call counts like a group: the device has rollout work while it holds one.
     in.devices.push_back({pool_.device(d).home, pool_.device(d).tag,

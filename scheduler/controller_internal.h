@@ -192,6 +192,9 @@ class Controller {
   void MaybeResize();
   // After every finished step: the throughput meters the policy reads.
   void MeasureStep(double step_seconds);
+  void WriteElasticTraceRow(double train_device_seconds, double rollout_tokens, double rollout_device_seconds);
+  double QueuedTokens() const;  // finished tokens in the store, in batch-token units
+  int Dispatchable() const;     // groups the staleness gate and supply still allow (eval included)
   void OnTrainGroupSaved(int device, const TrainGroupSaved& m);
   void OnTrainGroupJoined(int device, const TrainGroupJoined& m);
   // The communicator name of a membership; a member's restart makes a fresh one (its old
@@ -243,6 +246,9 @@ class Controller {
   int64_t batch_tokens_now_ = 0;      // response tokens of the batch being trained
   int64_t meter_tokens_ = 0;          // acct_.rollout_tokens at the last measurement
   double meter_rollout_busy_ = 0;     // pool rollout busy seconds at the last measurement
+  // <run_dir>/elastic_trace.csv: what each measurement fed the split policy, one row per train
+  // step, in the format tests/scheduler/traces/ replay (opened on the first step).
+  std::ofstream elastic_trace_;
   int64_t resizes_ = 0;
   int train_group_min_ = 0, train_group_max_ = 0;
   double resize_seconds_ = 0;
@@ -263,6 +269,7 @@ class Controller {
   int64_t steps_done_ = 0;
   int64_t version_ = -1;  // newest policy version published (-1: none yet)
   bool train_running_ = false;
+  bool warming_up_ = false;  // RunWarmup is running (the tag policy keeps colocated pools on train)
   int train_replies_ = 0;
   std::vector<TrajectoryGroup> training_batch_;
   json train_stats_;

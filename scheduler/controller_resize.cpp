@@ -52,20 +52,54 @@ std::string Controller::MembershipName(const std::vector<int>& members) const {
 void Controller::MeasureStep(double step_seconds) {
   if (!ResizeEnabled()) return;
   const double now = Now();
-  train_meter_.Observe(static_cast<double>(batch_tokens_now_),
-                       step_seconds * static_cast<double>(std::max<size_t>(1, train_group_.size())));
+  // Device-seconds normalised to one rank's efficiency (the policy's model divides the per-device
+  // rate by scaling^(n-1) for n ranks), so the rate does not depend on the split it was taken at.
+  const double n = static_cast<double>(std::max<size_t>(1, train_group_.size()));
+  const double train_device_seconds = step_seconds * n * std::pow(elastic_.scaling, n - 1);
+  train_meter_.Observe(static_cast<double>(batch_tokens_now_), train_device_seconds);
   batch_tokens_ = batch_tokens_ <= 0 ? static_cast<double>(batch_tokens_now_)
                                      : 0.3 * static_cast<double>(batch_tokens_now_) + 0.7 * batch_tokens_;
   // Rollout: tokens finished since the last step over the device-seconds spent rolling out.
   pool_.Advance(now);
   const double busy = pool_.Total().busy[static_cast<int>(Tag::kRollout)];
-  rollout_meter_.Observe(static_cast<double>(acct_.rollout_tokens - meter_tokens_), busy - meter_rollout_busy_);
+  const double rollout_tokens = static_cast<double>(acct_.rollout_tokens - meter_tokens_);
+  rollout_meter_.Observe(rollout_tokens, busy - meter_rollout_busy_);
+  WriteElasticTraceRow(train_device_seconds, rollout_tokens, busy - meter_rollout_busy_);
   meter_tokens_ = acct_.rollout_tokens;
   meter_rollout_busy_ = busy;
   if (metrics_) {
     metrics_->Set("tidal_elastic_train_rate", {}, train_meter_.rate());
     metrics_->Set("tidal_elastic_rollout_rate", {}, rollout_meter_.rate());
   }
+}
+
+void Controller::WriteElasticTraceRow(double train_device_seconds, double rollout_tokens,
+                                      double rollout_device_seconds) {
+  if (!elastic_trace_.is_open()) {
+    const fs::path path = fs::path(run_dir_) / "elastic_trace.csv";
+    std::error_code ec;
+    const bool fresh = !recipe_.checkpoint.resume || !fs::exists(path, ec);
+    elastic_trace_.open(path, fresh ? std::ios::trunc : std::ios::app);
+    if (fresh) {
+      elastic_trace_ << "step,train_tokens,train_device_seconds,rollout_tokens,rollout_device_seconds,"
+                        "batch_tokens,queued_tokens,dispatchable,loads\n";
+    }
+  }
+  std::string loads;
+  for (int d = 0; d < pool_.size(); ++d) absl::StrAppend(&loads, d > 0 ? ";" : "", workers_[d].rollout_load());
+  elastic_trace_ << absl::StrFormat("%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%d,%s\n", steps_done_, batch_tokens_now_,
+                                    train_device_seconds, rollout_tokens, rollout_device_seconds, batch_tokens_,
+                                    QueuedTokens(), Dispatchable(), loads);
+  elastic_trace_.flush();
+}
+
+double Controller::QueuedTokens() const {
+  return static_cast<double>(store_.size()) * batch_tokens_ /
+         static_cast<double>(std::max<int64_t>(1, recipe_.train.prompts_per_step));
+}
+
+int Controller::Dispatchable() const {
+  return RlRoom() + (eval_ ? static_cast<int>(eval_->queued.size()) : 0);
 }
 
 void Controller::MaybeResize() {
@@ -82,10 +116,9 @@ void Controller::MaybeResize() {
   in.devices = pool_.size();
   in.train = train_group_;
   for (int d = 0; d < pool_.size(); ++d) in.rollout_load.push_back(workers_[d].rollout_load());
-  in.dispatchable = RlRoom() + (eval_ ? static_cast<int>(eval_->queued.size()) : 0);
+  in.dispatchable = Dispatchable();
   in.batch_tokens = batch_tokens_;
-  in.queued_tokens = static_cast<double>(store_.size()) * batch_tokens_ /
-                     static_cast<double>(std::max<int64_t>(1, recipe_.train.prompts_per_step));
+  in.queued_tokens = QueuedTokens();
   in.rollout_rate = rollout_meter_.rate();
   in.train_rate = train_meter_.rate();
 

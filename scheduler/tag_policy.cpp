@@ -45,9 +45,12 @@ std::vector<Tag> DecideTags(const TagPolicy& policy, const PolicyInputs& in) {
                    for (const auto& d : in.devices) out.push_back(d.home);
                  },
                  [&](const ColocatedPolicy&) {
-                   for (size_t i = 0; i < in.devices.size(); ++i) {
-                     out.push_back(train_phase ? Tag::kTrain : Tag::kRollout);
-                   }
+                   // Between warm-up steps nothing needs the engines: switching to rollout and
+                   // back would cost every SFT step two memory-phase switches on a GPU.
+                   bool rollout_work = in.dispatchable_groups > 0;
+                   for (const auto& d : in.devices) rollout_work |= d.rollout_groups > 0;
+                   const bool train = train_phase || (in.warmup && !rollout_work);
+                   for (size_t i = 0; i < in.devices.size(); ++i) out.push_back(train ? Tag::kTrain : Tag::kRollout);
                  },
                  [&](const ElasticPolicy&) {
                    for (const auto& d : in.devices) {

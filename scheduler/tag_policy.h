@@ -55,6 +55,7 @@ struct PolicyInputs {
   int dispatchable_groups = 0;  // groups the staleness gate and the prompt supply allow now
   bool batch_ready = false;     // the store holds a full train batch
   bool train_running = false;   // a train step is in progress on the train group
+  bool warmup = false;          // the SFT warm-up runs (between its steps there is no rollout work)
 };
 
 // Desired tag per device (same order as inputs.devices).

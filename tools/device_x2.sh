@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The two-GPU run (issue #20), on the `nvidia-h200-x2` device machine: builds tidal, runs the gpu
+# The multi-GPU runs (issue #20 on `nvidia-h200-x2`; its `rl` section is issue #21's comparison on
+# `nvidia-h200-x4`): builds tidal, runs the gpu
 # tests, then every benchmark of the run, each with its baseline in the same run, into $OUT
 # (or /tmp/device_x2). Multicast stays off in every process (it can take the host's GPUs out).
 # Usage on the device: tools/device_x2.sh [sections...]   sections: tests wsync train rl (default: all)
@@ -52,18 +53,22 @@ if has train && [ "$gpus" -ge 2 ]; then
   fi
 fi
 if has rl && [ "$gpus" -ge 2 ]; then
-  # The GPU recipe on both GPUs under each pool policy, same seed, warm-up and steps
-  # (RL_SFT warm-up steps, RL_STEPS RL steps, RL_LIMIT seconds per run).
+  # The GPU recipe on every GPU of the machine under each pool policy, same seed, warm-up and
+  # steps (RL_SFT warm-up steps, RL_STEPS RL steps, RL_LIMIT seconds per run): static splits the
+  # GPUs half rollout, half train; colocated puts trainer and engine on each; elastic starts as
+  # static and moves tags (elastic_resize also grows/shrinks the train group). On a 4-GPU machine
+  # this is issue #21's comparison; RL_OVERRIDES adds recipe overrides (e.g. a long-tail workload).
   base="$root/recipes/gpu/arithmetic_colocated.yaml"
-  common=(seed=1 "warmup.sft.steps=${RL_SFT:-150}" "train.steps=${RL_STEPS:-80}" eval.every=40 --quiet)
+  half=$((gpus / 2))
+  common=(seed=1 "warmup.sft.steps=${RL_SFT:-150}" "train.steps=${RL_STEPS:-80}" eval.every=40 --quiet ${RL_OVERRIDES:-})
   declare -A pools=(
-    [static]="pool.tags.rollout=1 pool.tags.train=1 pool.policy=static"
-    [colocated]="pool.tags.rollout=2 pool.tags.train=0 pool.policy=colocated"
-    [elastic]="pool.tags.rollout=1 pool.tags.train=1 pool.policy=elastic"
-    [elastic_resize]="pool.tags.rollout=1 pool.tags.train=1 pool.policy=elastic pool.elastic.resize=true")
+    [static]="pool.tags.rollout=$((gpus - half)) pool.tags.train=$half pool.policy=static"
+    [colocated]="pool.tags.rollout=$gpus pool.tags.train=0 pool.policy=colocated"
+    [elastic]="pool.tags.rollout=$((gpus - half)) pool.tags.train=$half pool.policy=elastic"
+    [elastic_resize]="pool.tags.rollout=$((gpus - half)) pool.tags.train=$half pool.policy=elastic pool.elastic.resize=true")
   for p in ${RL_POLICIES:-static colocated elastic elastic_resize}; do
     # shellcheck disable=SC2086  # the pool overrides are words on purpose
-    run "rl_$p" timeout "${RL_LIMIT:-140}" "$tidal" run "$base" "run_dir=$out/runs/$p" pool.devices=cuda:0-1 \
+    run "rl_$p" timeout "${RL_LIMIT:-140}" "$tidal" run "$base" "run_dir=$out/runs/$p" "pool.devices=cuda:0-$((gpus - 1))" \
       ${pools[$p]} "${common[@]}"
   done
 fi

@@ -105,6 +105,21 @@ TEST(ElasticPolicyTest, QuickstartTraceGrowsTheTrainGroupOnce) {
   EXPECT_LT(r.periods.back(), 0.195 / 1.3);
 }
 
+// A trace recorded by a real run (`tidal run recipes/quickstart.yaml pool.elastic.resize=true
+// train.steps=150`, 2-core dev box, 2026-11-29; the controller writes <run_dir>/elastic_trace.csv):
+// that run grew the group to both devices at step 1 and kept it. The replay does the same: one
+// move, device 1 joins early, and 149 more measured steps (with the noise of a shared box)
+// never move it back.
+TEST(ElasticPolicyTest, RecordedQuickstartTraceGrowsOnceAndStays) {
+  Replay r = RunTrace("recorded_quickstart_cpu2", ElasticOptions{}, {0});
+  ASSERT_EQ(r.groups.size(), 150u);
+  ASSERT_EQ(r.moves.size(), 1u);
+  EXPECT_EQ(r.moves[0].device, 1);
+  EXPECT_EQ(r.moves[0].to, Tag::kTrain);
+  EXPECT_EQ(r.groups[1], (std::vector<int>{0, 1}));
+  EXPECT_EQ(r.groups.back(), (std::vector<int>{0, 1}));
+}
+
 // The same trace with the train group pinned by the bounds never moves.
 TEST(ElasticPolicyTest, BoundsCapTheGroup) {
   ElasticOptions o;

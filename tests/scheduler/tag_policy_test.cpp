@@ -62,6 +62,23 @@ TEST(TagPolicyTest, ColocatedGangSwitches) {
   EXPECT_EQ(DecideTags(ColocatedPolicy{}, in), (std::vector<Tag>{Tag::kTrain, Tag::kTrain}));
 }
 
+// During the SFT warm-up a colocated pool stays on train between steps (no rollout work exists);
+// work to dispatch (the after-warm-up eval) or groups still on a device take it back to rollout.
+TEST(TagPolicyTest, ColocatedStaysOnTrainThroughTheWarmup) {
+  PolicyInputs in;
+  in.devices = {{Tag::kRollout, Tag::kTrain, 0}, {Tag::kRollout, Tag::kTrain, 0}};
+  in.warmup = true;
+  EXPECT_EQ(DecideTags(ColocatedPolicy{}, in), (std::vector<Tag>{Tag::kTrain, Tag::kTrain}));
+  in.dispatchable_groups = 3;
+  EXPECT_EQ(DecideTags(ColocatedPolicy{}, in), (std::vector<Tag>{Tag::kRollout, Tag::kRollout}));
+  in.dispatchable_groups = 0;
+  in.devices[1].rollout_groups = 1;
+  EXPECT_EQ(DecideTags(ColocatedPolicy{}, in), (std::vector<Tag>{Tag::kRollout, Tag::kRollout}));
+  in.devices[1].rollout_groups = 0;
+  in.warmup = false;  // in RL, idle between steps means rollout (the next batch)
+  EXPECT_EQ(DecideTags(ColocatedPolicy{}, in), (std::vector<Tag>{Tag::kRollout, Tag::kRollout}));
+}
+
 TEST(TagPolicyTest, MoveReasons) {
   EXPECT_STREQ(MoveReason(ColocatedPolicy{}, Tag::kTrain), "gang");
   EXPECT_STREQ(MoveReason(ElasticPolicy{}, Tag::kRollout), "lend");

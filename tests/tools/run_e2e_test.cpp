@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -221,7 +222,8 @@ TEST_F(RunE2eTest, ElasticLendsTheTrainDeviceToRolloutOnSkewedLengths) {
 }
 
 TEST_F(RunE2eTest, ColocatedRunShardsTheTrainerOverBothDevices) {
-  TidalRun run(recipe_, root_ / "run", {"pool.policy=colocated", "train.steps=3", "checkpoint.every=0"});
+  TidalRun run(recipe_, root_ / "run",
+               {"pool.policy=colocated", "train.steps=3", "checkpoint.every=0", "warmup.sft.steps=6"});
   ASSERT_EQ(run.Wait(90), 0) << run.Output();
   json s = run.Summary();
   ExpectAllAccounted(s, 3 * 4);
@@ -230,6 +232,22 @@ TEST_F(RunE2eTest, ColocatedRunShardsTheTrainerOverBothDevices) {
     EXPECT_GT(d["busy_train_s"].get<double>(), 0) << s.dump(2);
     EXPECT_GT(d["busy_rollout_s"].get<double>(), 0) << s.dump(2);
   }
+  // The 6 warm-up steps run without going back to rollout in between (a GPU would pay two memory
+  // phase switches per step): no move to rollout in the warm-up's time, which starts with the
+  // first move (to train).
+  const std::string timeline = ReadFile(run.dir() / "tag_timeline.jsonl");
+  std::istringstream lines(timeline);
+  double t0 = -1;
+  int to_rollout_in_warmup = 0;
+  const double warmup = s["warmup_seconds"].get<double>();
+  ASSERT_GT(warmup, 0) << s.dump(2);
+  for (std::string line; std::getline(lines, line);) {
+    const json m = json::parse(line);
+    const double t = m["t"].get<double>();
+    if (t0 < 0) t0 = t;
+    if (m["to"] == "rollout" && t < t0 + 0.9 * warmup) ++to_rollout_in_warmup;
+  }
+  EXPECT_EQ(to_rollout_in_warmup, 0) << "warm-up " << warmup << " s\n" << timeline;
 }
 
 TEST_F(RunE2eTest, ColocatedInProcessWeightsSkipTheRelay) {

@@ -73,6 +73,11 @@ TEST_F(RunElasticResizeTest, PlannedGrowAndShrinkDuringARun) {
   ASSERT_EQ(run.Wait(120), 0) << run.Output();
   const json s = run.Summary();
   EXPECT_EQ(s["steps"], 6);
+  // The throughput trace the policy was fed (the format tests/scheduler/traces/ replay): a header
+  // and one row per step, with the device-seconds and loads of both devices.
+  const std::string trace = ReadFile(run.dir() / "elastic_trace.csv");
+  EXPECT_EQ(std::count(trace.begin(), trace.end(), '\n'), 7) << trace;
+  EXPECT_EQ(trace.rfind("step,train_tokens,train_device_seconds,", 0), 0u) << trace;
   ExpectAllAccounted(s, 6 * 4);
   EXPECT_EQ(s["train_group"]["resizes"], 2) << s.dump(2);
   EXPECT_EQ(s["train_group"]["min"], 1);

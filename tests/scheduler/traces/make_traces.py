@@ -16,6 +16,8 @@ The shapes come from measured runs, with seeded multiplicative noise:
   while the others have nothing to dispatch (loads like 1;0;0;0, dispatchable 0).
 - balanced_noisy: 2 devices where split 1/1 and 2/0 are within a few percent, +-20% noise.
 Regenerate: python3 tests/scheduler/traces/make_traces.py (deterministic).
+recorded_quickstart_cpu2.csv is not made here: a real run wrote it (<run_dir>/elastic_trace.csv of
+`tidal run recipes/quickstart.yaml pool.elastic.resize=true train.steps=150`).
 """
 import os
 import random
