@@ -45,7 +45,8 @@ absl::Status Controller::PrepareRunDir() {
   // Where every tag move is written (docs/controller.md, "Tag timeline"); a resumed run appends.
   timeline_.Open((fs::path(run_dir_) / "tag_timeline.jsonl").string(), recipe_.checkpoint.resume);
   TIDAL_RETURN_IF_ERROR(InitLogging(
-      {.role = "controller", .rank = -1, .file = (fs::path(run_dir_) / "logs" / "controller.log").string()}));
+      {.role = "controller", .rank = -1, .file = (fs::path(run_dir_) / "logs" / "controller.log").string(),
+       .level = std::nullopt}));
 
   run_id_ = NewRunId();  // a resumed run keeps the id of the checkpoint it continues
   if (!recipe_.checkpoint.resume) {
