@@ -411,10 +411,11 @@ absl::StatusOr<RunSummary> RunController(const Recipe& recipe, const RunOptions&
                                                     "(control.budget.restarts = %d)",
                                                     why, restarts, recipe.control.budget.restarts));
     }
-    absl::StatusOr<std::optional<ResumePoint>> point = FindResumePoint(attempt.checkpoint.dir);
+    const std::string ckpt_dir = detail::CheckpointDirOf(attempt);
+    absl::StatusOr<std::optional<ResumePoint>> point = FindResumePoint(ckpt_dir);
     if (!point.ok() || !point->has_value()) {
       return absl::UnavailableError(absl::StrFormat(
-          "%s; no checkpoint of this run to restart from in %s (%s)", why, attempt.checkpoint.dir,
+          "%s; no checkpoint of this run to restart from in %s (%s)", why, ckpt_dir,
           point.ok() ? absl::StrCat("checkpoint.every = ", recipe.checkpoint.every) : point.status().ToString()));
     }
     // The failed attempt's summary (its prompts accounted as run_failed) stays beside the next.

@@ -69,6 +69,11 @@ using nlohmann::json;
 // Set by RequestStop() (async-signal-safe).
 bool StopRequested();
 
+// Where the run's checkpoints live: checkpoint.dir, or <run_dir>/checkpoints when it is empty.
+inline std::string CheckpointDirOf(const Recipe& recipe) {
+  return recipe.checkpoint.dir.empty() ? (fs::path(recipe.run_dir) / "checkpoints").string() : recipe.checkpoint.dir;
+}
+
 // `status` marked as a lost train group (IsTrainGroupLost), which RunController restarts from the
 // last checkpoint.
 absl::Status TrainGroupLost(absl::Status status);

@@ -63,8 +63,9 @@ void Controller::MeasureStep(double step_seconds) {
   pool_.Advance(now);
   const double busy = pool_.Total().busy[static_cast<int>(Tag::kRollout)];
   const double rollout_tokens = static_cast<double>(acct_.rollout_tokens - meter_tokens_);
-  rollout_meter_.Observe(rollout_tokens, busy - meter_rollout_busy_);
-  WriteElasticTraceRow(train_device_seconds, rollout_tokens, busy - meter_rollout_busy_);
+  const double rollout_device_seconds = busy - meter_rollout_busy_;
+  rollout_meter_.Observe(rollout_tokens, rollout_device_seconds);
+  WriteElasticTraceRow(train_device_seconds, rollout_tokens, rollout_device_seconds);
   meter_tokens_ = acct_.rollout_tokens;
   meter_rollout_busy_ = busy;
   if (metrics_) {

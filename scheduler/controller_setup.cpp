@@ -29,8 +29,7 @@ absl::Status Controller::PrepareRunDir() {
     return absl::PermissionDeniedError(
         absl::StrCat("run_dir: cannot create '", run_dir_, "': ", ec.message()));
   }
-  ckpt_dir_ = recipe_.checkpoint.dir.empty() ? (fs::path(run_dir_) / "checkpoints").string()
-                                             : recipe_.checkpoint.dir;
+  ckpt_dir_ = CheckpointDirOf(recipe_);
   fs::create_directories(ckpt_dir_, ec);
   {
     std::ofstream out(fs::path(run_dir_) / "recipe.yaml");

@@ -50,6 +50,16 @@ bool WaitForSteps(const TidalRun& run, size_t steps, double timeout_s) {
   return false;
 }
 
+// The pid of train rank 0's worker (device 0 in the tiny recipe), "" if it never started.
+std::string TrainRankPid(const TidalRun& run) {
+  return WaitForLog(run, std::regex(R"(worker 0 \(cpu:0, train\) pid (\d+))"), 60);
+}
+
+// Waits until the controller logs a committed checkpoint.
+bool WaitForCommittedCheckpoint(const TidalRun& run) {
+  return !WaitForLog(run, std::regex(R"(checkpoint \S+ committed \(step (\d+)\))"), 90).empty();
+}
+
 // Like run_e2e_test's tiny run, without evaluation (the fault plugins score it too).
 constexpr char kTinyRecipe[] = R"(
 name: faults
@@ -256,7 +266,7 @@ TEST_F(RunFaultsTest, SignalsStopWithACheckpointAndEveryPromptAccounted) {
 // Without checkpoints (the tiny recipe writes none) there is nothing to restart from.
 TEST_F(RunFaultsTest, TrainRankDeathFailsTheRunWithEveryPromptAccounted) {
   TidalRun run(recipe_, root_ / "run", {"train.steps=200"});
-  const std::string pid = WaitForLog(run, std::regex(R"(worker 0 \(cpu:0, train\) pid (\d+))"), 60);
+  const std::string pid = TrainRankPid(run);
   ASSERT_FALSE(pid.empty()) << run.Output();
   ASSERT_TRUE(WaitForSteps(run, 2, 90)) << run.Output();
   ASSERT_EQ(kill(std::stoi(pid), SIGKILL), 0);
@@ -275,9 +285,9 @@ TEST_F(RunFaultsTest, TrainRankDeathFailsTheRunWithEveryPromptAccounted) {
 // run_failed in summary.attempt-1.json; the finished attempt accounts its own.
 TEST_F(RunFaultsTest, TrainRankDeathRestartsTheRunFromItsLastCheckpoint) {
   TidalRun run(recipe_, root_ / "run", {"train.steps=30", "checkpoint.every=2", "checkpoint.keep=2"});
-  const std::string pid = WaitForLog(run, std::regex(R"(worker 0 \(cpu:0, train\) pid (\d+))"), 60);
+  const std::string pid = TrainRankPid(run);
   ASSERT_FALSE(pid.empty()) << run.Output();
-  ASSERT_FALSE(WaitForLog(run, std::regex(R"(checkpoint \S+ committed \(step (\d+)\))"), 90).empty()) << run.Output();
+  ASSERT_TRUE(WaitForCommittedCheckpoint(run)) << run.Output();
   ASSERT_EQ(kill(std::stoi(pid), SIGKILL), 0);
   ASSERT_EQ(run.Wait(240), 0) << run.Output();
   const std::string log = ReadFile(run.dir() / "logs" / "controller.log");
@@ -295,9 +305,9 @@ TEST_F(RunFaultsTest, TrainRankDeathRestartsTheRunFromItsLastCheckpoint) {
 // the first loss, naming the key, though a checkpoint exists.
 TEST_F(RunFaultsTest, TrainRankDeathPastTheRestartBudgetStopsTheRun) {
   TidalRun run(recipe_, root_ / "run", {"train.steps=200", "checkpoint.every=2", "control.budget.restarts=0"});
-  const std::string pid = WaitForLog(run, std::regex(R"(worker 0 \(cpu:0, train\) pid (\d+))"), 60);
+  const std::string pid = TrainRankPid(run);
   ASSERT_FALSE(pid.empty()) << run.Output();
-  ASSERT_FALSE(WaitForLog(run, std::regex(R"(checkpoint \S+ committed \(step (\d+)\))"), 90).empty()) << run.Output();
+  ASSERT_TRUE(WaitForCommittedCheckpoint(run)) << run.Output();
   ASSERT_EQ(kill(std::stoi(pid), SIGKILL), 0);
   const int rc = run.Wait(90);
   EXPECT_NE(rc, 0);
