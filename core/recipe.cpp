@@ -245,12 +245,16 @@ class Binder {
                          FormatRecipeFloat(r.env.reward_range[1]), ")"));
     }
     // The selection itself is weight_sync/transport_factory.h; this gives its refusal a position.
-    if (Ok({"weight_sync.backend"}) &&
-        (r.weight_sync.backend == WeightSyncBackend::kNccl || r.weight_sync.backend == WeightSyncBackend::kIpc)) {
+    if (Ok({"weight_sync.backend"}) && r.weight_sync.backend == WeightSyncBackend::kIpc) {
       Issue(LocOf("weight_sync.backend"), "weight_sync.backend",
-            absl::StrCat("`", std::string(EnumName(r.weight_sync.backend)), "` is not available",
-                         devices.ok() && devices->kind == DeviceSet::Kind::kCpu ? " on a CPU pool" : " yet",
-                         "; use `cpu` (ZeroMQ through the controller) or `auto`"));
+            "`ipc` needs a trainer and an engine in two processes on one GPU, which the pool never places; use "
+            "`nccl`, `cpu` or `auto`");
+    }
+    if (Ok({"weight_sync.backend", "pool.policy"}) && r.weight_sync.backend == WeightSyncBackend::kNccl &&
+        r.pool.policy == PoolPolicy::kColocated) {
+      Issue(LocOf("weight_sync.backend"), "weight_sync.backend",
+            "`nccl` broadcasts to engines outside the train ranks, and with pool.policy colocated every engine is in a "
+            "train rank's worker; use `auto` or `inprocess`");
     }
     if (Ok({"weight_sync.backend", "pool.policy"}) && r.weight_sync.backend == WeightSyncBackend::kInprocess &&
         r.pool.policy != PoolPolicy::kColocated) {

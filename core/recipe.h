@@ -195,6 +195,7 @@ struct Recipe {
   struct WeightSync {
     WeightSyncBackend backend{};
     int64_t bucket_mb = 0;
+    double timeout_s = 0;  // broadcast transport: every connect and collective
   };
   struct Checkpoint {
     std::string dir;

@@ -527,8 +527,12 @@ std::vector<RecipeKey> BuildKeys() {
 
       KEY(weight_sync.backend, WeightSyncBackend::kAuto,
           "cpu: ZeroMQ frames through the controller's relay; inprocess: each colocated worker copies the policy from its trainer into its engine (device to device, the engine's dtype; needs pool.policy colocated); "
-          "auto: inprocess on colocated CUDA pools, else cpu. nccl and ipc are reserved for the GPU transports and refused until they land."),
+          "nccl: train rank 0 broadcasts each version in bf16 buckets (checksummed) to the engine workers in a group of their own, NCCL on CUDA pools and shared memory on CPU pools (needs engines outside the train ranks: pool.policy static or elastic); "
+          "auto: inprocess on colocated CUDA pools, nccl on other CUDA pools, cpu on CPU pools. ipc (CUDA IPC, one GPU shared by two processes) is refused: the pool never places two workers on one GPU."),
       KEY(weight_sync.bucket_mb, 512, "Size of one weight-transfer bucket in MiB.", Above(0)),
+      KEY(weight_sync.timeout_s, 120.0,
+          "nccl: seconds a broadcast group's connect or one of its collectives may take; past it the group is dropped, a new one is formed and the version is resent (control.budget.weight_resends).",
+          Above(0)),
 
       KEY(checkpoint.dir, "<run_dir>/checkpoints", "Checkpoint directory; `<run_dir>` is replaced by `run_dir`."),
       KEY(checkpoint.every, 0, "Steps between checkpoints; 0 = off.", Min(0)),

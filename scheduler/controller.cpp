@@ -82,6 +82,7 @@ void Controller::Tick() {
   DispatchEval();
   DispatchRl();
   MaybeStartTrainStep();
+  MaybeResendBroadcast();
   UpdateBusy();
   Progress(false);
 }
@@ -143,7 +144,8 @@ absl::Status Controller::PublishInitialWeights() {
           if (workers_[d].train_ops > 0) return false;
         }
         // In-process: every engine took the version from its own trainer; the relay stays empty.
-        if (transport_ == weight_sync::TransportKind::kInProcess) return published_;
+        // Broadcast: the receivers were sent the version before rank 0 answered.
+        if (transport_ == weight_sync::TransportKind::kInProcess || bcast_) return published_;
         return published_ && relay_.latest_version() >= 0 && relay_.latest_version() == published_version_;
       },
       "the initial weights"));

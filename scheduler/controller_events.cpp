@@ -72,8 +72,11 @@ void Controller::Handle(const Envelope& env) {
     }
     TIDAL_LOG(INFO) << "device " << d << " ready in " << r->init_seconds << " s (engine "
                     << r->engine << ", trainer " << r->trainer << ")";
-    // A (re)started engine worker gets the current policy at once.
+    // A (re)started engine worker gets the current policy at once (the broadcast group: it joins,
+    // and the version is owed to it).
     if (w.hosts_engine && relay_.latest_version() >= 0) RelayVersionTo(d);
+    if (bcast_ && w.train_rank >= 0) SendTo(d, bcast_->CurrentEpoch());
+    if (bcast_ && w.hosts_engine && w.train_rank < 0) SendBroadcast(bcast_->ReceiverReady(d, version_));
     WriteEvent({{"event", "worker_ready"}, {"device", d}, {"restarts", w.restarts},
                 {"relayed_version", w.relayed_version}, {"policy_version", version_},
                 {"init_seconds", r->init_seconds}});
@@ -122,7 +125,20 @@ void Controller::Handle(const Envelope& env) {
                   {"serving_version", w.applied_version}, {"error", r->error}});
       w.relayed_version = w.applied_version;
       if (relay_.latest_version() == r->version) RelayVersionTo(d);
+      if (bcast_) bcast_->OnRejected(d, r->version);
     }
+  } else if (env.Is<WeightGroupKey>()) {
+    auto r = env.As<WeightGroupKey>();
+    if (!r.ok()) return bad(r.status());
+    if (bcast_) SendBroadcast(bcast_->OnKey(d, *r));
+  } else if (env.Is<WeightBroadcastStarting>()) {
+    auto r = env.As<WeightBroadcastStarting>();
+    if (!r.ok()) return bad(r.status());
+    if (bcast_) SendBroadcast(bcast_->OnStarting(d, *r));
+  } else if (env.Is<WeightBroadcastDone>()) {
+    auto r = env.As<WeightBroadcastDone>();
+    if (!r.ok()) return bad(r.status());
+    OnBroadcastDone(d, *r);
   } else if (env.Is<SftStepDone>()) {
     auto r = env.As<SftStepDone>();
     if (!r.ok()) return bad(r.status());
@@ -215,6 +231,7 @@ void Controller::ReapWorkers() {
       // (its state is in the saved hand-off), so it counts as having left.
       OnTrainGroupJoined(e.device, TrainGroupJoined{steps_done_, -1, 0, "", 0, false});
     }
+    if (bcast_) SendBroadcast(bcast_->ReceiverGone(e.device));
     std::vector<int64_t> requeued = ledger_.RequeueWorker(e.device);
     if (eval_) {
       for (int64_t i : plan.eval_requeue) eval_->queued.push_front(static_cast<int>(i));
@@ -404,6 +421,59 @@ void Controller::OnWeightBucket(int d, const Envelope& env) {
     metrics_->Add("tidal_weight_sync_versions_total", {}, 1);
     metrics_->Observe("tidal_weight_sync_relay_seconds", {}, Now() - relay_started_);
     metrics_->Set("tidal_weight_sync_version_bytes", {}, static_cast<double>(b->total_bytes));
+  }
+}
+
+void Controller::SendBroadcast(const BroadcastControl::Outbox& out) {
+  for (const auto& [d, m] : out.epochs) SendTo(d, m);
+  for (const auto& [d, m] : out.joins) SendTo(d, m);
+  for (const auto& [d, m] : out.incoming) {
+    SendTo(d, m);
+    // The receiver handles WeightIncoming before any later RolloutWork, and holds new work until
+    // the version is applied (or refused), so dispatch may count on it now.
+    workers_[d].relayed_version = std::max(workers_[d].relayed_version, m.version);
+  }
+}
+
+void Controller::OnBroadcastDone(int d, const WeightBroadcastDone& m) {
+  if (!bcast_) return;
+  if (m.ok) {
+    if (metrics_) {
+      metrics_->Add("tidal_weight_sync_versions_total", {}, 1);
+      metrics_->Add("tidal_weight_sync_broadcast_bytes_total", {}, static_cast<double>(m.bytes));
+      metrics_->Observe("tidal_weight_sync_broadcast_seconds", {}, m.send_seconds);
+      metrics_->Set("tidal_weight_sync_version_bytes", {}, static_cast<double>(m.bytes));
+    }
+  } else {
+    TIDAL_LOG(WARN) << "weight broadcast of version " << m.version << " (epoch " << m.epoch << ", " << m.receivers
+                    << " receivers) failed: " << m.error << (m.group_dead ? "; new epoch, resending" : "");
+    WriteEvent({{"event", "weight_broadcast_failed"}, {"version", m.version}, {"epoch", m.epoch},
+                {"group_dead", m.group_dead}, {"error", m.error}});
+    if (metrics_) metrics_->Add("tidal_weight_sync_broadcast_failures_total", {}, 1);
+    // Every retry has a budget: the same one a rejecting receiver spends.
+    if (absl::Status spent = weight_resends_.Failure(
+            absl::StrCat("broadcast of version ", m.version, ": ", m.error), m.version * 1024 + d);
+        !spent.ok()) {
+      return Fatal(spent);
+    }
+  }
+  SendBroadcast(bcast_->OnDone(d, m));
+}
+
+void Controller::MaybeResendBroadcast() {
+  if (!bcast_ || !bcast_->ResendDue() || train_running_ || resize_ || finishing_) return;
+  if (bcast_->membership().world_size() < 2) return;  // nobody to send to
+  for (int d : train_group_) {
+    if (workers_[d].state != WorkerSlot::State::kReady || workers_[d].train_ops > 0) return;
+  }
+  TIDAL_LOG(INFO) << "weight broadcast: resending version " << *bcast_->ResendDue() << " to "
+                  << bcast_->Receivers().size() << " receiver(s)";
+  WriteEvent({{"event", "weight_resend"}, {"version", *bcast_->ResendDue()}, {"policy_version", version_},
+              {"epoch", bcast_->membership().epoch()}, {"receivers", bcast_->Receivers().size()}});
+  bcast_->ResendStarted();
+  for (int d : train_group_) {
+    workers_[d].train_ops++;
+    SendTo(d, PublishWeights{"broadcast resend"});
   }
 }
 

@@ -37,6 +37,7 @@
 #include "core/messaging.h"
 #include "envs/environment.h"
 #include "scheduler/agent_groups.h"
+#include "scheduler/broadcast_control.h"
 #include "scheduler/controller.h"
 #include "scheduler/checkpoint_book.h"
 #include "scheduler/device_pool.h"
@@ -182,6 +183,12 @@ class Controller {
   void OnTrainStepDone(int device, const TrainStepDone& d);
   void OnWeightBucket(int device, const Envelope& env);
   void RelayVersionTo(int device);
+  // ---- the broadcast transport (weight_transport nccl; scheduler/broadcast_control.h)
+  void SendBroadcast(const BroadcastControl::Outbox& out);
+  void OnBroadcastDone(int device, const WeightBroadcastDone& m);
+  // Sends PublishWeights to the train group when a version is owed to the receivers and the
+  // train group is idle (a train step in flight publishes a newer one anyway).
+  void MaybeResendBroadcast();
   void UpdateBusy();
   void DropPrompt(int64_t id, const std::string& reason);
   // A prompt that failed (its reset or its rollout): dropped, counted against env_errors.
@@ -291,6 +298,7 @@ class Controller {
   std::string run_id_;  // written into every checkpoint's state (checkpoint_book.h)
 
   weight_sync::WeightRelay relay_;
+  std::optional<BroadcastControl> bcast_;  // weight_transport nccl only
   weight_sync::TransportKind transport_ = weight_sync::TransportKind::kZmq;  // from weight_sync.backend
   int64_t weight_rejected_ = 0;
   int64_t registers_refused_ = 0;

@@ -37,7 +37,7 @@ void Controller::Progress(bool force) {
 void Controller::ExportMetrics() {
   if (!metrics_) return;
   ExportPoolMetrics(*metrics_, pool_, workers_, ledger_.Summary(), store_.size(),
-                    {relay_.versions(), relay_.bytes_relayed(), weight_rejected_});
+                    {bcast_ ? bcast_->versions() : relay_.versions(), relay_.bytes_relayed(), weight_rejected_});
   if (telemetry_) {
     telemetry_->SetLive({{"step", steps_done_}, {"steps", recipe_.train.steps}, {"workers", WorkerStatus(pool_, workers_)}},
                         Now());
@@ -71,8 +71,14 @@ RunSummary Controller::Summarize() const {
   s.prompts_requeued = l.requeued;
   s.prompts_unaccounted = l.unaccounted();
   s.dropped_by_reason = l.dropped_by_reason;
-  s.weight_versions = relay_.versions();
+  s.weight_transport = weight_sync::TransportName(transport_);
+  s.weight_versions = bcast_ ? bcast_->versions() : relay_.versions();
   s.weight_bytes_relayed = relay_.bytes_relayed();
+  if (bcast_) {
+    s.weight_bytes_broadcast = bcast_->bytes();
+    s.weight_broadcast_failures = bcast_->failures();
+    s.weight_group_epochs = bcast_->epochs();
+  }
   s.weight_rejected = weight_rejected_;
   s.env_errors = env_errors_.total();
   s.nonfinite_skipped = nonfinite_skipped_;

@@ -190,6 +190,18 @@ void Controller::OnTrainGroupSaved(int device, const TrainGroupSaved& m) {
   }
   train_group_ = r.to;
   for (size_t i = 0; i < train_group_.size(); ++i) workers_[train_group_[i]].train_rank = static_cast<int>(i);
+  if (bcast_) {
+    // Devices that moved into the train group leave the broadcast group (they install their own
+    // copy); rank 0 may have moved; engine devices that left it receive from now on (they serve
+    // the version they trained, so nothing is owed to them).
+    SendBroadcast(bcast_->SetTrainGroup(train_group_));
+    for (const Move& mv : r.moves) {
+      if (mv.to == Tag::kRollout && workers_[mv.device].state == WorkerSlot::State::kReady &&
+          HostsEngine(policy_, Tag::kRollout)) {
+        SendBroadcast(bcast_->ReceiverReady(mv.device, -1));
+      }
+    }
+  }
   dispatch_order_ = DispatchOrder(pool_);
   for (const Move& mv : r.moves) {
     const std::string name = pool_.device(mv.device).slot.Name();

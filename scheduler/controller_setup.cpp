@@ -119,6 +119,7 @@ absl::Status Controller::StartWorkers() {
   train_group_min_ = train_group_max_ = static_cast<int>(train_group_.size());
 
   relay_.SetStreamHook(weight_sync::FaultHookFromEnv());  // test-only; empty in production
+  if (transport_ == weight_sync::TransportKind::kNccl) bcast_.emplace(train_group_, comm_group_ + ".wb");
 
   TIDAL_ASSIGN_OR_RETURN(
       launcher_, MakeLauncher(recipe_,

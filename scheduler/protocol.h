@@ -18,6 +18,13 @@
 //   -> WeightBucket x N (relayed by the controller, frame = bytes) / <- WeightApplied{version, ok}
 //      (weight_transport "inprocess": no buckets at all; each train rank installs the version
 //      into its own engine and sends WeightApplied)
+//      (weight_transport "nccl", weight_sync/broadcast_publisher.h: the version is broadcast in a
+//      group of train rank 0 and the engine workers without a trainer, scheduler/broadcast_control.h)
+//   -> WeightGroupEpoch (train ranks)                           the group's membership changed
+//   <- WeightGroupKey (train rank 0)                             the new epoch's rendezvous key
+//   -> WeightGroupJoin (receivers)                               ticket: connect to the epoch
+//   <- WeightBroadcastStarting (rank 0) / -> WeightIncoming (receivers)   version V follows
+//   <- WeightBroadcastDone (rank 0) / <- WeightApplied (receivers)        outcome on each side
 //   -> Checkpoint / <- CheckpointDone;  -> ExportModel / <- ExportDone   (train ranks)
 //   -> TrainGroupSave / <- TrainGroupSaved (old members), then
 //   -> TrainGroupJoin / <- TrainGroupJoined (old and new members)   elastic resize, step boundary
@@ -208,6 +215,55 @@ struct WeightApplied {
   int64_t serving_version = -1;  // what the engine serves after this (the old one on failure)
 };
 TIDAL_MESSAGE(WeightApplied, version, ok, error, seconds, serving_version)
+
+// The weight-broadcast group (weight_transport "nccl"). Epochs and tickets are the controller's
+// BroadcastMembership (weight_sync/broadcast_membership.h); keys travel hex-encoded.
+struct WeightGroupEpoch {
+  int64_t epoch = 0;
+  int32_t world_size = 1;  // 1: no receiver; rank 0 broadcasts nothing
+  std::string group_base;  // CPU pools: shm group names `<group_base>.e<epoch>`
+};
+TIDAL_MESSAGE(WeightGroupEpoch, epoch, world_size, group_base)
+
+struct WeightGroupKey {
+  int64_t epoch = 0;
+  std::string key_hex;  // ncclUniqueId bytes (CUDA) or the shm group name (CPU)
+};
+TIDAL_MESSAGE(WeightGroupKey, epoch, key_hex)
+
+struct WeightGroupJoin {
+  int64_t epoch = 0;
+  int32_t rank = 0;
+  int32_t world_size = 0;
+  std::string key_hex;
+};
+TIDAL_MESSAGE(WeightGroupJoin, epoch, rank, world_size, key_hex)
+
+struct WeightBroadcastStarting {
+  int64_t epoch = 0;
+  int64_t version = 0;
+};
+TIDAL_MESSAGE(WeightBroadcastStarting, epoch, version)
+
+struct WeightIncoming {
+  int64_t epoch = 0;
+  int64_t version = 0;
+};
+TIDAL_MESSAGE(WeightIncoming, epoch, version)
+
+struct WeightBroadcastDone {
+  int64_t epoch = 0;
+  int64_t version = 0;
+  bool ok = false;
+  std::string error;
+  bool group_dead = false;  // the epoch's group failed (connect or collective): start a new one
+  int64_t bytes = 0;        // wire bytes of the version
+  int32_t receivers = 0;
+  double connect_seconds = 0;
+  double send_seconds = 0;
+};
+TIDAL_MESSAGE(WeightBroadcastDone, epoch, version, ok, error, group_dead, bytes, receivers, connect_seconds,
+              send_seconds)
 
 struct Checkpoint {
   int64_t step = 0;

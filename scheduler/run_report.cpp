@@ -128,7 +128,9 @@ json RunSummary::ToJson() const {
           {"prompts", {{"created", prompts_created}, {"trained", prompts_trained},
                        {"dropped", prompts_dropped}, {"requeued", prompts_requeued},
                        {"unaccounted", prompts_unaccounted}, {"dropped_by_reason", dropped_by_reason}}},
-          {"weight_sync", {{"versions", weight_versions}, {"bytes_relayed", weight_bytes_relayed},
+          {"weight_sync", {{"transport", weight_transport}, {"versions", weight_versions},
+                           {"bytes_relayed", weight_bytes_relayed}, {"bytes_broadcast", weight_bytes_broadcast},
+                           {"broadcast_failures", weight_broadcast_failures}, {"group_epochs", weight_group_epochs},
                            {"rejected", weight_rejected}}},
           {"worker_restarts", worker_restarts},
           {"train_group_restarts", train_group_restarts},
@@ -178,8 +180,16 @@ std::string RunSummary::Format() const {
     absl::StrAppendFormat(&out, "agent sessions: %d grouped (in the prompt counts above), %d after the run ended\n",
                           agent_sessions, agent_sessions_late);
   }
-  absl::StrAppendFormat(&out, "weight sync: %d versions, %.1f MB relayed, %d rejected | worker restarts %d\n",
-                        weight_versions, weight_bytes_relayed / 1e6, weight_rejected, worker_restarts);
+  if (weight_transport == "nccl") {
+    absl::StrAppendFormat(&out,
+                          "weight sync (broadcast): %d versions, %.1f MB broadcast, %d failed broadcasts, %d group epochs, "
+                          "%d rejected | worker restarts %d\n",
+                          weight_versions, weight_bytes_broadcast / 1e6, weight_broadcast_failures, weight_group_epochs,
+                          weight_rejected, worker_restarts);
+  } else {
+    absl::StrAppendFormat(&out, "weight sync: %d versions, %.1f MB relayed, %d rejected | worker restarts %d\n",
+                          weight_versions, weight_bytes_relayed / 1e6, weight_rejected, worker_restarts);
+  }
   if (train_group_restarts > 0) {
     absl::StrAppendFormat(&out, "train group lost and the run restarted from a checkpoint %d time(s) "
                           "(earlier attempts: summary.attempt-K.json)\n", train_group_restarts);

@@ -45,8 +45,11 @@ struct RunSummary {
   int64_t prompts_created = 0, prompts_trained = 0, prompts_dropped = 0, prompts_requeued = 0;
   int64_t prompts_unaccounted = 0;
   std::map<std::string, int64_t> dropped_by_reason;
-  int64_t weight_versions = 0;
-  int64_t weight_bytes_relayed = 0;
+  std::string weight_transport;  // weight_sync/transport.h TransportName
+  int64_t weight_versions = 0;     // versions every engine was sent (relayed or broadcast)
+  int64_t weight_bytes_relayed = 0;  // through the controller (zmq)
+  int64_t weight_bytes_broadcast = 0;  // broadcast by train rank 0 (nccl), once per version
+  int64_t weight_broadcast_failures = 0, weight_group_epochs = 0;
   int64_t weight_rejected = 0;
   int64_t worker_restarts = 0;
   int64_t train_group_restarts = 0;  // restarts of the whole run from a checkpoint (lost train rank)

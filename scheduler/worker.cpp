@@ -29,6 +29,7 @@
 #include "scheduler/worker_auth.h"
 #include "scheduler/worker_metrics.h"
 #include "core/metrics.h"
+#include "weight_sync/broadcast_publisher.h"
 #include "weight_sync/inprocess_transport.h"
 #include "weight_sync/transport_factory.h"
 #include "weight_sync/weight_packer.h"
@@ -110,6 +111,14 @@ class Worker {
   // Publishes `version` through transport_ (a collective over the train group) and records its
   // metrics. Returns the seconds spent.
   absl::StatusOr<double> Publish(int64_t version);
+  // The broadcast transport (weight_transport nccl): the layout and limits both sides plan the
+  // same way, and the receiver's step-boundary check (applies a verified version, reports).
+  absl::StatusOr<weight_sync::BroadcastOptions> BroadcastOptions() const;
+  absl::Status OnWeightGroupJoin(const WeightGroupJoin& m);
+  void PollBroadcast();
+  // Queues a group on the engine, or holds it while a broadcast version is arriving (new work
+  // never starts on the old weights).
+  void AddWork(const RolloutWork& m);
   // Sends the agent sessions that finished, and the agent load when it changed.
   void ReportAgentSessions();
   // Sends WorkerMetrics when `force` or a second has passed since the last snapshot.
@@ -151,6 +160,13 @@ class Worker {
   // engine takes each version from the trainer in this process, device to device in its own
   // dtype; the controller relays nothing).
   std::unique_ptr<weight_sync::Transport> transport_;
+  ModelConfig model_config_;
+  std::string device_;  // "cpu" or "cuda:0" (CUDA_VISIBLE_DEVICES holds this worker's GPU)
+  // Broadcast transport: the controller's epoch (kept for a trainer made later), the receiving
+  // side (an engine worker without a train rank), and the work held while a version arrives.
+  weight_sync::BroadcastEpoch bcast_epoch_;
+  std::unique_ptr<weight_sync::BroadcastSubscriber> subscriber_;
+  std::vector<RolloutWork> held_work_;
   at::DeviceType device_type_ = at::kCPU;     // where this worker's trainer and engine run
   at::ScalarType engine_dtype_ = at::kFloat;  // the engine's weights (in-process transport)
   bool shutdown_ = false;
@@ -202,6 +218,8 @@ absl::Status Worker::Setup() {
   tokenizer_ = tokenizer;
   TIDAL_ASSIGN_OR_RETURN(ModelConfig config, ModelConfigFromRecipe(recipe_, *tokenizer));
   const std::string device = slot.kind == DeviceKind::kCpu ? "cpu" : "cuda:0";  // CUDA_VISIBLE_DEVICES
+  model_config_ = config;
+  device_ = device;
   if (slot.kind == DeviceKind::kCuda) phases_.device = 0;
   train_config_ = TrainConfigFromRecipe(recipe_, setup_, config, device);
   if (setup_.train_rank >= 0) {
@@ -268,12 +286,115 @@ absl::Status Worker::MakeTransport() {
           std::move(local));
       return absl::OkStatus();
     }
+    case weight_sync::TransportKind::kNccl: {
+      // Collective over the train group: every rank gathers the policy on its device (bf16 on
+      // CUDA: the wire's dtype, half the bytes of the fp32 masters; fp32 on CPU, cast in the
+      // pack); rank 0 broadcasts it to the engine workers, a rank with an engine installs its own.
+      TIDAL_ASSIGN_OR_RETURN(weight_sync::BroadcastOptions o, BroadcastOptions());
+      const at::ScalarType gather_dtype = device_type_ == at::kCUDA ? at::kBFloat16 : at::kFloat;
+      weight_sync::BroadcastPublisher::LocalInstall local;
+      if (rollout_) {
+        local = [this](const NamedTensors& w, int64_t version) {
+          Send(rollout_->Install(w, version));
+          return absl::OkStatus();
+        };
+      }
+      weight_sync::BroadcastPublisher::Hooks hooks;
+      hooks.publish_id = [this](int64_t epoch, const std::string& key) {
+        Send(WeightGroupKey{epoch, NcclIdToHex(key)});
+        return absl::OkStatus();
+      };
+      hooks.starting = [this](int64_t epoch, int64_t version) { Send(WeightBroadcastStarting{epoch, version}); };
+      hooks.done = [this](const weight_sync::BroadcastOutcome& out) {
+        Send(WeightBroadcastDone{out.epoch, out.version, out.status.ok(), std::string(out.status.message()),
+                                 out.group_dead, out.bytes, out.receivers, out.connect_seconds, out.send_seconds});
+      };
+      auto publisher = std::make_unique<weight_sync::BroadcastPublisher>(
+          std::move(o), train_->rank() == 0, [this, gather_dtype] { return train_->DeviceWeights(gather_dtype); },
+          std::move(local), std::move(hooks));
+      publisher->SetEpoch(bcast_epoch_);
+      transport_ = std::move(publisher);
+      return absl::OkStatus();
+    }
     case weight_sync::TransportKind::kIpc:
-    case weight_sync::TransportKind::kNccl:
       break;
   }
   return absl::UnimplementedError(absl::StrCat("weight transport ", weight_sync::TransportName(setup_.weight_transport),
                                                " is not driven by tidal run (weight_sync/transport.h)"));
+}
+
+absl::StatusOr<weight_sync::BroadcastOptions> Worker::BroadcastOptions() const {
+  weight_sync::BroadcastOptions o;
+  o.device = device_;
+  o.timeout = absl::Seconds(recipe_.weight_sync.timeout_s);
+  const int64_t bucket_bytes = std::max<int64_t>(1, recipe_.weight_sync.bucket_mb) << 20;
+  TIDAL_ASSIGN_OR_RETURN(o.layout, weight_sync::PlanBuckets(ParamSpecs(model_config_), bucket_bytes));
+  return o;
+}
+
+absl::Status Worker::OnWeightGroupJoin(const WeightGroupJoin& m) {
+  if (!rollout_) return absl::FailedPreconditionError("WeightGroupJoin sent to a worker without an engine");
+  if (!subscriber_) {
+    TIDAL_ASSIGN_OR_RETURN(weight_sync::BroadcastOptions o, BroadcastOptions());
+    subscriber_ = std::make_unique<weight_sync::BroadcastSubscriber>(std::move(o));
+  }
+  TIDAL_ASSIGN_OR_RETURN(std::string key, NcclIdFromHex(m.key_hex));
+  auto t0 = MonoNow();
+  absl::Status s = subscriber_->Join(weight_sync::GroupTicket{m.epoch, m.rank, m.world_size, key});
+  RecordWeightSync("connect", SecondsSince(t0));
+  if (!s.ok()) {
+    // The publisher's connect fails too: the controller renews the epoch and resends.
+    TIDAL_LOG(WARN) << "weight broadcast group epoch " << m.epoch << ": " << s;
+  }
+  return absl::OkStatus();
+}
+
+void Worker::PollBroadcast() {
+  if (!subscriber_) return;
+  const int64_t version = subscriber_->version_in_flight();
+  std::optional<absl::Status> s = subscriber_->Poll();
+  if (!s) return;
+  WeightApplied applied{version, false, "", 0, rollout_->version()};
+  if (s->ok()) {
+    RecordWeightBytes("received", static_cast<double>(subscriber_->version_bytes()));
+    absl::StatusOr<NamedTensors> w = subscriber_->StagedWeights();
+    if (w.ok() && engine_dtype_ != at::kBFloat16) {
+      // The wire carries bf16; an engine in another dtype (fp32 on CPU) takes a cast copy.
+      for (auto& [name, t] : *w) t = t.to(engine_dtype_);
+    }
+    // In place into the engine's parameter storage (Engine::UpdateWeights copies each tensor).
+    if (w.ok()) applied = rollout_->Install(*w, version);
+    if (!w.ok()) applied.error = std::string(w.status().message());
+  } else {
+    applied.error = std::string(s->message());
+  }
+  if (!applied.ok) {
+    TIDAL_LOG(WARN) << "weight version " << version << " (broadcast) rejected: " << applied.error
+                    << "; serving version " << applied.serving_version;
+  } else {
+    TIDAL_LOG(INFO) << "weight version " << version << " applied (broadcast, epoch " << subscriber_->epoch() << ") in "
+                    << applied.seconds << " s";
+  }
+  Send(applied);
+  std::vector<RolloutWork> held = std::move(held_work_);
+  held_work_.clear();
+  for (const RolloutWork& m : held) AddWork(m);
+}
+
+void Worker::AddWork(const RolloutWork& m) {
+  if (subscriber_ && subscriber_->in_flight()) {
+    held_work_.push_back(m);
+    return;
+  }
+  absl::Status s = rollout_->Add(m);
+  if (!s.ok()) {
+    RolloutResult r;
+    r.prompt_id = m.prompt_id;
+    r.attempt = m.attempt;
+    r.eval = m.eval;
+    r.error = std::string(s.message());
+    Send(r);
+  }
 }
 
 absl::StatusOr<double> Worker::Publish(int64_t version) {
@@ -281,6 +402,12 @@ absl::StatusOr<double> Worker::Publish(int64_t version) {
   TIDAL_ASSIGN_OR_RETURN(weight_sync::PublishStats st, transport_->Publish(version));
   if (transport_->kind() == weight_sync::TransportKind::kInProcess) {
     RecordWeightSync("in_process", st.seconds);
+  } else if (transport_->kind() == weight_sync::TransportKind::kNccl) {
+    RecordWeightSync("gather", st.gather_seconds);
+    if (train_->rank() == 0 && st.bytes > 0) {
+      RecordWeightSync("broadcast", st.send_seconds);
+      RecordWeightBytes("broadcast", static_cast<double>(st.bytes));
+    }
   } else {
     RecordWeightSync("gather", st.gather_seconds);
     if (train_->rank() == 0) {
@@ -402,15 +529,7 @@ absl::Status Worker::Handle(const Envelope& env) {
   } else if (env.Is<RolloutWork>()) {
     TIDAL_ASSIGN_OR_RETURN(RolloutWork m, env.As<RolloutWork>());
     if (!rollout_) return absl::FailedPreconditionError("RolloutWork sent to a worker without an engine");
-    absl::Status s = rollout_->Add(m);
-    if (!s.ok()) {
-      RolloutResult r;
-      r.prompt_id = m.prompt_id;
-      r.attempt = m.attempt;
-      r.eval = m.eval;
-      r.error = std::string(s.message());
-      Send(r);
-    }
+    AddWork(m);
   } else if (env.Is<AbortWork>()) {
     TIDAL_ASSIGN_OR_RETURN(AbortWork m, env.As<AbortWork>());
     WorkAborted out;
@@ -426,6 +545,23 @@ absl::Status Worker::Handle(const Envelope& env) {
       if (!applied->ok) TIDAL_LOG(WARN) << "weight version " << applied->version << " rejected: " << applied->error;
       Send(*applied);
     }
+  } else if (env.Is<WeightGroupEpoch>()) {
+    TIDAL_ASSIGN_OR_RETURN(WeightGroupEpoch m, env.As<WeightGroupEpoch>());
+    bcast_epoch_ = weight_sync::BroadcastEpoch{m.epoch, m.world_size, m.group_base};
+    if (auto* p = dynamic_cast<weight_sync::BroadcastPublisher*>(transport_.get())) p->SetEpoch(bcast_epoch_);
+  } else if (env.Is<WeightGroupJoin>()) {
+    TIDAL_ASSIGN_OR_RETURN(WeightGroupJoin m, env.As<WeightGroupJoin>());
+    TIDAL_RETURN_IF_ERROR(OnWeightGroupJoin(m));
+  } else if (env.Is<WeightIncoming>()) {
+    TIDAL_ASSIGN_OR_RETURN(WeightIncoming m, env.As<WeightIncoming>());
+    if (!rollout_) return absl::FailedPreconditionError("WeightIncoming sent to a worker without an engine");
+    absl::Status s = subscriber_ ? subscriber_->Begin(m.epoch, m.version)
+                                 : absl::FailedPreconditionError("weight broadcast: this worker never joined the group");
+    if (!s.ok()) {
+      TIDAL_LOG(WARN) << "weight version " << m.version << " (broadcast): " << s;
+      Send(WeightApplied{m.version, false, std::string(s.message()), 0, rollout_->version()});
+    }
+    PollBroadcast();  // CPU: the version is complete already
   } else if (env.Is<SftStep>()) {
     TIDAL_ASSIGN_OR_RETURN(SftStep m, env.As<SftStep>());
     TIDAL_ASSIGN_OR_RETURN(SftStepDone done, train_->Sft(m));
@@ -520,6 +656,7 @@ absl::Status Worker::Run() {
       }
       for (auto& r : done) Send(r);
     }
+    PollBroadcast();  // a step boundary: a verified version is applied here
     ReportAgentSessions();
     ReportMetrics(/*force=*/false);
   }

@@ -41,6 +41,9 @@ class BroadcastMembership {
   // Train rank 0 moved to another worker (elastic train group); the old publisher, if it was a
   // receiver too, is dropped.
   bool SetPublisher(const std::string& worker);
+  // Same members, new epoch: the old epoch's group failed (a connect or a collective timed out)
+  // and nobody may use it again.
+  void Renew() { NewEpoch(); }
 
   // The publisher's id for `epoch`; FailedPrecondition for a stale epoch or a second id.
   absl::Status SetId(int64_t epoch, std::string id);

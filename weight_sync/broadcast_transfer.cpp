@@ -132,6 +132,7 @@ absl::Status BroadcastSender::Send(Communicator& comm, std::span<const at::Tenso
       at::Tensor slot = ring_[b % ring_.size()].narrow(0, 0, layout_.buckets[b].WireBytes(layout_.element_bytes));
       try {
         PackBucket(layout_, b, sources, slot, version, nonfinite);
+        if (slot_hook_) slot_hook_(b, version, slot);
       } catch (const c10::Error& e) {
         return absl::InvalidArgumentError(e.what_without_backtrace());
       }

@@ -48,10 +48,16 @@ class BroadcastSender {
   absl::Status Send(Communicator& comm, std::span<const at::Tensor> sources, int64_t version);
   const BucketLayout& layout() const { return layout_; }
 
+  // Test-only fault injection (weight_sync/fault_injection.h): called with each packed ring slot
+  // (data + trailer) on its lane, before the slot is broadcast. Empty in production.
+  using SlotHook = std::function<void(int32_t bucket, int64_t version, const at::Tensor& slot)>;
+  void set_slot_hook(SlotHook hook) { slot_hook_ = std::move(hook); }
+
  private:
   struct Lanes;
   BucketLayout layout_;
   at::Device device_;
+  SlotHook slot_hook_;
   std::vector<at::Tensor> ring_;
   std::unique_ptr<Lanes> lanes_;
 };
@@ -69,6 +75,7 @@ class BroadcastTransport : public Transport {
 
   TransportKind kind() const override { return TransportKind::kNccl; }
   absl::StatusOr<PublishStats> Publish(int64_t version) override;
+  BroadcastSender& sender() { return sender_; }
 
  private:
   BroadcastSender sender_;

@@ -18,12 +18,18 @@ WeightRelay::StreamHook CorruptBucketHook(int64_t version, bool resends) {
   };
 }
 
-WeightRelay::StreamHook FaultHookFromEnv() {
+std::optional<CorruptBucketFault> CorruptBucketFaultFromEnv() {
   const char* v = std::getenv("TIDAL_FAULT_CORRUPT_BUCKET");
-  if (v == nullptr || *v == '\0') return {};
+  if (v == nullptr || *v == '\0') return std::nullopt;
   const std::string spec(v);
   const bool always = spec.size() > 7 && spec.compare(spec.size() - 7, 7, ":always") == 0;
-  return CorruptBucketHook(std::atoll(spec.c_str()), always);
+  return CorruptBucketFault{std::atoll(spec.c_str()), always};
+}
+
+WeightRelay::StreamHook FaultHookFromEnv() {
+  auto f = CorruptBucketFaultFromEnv();
+  if (!f) return {};
+  return CorruptBucketHook(f->version, f->resends);
 }
 
 }  // namespace tidal::weight_sync

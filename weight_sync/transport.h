@@ -9,12 +9,14 @@
 //               each engine's WeightAssembler.
 //   kInProcess  InProcessTransport (weight_sync/inprocess_transport.h): the train rank copies the
 //               policy into the engine of its own worker, device to device.
-//   kNccl       BroadcastTransport (weight_sync/broadcast_transfer.h): pipelined, verified NCCL
-//               broadcast from the trainer's GPU to the engines' GPUs.
+//   kNccl       BroadcastPublisher (weight_sync/broadcast_publisher.h) in `tidal run`, over
+//               BroadcastSender (weight_sync/broadcast_transfer.h; BroadcastTransport is the bare
+//               one `tidal bench weight-sync` drives): pipelined, verified broadcast from train
+//               rank 0 to the engine workers, NCCL across GPUs, the shm backend on CPU pools.
 //   kIpc        IpcTransport (weight_sync/cuda_ipc.h): CUDA IPC buffers for an engine process on
 //               the trainer's GPU.
-// `tidal run` drives kZmq and kInProcess; kNccl and kIpc run in `tidal bench weight-sync`
-// (SelectTransport refuses them for a run, naming the key).
+// `tidal run` drives kZmq, kInProcess and kNccl; kIpc runs in `tidal bench weight-sync` only
+// (SelectTransport refuses it for a run, naming the key).
 //
 // Contract:
 // - Publish(version) is called on the owning worker's thread, once per version, versions
@@ -23,6 +25,8 @@
 //   implementation's business.
 // - All or nothing towards the engines: a version is installed whole and verified (checksums,
 //   finiteness) or not at all; an error return means this rank did not publish `version`.
+//   (BroadcastPublisher reports a failed broadcast to the controller and returns OK with 0
+//   bytes: the trainer's version stands and the controller resends it to the engines.)
 // - Not thread-safe; one owner.
 //
 // On the wire a TransportKind is its name (TransportName); decoding any other value throws

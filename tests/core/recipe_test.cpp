@@ -208,13 +208,31 @@ TEST_F(RecipeTest, TagsMustAddUpToDeviceCount) {
                                           "`pool.devices` (cuda:0-3) has 4"));
 }
 
-TEST_F(RecipeTest, WeightSyncBackendWithoutATransportIsRefused) {
-  std::string path = Write("x.yaml", absl::StrCat(kMinimal, "weight_sync: {backend: nccl}\n"));
+TEST_F(RecipeTest, WeightSyncBackendsAreCheckedAgainstThePool) {
+  // ipc: the pool never puts a trainer and an engine process on one GPU.
+  std::string path = Write("x.yaml", absl::StrCat(kMinimal, "weight_sync: {backend: ipc}\n"));
   std::vector<std::string> errors = Errors(LoadRecipe(path, {}));
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0].rfind(absl::StrCat(path, ":4:"), 0), 0u) << errors[0];
-  EXPECT_THAT(errors[0], HasSubstr("`weight_sync.backend`: `nccl` is not available"));
-  EXPECT_THAT(errors[0], HasSubstr("use `cpu` (ZeroMQ through the controller) or `auto`"));
+  EXPECT_THAT(errors[0], HasSubstr("`weight_sync.backend`: `ipc` needs a trainer and an engine in two processes on one GPU"));
+  // nccl: needs engines outside the train ranks.
+  std::string colocated = Write("c.yaml", absl::StrCat(kMinimal, "pool: {devices: 'cpu:2', policy: colocated}\n",
+                                                       "weight_sync: {backend: nccl}\n"));
+  errors = Errors(LoadRecipe(colocated, {}));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].rfind(absl::StrCat(colocated, ":5:"), 0), 0u) << errors[0];
+  EXPECT_THAT(errors[0], HasSubstr("`nccl` broadcasts to engines outside the train ranks"));
+  // ... and on a CPU pool with a static split it is the shm broadcast.
+  std::string cpu = Write("n.yaml", absl::StrCat(kMinimal, "pool: {devices: 'cpu:2', tags: {rollout: 1, train: 1}, policy: static}\n",
+                                                 "weight_sync: {backend: nccl, timeout_s: 7.5}\n"));
+  absl::StatusOr<Recipe> r = LoadRecipe(cpu, {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->weight_sync.backend, WeightSyncBackend::kNccl);
+  EXPECT_EQ(r->weight_sync.timeout_s, 7.5);
+  std::string bad_timeout = Write("t.yaml", absl::StrCat(kMinimal, "weight_sync: {timeout_s: 0}\n"));
+  errors = Errors(LoadRecipe(bad_timeout, {}));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_THAT(errors[0], HasSubstr("weight_sync.timeout_s"));
   std::string ok = Write("y.yaml", absl::StrCat(kMinimal, "weight_sync: {backend: cpu}\n"));
   EXPECT_TRUE(LoadRecipe(ok, {}).ok());
 }

@@ -5,17 +5,39 @@
 namespace tidal::weight_sync {
 namespace {
 
-TEST(TransportFactoryTest, CpuAndAutoSelectZmq) {
+TEST(TransportFactoryTest, CpuSelectsZmqAndAutoSelectsZmqOnCpuPools) {
   for (auto pool : {DeviceSet::Kind::kCpu, DeviceSet::Kind::kCuda}) {
     for (auto policy : {PoolPolicy::kStatic, PoolPolicy::kElastic, PoolPolicy::kColocated}) {
       EXPECT_EQ(*SelectTransport(WeightSyncBackend::kCpu, pool, policy), TransportKind::kZmq);
     }
-    EXPECT_EQ(*SelectTransport(WeightSyncBackend::kAuto, pool, PoolPolicy::kElastic), TransportKind::kZmq);
-    EXPECT_EQ(*SelectTransport(WeightSyncBackend::kAuto, pool, PoolPolicy::kStatic), TransportKind::kZmq);
   }
-  EXPECT_EQ(*SelectTransport(WeightSyncBackend::kAuto, DeviceSet::Kind::kCpu, PoolPolicy::kColocated),
-            TransportKind::kZmq);
+  for (auto policy : {PoolPolicy::kStatic, PoolPolicy::kElastic, PoolPolicy::kColocated}) {
+    EXPECT_EQ(*SelectTransport(WeightSyncBackend::kAuto, DeviceSet::Kind::kCpu, policy), TransportKind::kZmq);
+  }
   EXPECT_STREQ(TransportName(TransportKind::kZmq), "zmq");
+}
+
+// Engines on other GPUs than the trainers (static, elastic): the broadcast.
+TEST(TransportFactoryTest, AutoSelectsTheBroadcastOnCudaPoolsWithSeparateEngines) {
+  for (auto policy : {PoolPolicy::kStatic, PoolPolicy::kElastic}) {
+    EXPECT_EQ(*SelectTransport(WeightSyncBackend::kAuto, DeviceSet::Kind::kCuda, policy), TransportKind::kNccl);
+  }
+  EXPECT_STREQ(TransportName(TransportKind::kNccl), "nccl");
+}
+
+// `nccl` on a CPU pool is the same broadcast protocol over the shm backend.
+TEST(TransportFactoryTest, NcclIsTheBroadcastOnAnyPoolWithEnginesOutsideTheTrainRanks) {
+  for (auto pool : {DeviceSet::Kind::kCpu, DeviceSet::Kind::kCuda}) {
+    for (auto policy : {PoolPolicy::kStatic, PoolPolicy::kElastic}) {
+      EXPECT_EQ(*SelectTransport(WeightSyncBackend::kNccl, pool, policy), TransportKind::kNccl);
+    }
+    auto colocated = SelectTransport(WeightSyncBackend::kNccl, pool, PoolPolicy::kColocated);
+    ASSERT_FALSE(colocated.ok());
+    EXPECT_EQ(colocated.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(colocated.status().message().find("weight_sync.backend: `nccl` broadcasts to engines outside the train ranks"),
+              std::string::npos)
+        << colocated.status();
+  }
 }
 
 TEST(TransportFactoryTest, ColocatedSelectsInProcess) {
@@ -33,16 +55,17 @@ TEST(TransportFactoryTest, ColocatedSelectsInProcess) {
       << elastic.status();
 }
 
-TEST(TransportFactoryTest, MissingTransportsAreRefusedNamingTheKey) {
-  auto nccl = SelectTransport(WeightSyncBackend::kNccl, DeviceSet::Kind::kCpu, PoolPolicy::kElastic);
-  ASSERT_FALSE(nccl.ok());
-  EXPECT_EQ(nccl.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(nccl.status().message().find("weight_sync.backend: `nccl` is not available on a CPU pool"),
-            std::string::npos)
-      << nccl.status();
-  auto ipc = SelectTransport(WeightSyncBackend::kIpc, DeviceSet::Kind::kCuda, PoolPolicy::kColocated);
-  ASSERT_FALSE(ipc.ok());
-  EXPECT_NE(ipc.status().message().find("`ipc`"), std::string::npos);
+TEST(TransportFactoryTest, IpcIsRefusedNamingTheKey) {
+  for (auto pool : {DeviceSet::Kind::kCpu, DeviceSet::Kind::kCuda}) {
+    for (auto policy : {PoolPolicy::kStatic, PoolPolicy::kElastic, PoolPolicy::kColocated}) {
+      auto ipc = SelectTransport(WeightSyncBackend::kIpc, pool, policy);
+      ASSERT_FALSE(ipc.ok());
+      EXPECT_EQ(ipc.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_NE(ipc.status().message().find("weight_sync.backend: `ipc` needs a trainer and an engine in two processes on one GPU"),
+                std::string::npos)
+          << ipc.status();
+    }
+  }
 }
 
 TEST(TransportFactoryTest, AutoResolvesByPlacement) {
@@ -59,9 +82,14 @@ TEST(TransportFactoryTest, ExplicitGpuBackendsAreCheckedAgainstThePlacement) {
   using K = DeviceSet::Kind;
   EXPECT_EQ(*ResolveTransport(WeightSyncBackend::kNccl, {K::kCuda, false, false}), TransportKind::kNccl);
   EXPECT_EQ(*ResolveTransport(WeightSyncBackend::kIpc, {K::kCuda, false, true}), TransportKind::kIpc);
-  auto cpu_nccl = ResolveTransport(WeightSyncBackend::kNccl, {K::kCpu, false, false});
-  ASSERT_FALSE(cpu_nccl.ok());
-  EXPECT_NE(cpu_nccl.status().message().find("weight_sync.backend: `nccl` needs a CUDA pool"), std::string::npos);
+  // CPU: the shm broadcast between two processes (one device kind, no GPU to share).
+  EXPECT_EQ(*ResolveTransport(WeightSyncBackend::kNccl, {K::kCpu, false, false}), TransportKind::kNccl);
+  EXPECT_EQ(*ResolveTransport(WeightSyncBackend::kNccl, {K::kCpu, false, true}), TransportKind::kNccl);
+  auto one_process = ResolveTransport(WeightSyncBackend::kNccl, {K::kCpu, true, true});
+  ASSERT_FALSE(one_process.ok());
+  EXPECT_NE(one_process.status().message().find("weight_sync.backend: `nccl` needs the engine in another process"),
+            std::string::npos)
+      << one_process.status();
   EXPECT_FALSE(ResolveTransport(WeightSyncBackend::kNccl, {K::kCuda, false, true}).ok());  // one GPU
   auto ipc_apart = ResolveTransport(WeightSyncBackend::kIpc, {K::kCuda, false, false});
   ASSERT_FALSE(ipc_apart.ok());
