@@ -73,7 +73,7 @@ class BroadcastControl {
   bool IsReceiver(int device) const;
 
   // Totals for the summary.
-  int64_t versions() const { return versions_; }  // broadcasts every receiver of the epoch took
+  int64_t versions() const { return versions_; }  // broadcasts rank 0 completed (resends included)
   int64_t bytes() const { return bytes_; }        // wire bytes broadcast (once per version)
   int64_t failures() const { return failures_; }
   int64_t epochs() const { return members_.epoch(); }
