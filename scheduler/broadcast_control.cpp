@@ -44,11 +44,12 @@ BroadcastControl::Outbox BroadcastControl::SetTrainGroup(std::vector<int> train_
   bool changed = false;
   if (!train_group_.empty()) changed |= members_.SetPublisher(Name(train_group_.front()));
   for (int d : train_group_) changed |= members_.Leave(Name(d));  // trainers install their own copy
-  // The train ranks may have changed even when the membership did not: all of them learn the
-  // epoch (a new rank 0 needs it before its first broadcast).
-  Outbox out = EpochChanged();
-  if (changed && members_.world_size() > 1) Owe(newest_started_);
-  return out;
+  // Every member of the old or new train group rebuilds its trainer and its transport
+  // (TrainGroupJoin), so the publisher's group is gone even when the membership is not.
+  if (!changed) members_.Renew();
+  // Every train rank learns the epoch (a new rank 0 needs it before its first broadcast). Nothing
+  // is owed: every receiver already holds the newest version.
+  return EpochChanged();
 }
 
 BroadcastControl::Outbox BroadcastControl::ReceiverReady(int device, int64_t version) {
@@ -90,7 +91,6 @@ BroadcastControl::Outbox BroadcastControl::OnStarting(int device, const WeightBr
                     << ", the group is in epoch " << members_.epoch() << "; it will time out and be resent";
     return {};
   }
-  newest_started_ = std::max(newest_started_, m.version);
   if (resend_ && *resend_ <= m.version) resend_.reset();  // this broadcast carries it
   Outbox out;
   for (int d : Receivers()) out.incoming.emplace_back(d, WeightIncoming{m.epoch, m.version});

@@ -45,7 +45,8 @@ class BroadcastControl {
   // `group_base`: the run's unique prefix for CPU (shm) group names.
   BroadcastControl(std::vector<int> train_group, std::string group_base);
 
-  // The train group after setup or an elastic resize (rank order).
+  // The train group after an elastic resize (rank order): always a new epoch (the train ranks
+  // rebuild their transports).
   Outbox SetTrainGroup(std::vector<int> train_group);
   // An engine worker without a train rank is ready (started or restarted); `version` is the
   // newest policy version (-1: none yet).
@@ -86,7 +87,6 @@ class BroadcastControl {
   std::string group_base_;
   weight_sync::BroadcastMembership members_;
   std::optional<int64_t> resend_;
-  int64_t newest_started_ = -1;
   int64_t versions_ = 0, bytes_ = 0, failures_ = 0;
 };
 

@@ -129,6 +129,10 @@ TEST(BroadcastControlTest, TrainGroupChangesMoveThePublisherAndDropTrainRanksFro
   ASSERT_EQ(epochs.size(), 2u);  // both train ranks learn the epoch
   EXPECT_EQ(c.Receivers(), (std::vector<int>{2}));
   EXPECT_EQ(epochs[0].second.world_size, 2);
+  // The same group again (a resize that moved no receiver): still a new epoch, the train ranks
+  // rebuilt their transports.
+  const int64_t before = c.CurrentEpoch().epoch;
+  EXPECT_EQ(Of<WeightGroupEpoch>(c.SetTrainGroup({0, 1})).at(0).second.epoch, before + 1);
   // Rank 0 moves to device 1; device 0 goes back to rollout and receives from now on.
   c.SetTrainGroup({1});
   EXPECT_EQ(c.membership().ranks().front(), "1");

@@ -156,4 +156,23 @@ TEST_F(RunBroadcastTest, AKilledReceiverRejoinsAndGetsTheCurrentVersion) {
   EXPECT_NE(WorkerLog(run, 1).find("applied (broadcast, epoch"), std::string::npos);
 }
 
+// Elastic pool with a planned resize (cpu:3, train group of 1 -> 2 at step 2 -> 1 at step 4): the
+// rollout device that joins the train group leaves the receivers while it is a train rank (it
+// installs its own copy) and joins again when it goes back to rollout.
+TEST_F(RunBroadcastTest, AnElasticResizeMovesADeviceOutOfTheGroupAndBack) {
+  TidalRun run(recipe_, root_ / "run",
+               {"pool.devices=cpu:3", "pool.tags.rollout=2", "pool.policy=elastic", "pool.elastic.resize=true",
+                "pool.elastic.plan=2:2,4:1", "train.steps=6"});
+  ASSERT_EQ(run.Wait(240), 0) << run.Output();
+  json s = run.Summary();
+  EXPECT_EQ(s["steps"], 6);
+  ExpectNoneUnaccounted(s);
+  EXPECT_EQ(s["train_group"]["resizes"], 2) << s.dump(2);
+  ExpectBroadcastOnly(s, 1 + 6);
+  EXPECT_EQ(s["weight_sync"]["rejected"], 0) << s.dump(2);
+  // Two joins; the device leaving for the train group; the shrink (the train ranks rebuild their
+  // transports: a new epoch) and the device coming back.
+  EXPECT_EQ(s["weight_sync"]["group_epochs"], 5) << s.dump(2);
+}
+
 }  // namespace
