@@ -167,6 +167,7 @@ class Worker {
   weight_sync::BroadcastEpoch bcast_epoch_;
   std::unique_ptr<weight_sync::BroadcastSubscriber> subscriber_;
   std::vector<RolloutWork> held_work_;
+  MonoTime broadcast_began_{};  // the version in flight started arriving
   at::DeviceType device_type_ = at::kCPU;     // where this worker's trainer and engine run
   at::ScalarType engine_dtype_ = at::kFloat;  // the engine's weights (in-process transport)
   bool shutdown_ = false;
@@ -355,6 +356,7 @@ void Worker::PollBroadcast() {
   std::optional<absl::Status> s = subscriber_->Poll();
   if (!s) return;
   WeightApplied applied{version, false, "", 0, rollout_->version()};
+  RecordWeightSync("receive", SecondsSince(broadcast_began_));
   if (s->ok()) {
     RecordWeightBytes("received", static_cast<double>(subscriber_->version_bytes()));
     absl::StatusOr<NamedTensors> w = subscriber_->StagedWeights();
@@ -555,6 +557,7 @@ absl::Status Worker::Handle(const Envelope& env) {
   } else if (env.Is<WeightIncoming>()) {
     TIDAL_ASSIGN_OR_RETURN(WeightIncoming m, env.As<WeightIncoming>());
     if (!rollout_) return absl::FailedPreconditionError("WeightIncoming sent to a worker without an engine");
+    broadcast_began_ = MonoNow();
     absl::Status s = subscriber_ ? subscriber_->Begin(m.epoch, m.version)
                                  : absl::FailedPreconditionError("weight broadcast: this worker never joined the group");
     if (!s.ok()) {

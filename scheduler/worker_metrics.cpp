@@ -65,7 +65,7 @@ void RecordEnvCall(const std::string& call, double seconds, bool ok) {
 }
 
 void RecordWeightSync(const std::string& phase, double seconds) {
-  static auto& h = HistogramFamily(R(), "tidal_weight_sync_seconds", "Weight sync time per version by phase (gather, send, apply)");
+  static auto& h = HistogramFamily(R(), "tidal_weight_sync_seconds", "Weight sync time per version by phase (gather, send, broadcast, connect, receive, apply)");
   h.Add({{"phase", phase}}, LatencyBuckets()).Observe(seconds);
 }
 

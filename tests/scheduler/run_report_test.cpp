@@ -110,6 +110,22 @@ TEST(RunReportTest, SummaryJsonAndText) {
   EXPECT_NE(text.find("dropped (stale): 2"), std::string::npos);
   EXPECT_NE(text.find("weight sync: 6 versions, 3.0 MB relayed"), std::string::npos);
   EXPECT_EQ(text.find("agent sessions"), std::string::npos);  // only when there were any
+  // The broadcast transport reports its own line and fields; nothing relayed.
+  s.weight_transport = "nccl";
+  s.weight_bytes_relayed = 0;
+  s.weight_bytes_broadcast = 2'500'000;
+  s.weight_broadcast_failures = 1;
+  s.weight_group_epochs = 3;
+  j = s.ToJson();
+  EXPECT_EQ(j["weight_sync"]["transport"], "nccl");
+  EXPECT_EQ(j["weight_sync"]["bytes_relayed"], 0);
+  EXPECT_EQ(j["weight_sync"]["bytes_broadcast"], 2'500'000);
+  EXPECT_EQ(j["weight_sync"]["broadcast_failures"], 1);
+  EXPECT_EQ(j["weight_sync"]["group_epochs"], 3);
+  text = s.Format();
+  EXPECT_NE(text.find("weight sync (broadcast): 6 versions, 2.5 MB broadcast, 1 failed broadcasts, 3 group epochs"),
+            std::string::npos)
+      << text;
 }
 
 }  // namespace
