@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
@@ -340,6 +341,13 @@ absl::Status Worker::OnWeightGroupJoin(const WeightGroupJoin& m) {
     subscriber_ = std::make_unique<weight_sync::BroadcastSubscriber>(std::move(o));
   }
   TIDAL_ASSIGN_OR_RETURN(std::string key, NcclIdFromHex(m.key_hex));
+  // A version still arriving on the old group (CUDA: Begin does not wait) finishes first, or
+  // fails at the old group's watchdog: its outcome is reported (PollBroadcast) before the switch.
+  const MonoTime t_wait = MonoNow();
+  while (subscriber_->in_flight() && SecondsSince(t_wait) < recipe_.weight_sync.timeout_s) {
+    PollBroadcast();
+    if (subscriber_->in_flight()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   auto t0 = MonoNow();
   absl::Status s = subscriber_->Join(weight_sync::GroupTicket{m.epoch, m.rank, m.world_size, key});
   RecordWeightSync("connect", SecondsSince(t0));
