@@ -179,6 +179,17 @@ at::Tensor ModelRunner::AttendCached(int64_t layer, const at::Tensor& q) {
   a.head_dim = model_.HeadDim();
   a.block_size = cfg_.block_size;
   a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(model_.HeadDim())));
+  // Decode-sized launches spread each row's keys over several blocks (split-KV); the result is
+  // the same bit for bit. Inside a graph capture the workspace comes from the graph's pool.
+  const int64_t max_context = cfg_.max_blocks_per_seq * cfg_.block_size;
+  a.num_splits = cuda::PagedAttentionSplits(a.num_tokens, a.q_heads, a.kv_heads, a.head_dim, max_context);
+  at::Tensor workspace;
+  if (a.num_splits > 1) {
+    workspace = at::empty({cuda::PagedAttentionWorkspaceFloats(a.num_tokens, a.q_heads, a.head_dim, max_context)},
+                          q.options().dtype(at::kFloat));
+    a.workspace = workspace.data_ptr<float>();
+    a.max_chunks = static_cast<int32_t>(cuda::PagedAttentionChunks(max_context));
+  }
   cuda::PagedAttention(a, at::cuda::getCurrentCUDAStream().stream());
   return out;
 }

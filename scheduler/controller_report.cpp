@@ -63,7 +63,11 @@ RunSummary Controller::Summarize() const {
   s.train_group_final = static_cast<int>(train_group_.size());
   s.train_group_resize_seconds = resize_seconds_;
   s.idle_fraction = pool_.Total().IdleFraction();
-  if (rl_ended_ > 0) s.rl_idle_fraction = IdleFractionBetween(rl_time_start_, rl_time_end_);
+  // A run stopped before its last step still reports its RL phase so far (up to the pool's
+  // last accounting), not 0.
+  if (rl_started_ > 0) {
+    s.rl_idle_fraction = IdleFractionBetween(rl_time_start_, rl_ended_ > 0 ? rl_time_end_ : pool_.Total());
+  }
   LedgerSummary l = ledger_.Summary();
   s.prompts_created = l.created;
   s.prompts_trained = l.trained;

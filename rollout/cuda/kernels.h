@@ -30,6 +30,14 @@ void KvAppend(Dtype dtype, const void* k, const void* v, void* k_cache, void* v_
 // [0, kv_len[t]) of that sequence (kv_len = context_len - chunk_len + index_in_chunk + 1:
 // causal inside a chunk, the cached prefix in front). kv_len[t] == 0 writes zeros (padding).
 // GQA: query head hq reads kv head hq / (Hq / Hkv); Hq / Hkv must be in 1..8.
+// Split-KV: keys are folded in chunks of kPagedAttentionChunk, in order, whatever the split, so
+// the result is the same bit for bit with or without one. num_splits > 1 (pick it with
+// PagedAttentionSplits; it pays for decode-sized launches) spreads a row's chunks over that many
+// blocks and needs `workspace`, PagedAttentionWorkspaceFloats fp32 values on the device, and
+// max_chunks = PagedAttentionChunks(the longest context any row can have); a row longer than
+// that is cut short (the caller's contract, not checked on the device).
+constexpr int kPagedAttentionChunk = 256;
+constexpr int kMaxPagedAttentionSplits = 16;
 struct PagedAttentionArgs {
   Dtype dtype = Dtype::kBF16;
   const void* q = nullptr;
@@ -43,9 +51,18 @@ struct PagedAttentionArgs {
   int64_t num_tokens = 0;
   int64_t q_heads = 0, kv_heads = 0, head_dim = 0, block_size = 0;
   float scale = 1.0f;
+  int32_t num_splits = 1;
+  int32_t max_chunks = 0;
+  float* workspace = nullptr;  // [num_tokens, q_heads, max_chunks, head_dim + 2]
 };
 void PagedAttention(const PagedAttentionArgs& a, void* stream);
 bool PagedAttentionSupports(int64_t head_dim, int64_t group);
+int64_t PagedAttentionChunks(int64_t max_context);
+// 1 when splitting does not pay (enough (token, kv head) blocks to fill the GPU, one chunk, or a
+// workspace over 64 MiB); reads the current device's multiprocessor count once.
+int PagedAttentionSplits(int64_t num_tokens, int64_t q_heads, int64_t kv_heads, int64_t head_dim,
+                         int64_t max_context);
+int64_t PagedAttentionWorkspaceFloats(int64_t num_tokens, int64_t q_heads, int64_t head_dim, int64_t max_context);
 
 // One row's sampling parameters (see rollout/sampler.h for the semantics).
 struct SampleRowParams {

@@ -9,8 +9,15 @@
 //      values fits in 32 KB), so the tile's global loads are all in flight at once;
 //   3. threads own (head, dim pair) outputs and accumulate p * v over the tile from shared
 //      memory (or, for fp32 with head_dim 128, from global memory, rows coalesced).
-// The output is divided by the softmax sum at the end; accumulation order is fixed by the
-// tile walk, so a row's result does not depend on which other rows share the launch.
+// Split-KV: a row's keys are cut into chunks of kPagedAttentionChunk. Each chunk gets its own
+// softmax state (max, sum, unnormalised output); the chunks are folded in order with one
+// expression (FoldScales/FoldValue). Without a split the block folds its chunks as it goes;
+// with one (decode-sized launches, where (token, kv head) blocks alone would leave most SMs
+// idle) block z takes chunks z, z + S, ..., writes each chunk's state to the workspace, and
+// MergeChunksKernel folds them. The chunk boundaries depend only on the row's own length and
+// the fold order is fixed, so a row's result does not depend on the split, nor on which
+// other rows share the launch.
+#include <algorithm>
 #include <cmath>
 
 #include "rollout/cuda/dtype_util.cuh"
@@ -33,9 +40,24 @@ __device__ __forceinline__ float WarpSum(float x) {
   return x;
 }
 
-template <typename T, int D>
+// One chunk's softmax state folded into a running one: the same arithmetic in the attention
+// kernel (no split) and in the merge kernel (split), explicitly rounded so the compiler cannot
+// contract it differently in the two places.
+__device__ __forceinline__ void FoldScales(float m_run, float m_chunk, float& m_new, float& a, float& b) {
+  m_new = fmaxf(m_run, m_chunk);
+  a = __expf(m_run - m_new);  // 0 while nothing is folded yet (m_run = -inf)
+  b = __expf(m_chunk - m_new);
+}
+__device__ __forceinline__ float FoldValue(float run, float a, float chunk, float b) {
+  return __fmaf_rn(chunk, b, __fmul_rn(run, a));
+}
+__device__ __forceinline__ float* ChunkState(const PagedAttentionArgs& a, int t, int head, int chunk, int d) {
+  return a.workspace + ((int64_t{t} * a.q_heads + head) * a.max_chunks + chunk) * (d + 2);
+}
+
+template <typename T, int D, bool kSplit>
 __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAttentionArgs a) {
-  const int t = blockIdx.x, h = blockIdx.y;
+  const int t = blockIdx.x, h = blockIdx.y, z = blockIdx.z, splits = gridDim.z;
   const int hq = static_cast<int>(a.q_heads), hkv = static_cast<int>(a.kv_heads), group = hq / hkv;
   const int bs = static_cast<int>(a.block_size);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -45,128 +67,250 @@ __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAtte
   __shared__ int64_t row[kTile];
   __shared__ __align__(16) T vt[kVShared ? kTile * D : 8];
   __shared__ float m_run[kMaxGroup], l_run[kMaxGroup], alpha[kMaxGroup];
+  __shared__ float m_tot[kMaxGroup], l_tot[kMaxGroup], fold_a[kMaxGroup], fold_b[kMaxGroup];
 
   const int64_t q_off = (static_cast<int64_t>(t) * hq + static_cast<int64_t>(h) * group) * D;
   const T* q = static_cast<const T*>(a.q) + q_off;
   for (int i = threadIdx.x; i < group * D; i += kThreads) qs[i] = ToFloat(q[i]) * a.scale;
   if (threadIdx.x < group) {
-    m_run[threadIdx.x] = -INFINITY;
-    l_run[threadIdx.x] = 0.f;
+    m_tot[threadIdx.x] = -INFINITY;
+    l_tot[threadIdx.x] = 0.f;
   }
   const int len = a.kv_len[t];
+  const int chunks = (len + kPagedAttentionChunk - 1) / kPagedAttentionChunk;
   const int32_t* table = a.block_tables + (len > 0 ? int64_t{a.token_seq[t]} * a.table_stride : 0);
   const T* kc = static_cast<const T*>(a.k_cache);
   const T* vc = static_cast<const T*>(a.v_cache);
   constexpr int kPairs = (kMaxGroup * D / 2 + kThreads - 1) / kThreads;
-  float acc[kPairs][2];
+  float acc[kPairs][2], tot[kPairs][2];
 #pragma unroll
-  for (int k = 0; k < kPairs; ++k) acc[k][0] = acc[k][1] = 0.f;
-  __syncthreads();
+  for (int k = 0; k < kPairs; ++k) tot[k][0] = tot[k][1] = 0.f;
 
-  for (int start = 0; start < len; start += kTile) {
-    const int n = min(kTile, len - start);
-    if (threadIdx.x < n) {
-      const int pos = start + threadIdx.x;
-      const int64_t off = ((int64_t{table[pos / bs]} * bs + pos % bs) * hkv + h) * D;
-      row[threadIdx.x] = off;
-      constexpr int kVec = 16 / sizeof(T), kChunks = D / kVec;
-      uint4 raw[kChunks];
-      const uint4* kp = reinterpret_cast<const uint4*>(kc + off);
+  for (int c = z; c < chunks && (!kSplit || c < a.max_chunks); c += splits) {
+    if (threadIdx.x < group) {
+      m_run[threadIdx.x] = -INFINITY;
+      l_run[threadIdx.x] = 0.f;
+    }
 #pragma unroll
-      for (int c = 0; c < kChunks; ++c) raw[c] = kp[c];
-      if constexpr (kVShared) {
-        const uint4* vp = reinterpret_cast<const uint4*>(vc + off);
-        uint4* vd = reinterpret_cast<uint4*>(vt + threadIdx.x * D);
+    for (int k = 0; k < kPairs; ++k) acc[k][0] = acc[k][1] = 0.f;
+    __syncthreads();
+    const int c_end = min(len, (c + 1) * kPagedAttentionChunk);
+    for (int start = c * kPagedAttentionChunk; start < c_end; start += kTile) {
+      const int n = min(kTile, c_end - start);
+      if (threadIdx.x < n) {
+        const int pos = start + threadIdx.x;
+        const int64_t off = ((int64_t{table[pos / bs]} * bs + pos % bs) * hkv + h) * D;
+        row[threadIdx.x] = off;
+        constexpr int kVec = 16 / sizeof(T), kChunks = D / kVec;
+        uint4 raw[kChunks];
+        const uint4* kp = reinterpret_cast<const uint4*>(kc + off);
 #pragma unroll
-        for (int c = 0; c < kChunks; ++c) vd[c] = vp[c];
-      }
-      for (int g = 0; g < group; ++g) {
-        const float4* q4 = reinterpret_cast<const float4*>(qs + g * D);
-        float dot = 0.f;
+        for (int v = 0; v < kChunks; ++v) raw[v] = kp[v];
+        if constexpr (kVShared) {
+          const uint4* vp = reinterpret_cast<const uint4*>(vc + off);
+          uint4* vd = reinterpret_cast<uint4*>(vt + threadIdx.x * D);
 #pragma unroll
-        for (int c = 0; c < kChunks; ++c) {
-          const T* e = reinterpret_cast<const T*>(&raw[c]);
-#pragma unroll
-          for (int i = 0; i < kVec / 4; ++i) {
-            const float4 qq = q4[c * (kVec / 4) + i];
-            dot += qq.x * ToFloat(e[4 * i]) + qq.y * ToFloat(e[4 * i + 1]) +
-                   qq.z * ToFloat(e[4 * i + 2]) + qq.w * ToFloat(e[4 * i + 3]);
-          }
+          for (int v = 0; v < kChunks; ++v) vd[v] = vp[v];
         }
-        s[g * kTile + threadIdx.x] = dot;
+        for (int g = 0; g < group; ++g) {
+          const float4* q4 = reinterpret_cast<const float4*>(qs + g * D);
+          float dot = 0.f;
+#pragma unroll
+          for (int v = 0; v < kChunks; ++v) {
+            const T* e = reinterpret_cast<const T*>(&raw[v]);
+#pragma unroll
+            for (int i = 0; i < kVec / 4; ++i) {
+              const float4 qq = q4[v * (kVec / 4) + i];
+              dot += qq.x * ToFloat(e[4 * i]) + qq.y * ToFloat(e[4 * i + 1]) +
+                     qq.z * ToFloat(e[4 * i + 2]) + qq.w * ToFloat(e[4 * i + 3]);
+            }
+          }
+          s[g * kTile + threadIdx.x] = dot;
+        }
+      }
+      __syncthreads();
+      for (int g = warp; g < group; g += kWarps) {
+        float* sg = s + g * kTile;
+        float mx = -INFINITY;
+        for (int i = lane; i < n; i += 32) mx = fmaxf(mx, sg[i]);
+        mx = WarpMax(mx);
+        const float m_old = m_run[g];
+        const float m_new = fmaxf(m_old, mx);
+        float sum = 0.f;
+        for (int i = lane; i < n; i += 32) {
+          const float p = __expf(sg[i] - m_new);
+          sg[i] = p;
+          sum += p;
+        }
+        sum = WarpSum(sum);
+        if (lane == 0) {
+          const float al = __expf(m_old - m_new);  // 0 on the chunk's first tile (m_old = -inf)
+          alpha[g] = al;
+          l_run[g] = l_run[g] * al + sum;
+          m_run[g] = m_new;
+        }
+      }
+      __syncthreads();
+#pragma unroll
+      for (int k = 0; k < kPairs; ++k) {
+        const int idx = threadIdx.x + k * kThreads;
+        if (idx < group * D / 2) {
+          const int g = idx / (D / 2), d = (idx % (D / 2)) * 2;
+          const float al = alpha[g];
+          float a0 = acc[k][0] * al, a1 = acc[k][1] * al;
+          const float* sg = s + g * kTile;
+#pragma unroll 8
+          for (int j = 0; j < n; ++j) {
+            const float2 vv = kVShared ? LoadPair(vt + j * D + d) : LoadPair(vc + row[j] + d);
+            a0 += sg[j] * vv.x;
+            a1 += sg[j] * vv.y;
+          }
+          acc[k][0] = a0;
+          acc[k][1] = a1;
+        }
+      }
+      __syncthreads();  // s and row are rewritten by the next tile
+    }
+    if constexpr (kSplit) {  // the chunk's state goes to the workspace: D values, max, sum
+#pragma unroll
+      for (int k = 0; k < kPairs; ++k) {
+        const int idx = threadIdx.x + k * kThreads;
+        if (idx < group * D / 2) {
+          const int g = idx / (D / 2), d = (idx % (D / 2)) * 2;
+          float* w = ChunkState(a, t, h * group + g, c, D);
+          w[d] = acc[k][0];
+          w[d + 1] = acc[k][1];
+        }
+      }
+      if (threadIdx.x < group) {
+        float* w = ChunkState(a, t, h * group + threadIdx.x, c, D);
+        w[D] = m_run[threadIdx.x];
+        w[D + 1] = l_run[threadIdx.x];
+      }
+    } else {  // folded into the running state here
+      if (threadIdx.x < group) {
+        const int g = threadIdx.x;
+        float m_new, fa, fb;
+        FoldScales(m_tot[g], m_run[g], m_new, fa, fb);
+        fold_a[g] = fa;
+        fold_b[g] = fb;
+        l_tot[g] = FoldValue(l_tot[g], fa, l_run[g], fb);
+        m_tot[g] = m_new;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int k = 0; k < kPairs; ++k) {
+        const int idx = threadIdx.x + k * kThreads;
+        if (idx < group * D / 2) {
+          const int g = idx / (D / 2);
+          tot[k][0] = FoldValue(tot[k][0], fold_a[g], acc[k][0], fold_b[g]);
+          tot[k][1] = FoldValue(tot[k][1], fold_a[g], acc[k][1], fold_b[g]);
+        }
       }
     }
-    __syncthreads();
-    for (int g = warp; g < group; g += kWarps) {
-      float* sg = s + g * kTile;
-      float mx = -INFINITY;
-      for (int i = lane; i < n; i += 32) mx = fmaxf(mx, sg[i]);
-      mx = WarpMax(mx);
-      const float m_old = m_run[g];
-      const float m_new = fmaxf(m_old, mx);
-      float sum = 0.f;
-      for (int i = lane; i < n; i += 32) {
-        const float p = __expf(sg[i] - m_new);
-        sg[i] = p;
-        sum += p;
-      }
-      sum = WarpSum(sum);
-      if (lane == 0) {
-        const float al = __expf(m_old - m_new);  // 0 on the first tile (m_old = -inf)
-        alpha[g] = al;
-        l_run[g] = l_run[g] * al + sum;
-        m_run[g] = m_new;
-      }
-    }
-    __syncthreads();
+    __syncthreads();  // m_run, l_run and the fold factors are rewritten by the next chunk
+  }
+
+  if constexpr (!kSplit) {
+    T* o = static_cast<T*>(a.out) + q_off;
 #pragma unroll
     for (int k = 0; k < kPairs; ++k) {
       const int idx = threadIdx.x + k * kThreads;
       if (idx < group * D / 2) {
         const int g = idx / (D / 2), d = (idx % (D / 2)) * 2;
-        const float al = alpha[g];
-        float a0 = acc[k][0] * al, a1 = acc[k][1] * al;
-        const float* sg = s + g * kTile;
-#pragma unroll 8
-        for (int j = 0; j < n; ++j) {
-          const float2 vv = kVShared ? LoadPair(vt + j * D + d) : LoadPair(vc + row[j] + d);
-          a0 += sg[j] * vv.x;
-          a1 += sg[j] * vv.y;
-        }
-        acc[k][0] = a0;
-        acc[k][1] = a1;
+        const float inv = l_tot[g] > 0.f ? 1.f / l_tot[g] : 0.f;
+        o[g * D + d] = FromFloat<T>(__fmul_rn(tot[k][0], inv));
+        o[g * D + d + 1] = FromFloat<T>(__fmul_rn(tot[k][1], inv));
       }
     }
-    __syncthreads();  // s and row are rewritten by the next tile
   }
+}
 
-  T* o = static_cast<T*>(a.out) + q_off;
-#pragma unroll
-  for (int k = 0; k < kPairs; ++k) {
-    const int idx = threadIdx.x + k * kThreads;
-    if (idx < group * D / 2) {
-      const int g = idx / (D / 2), d = (idx % (D / 2)) * 2;
-      const float inv = l_run[g] > 0.f ? 1.f / l_run[g] : 0.f;
-      o[g * D + d] = FromFloat<T>(acc[k][0] * inv);
-      o[g * D + d + 1] = FromFloat<T>(acc[k][1] * inv);
+// Split-KV second pass: one block per token folds each query head's chunk states in chunk
+// order and writes the output (zeros for a row with no keys).
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) MergeChunksKernel(const PagedAttentionArgs a) {
+  const int t = blockIdx.x, hq = static_cast<int>(a.q_heads);
+  const int len = a.kv_len[t];
+  const int chunks = min((len + kPagedAttentionChunk - 1) / kPagedAttentionChunk, static_cast<int>(a.max_chunks));
+  T* o = static_cast<T*>(a.out) + int64_t{t} * hq * D;
+  for (int i = threadIdx.x; i < hq * D / 2; i += kThreads) {
+    const int head = i / (D / 2), d = (i % (D / 2)) * 2;
+    float m = -INFINITY, l = 0.f, o0 = 0.f, o1 = 0.f;
+    for (int c = 0; c < chunks; ++c) {
+      const float* w = ChunkState(a, t, head, c, D);
+      float m_new, fa, fb;
+      FoldScales(m, w[D], m_new, fa, fb);
+      l = FoldValue(l, fa, w[D + 1], fb);
+      o0 = FoldValue(o0, fa, w[d], fb);
+      o1 = FoldValue(o1, fa, w[d + 1], fb);
+      m = m_new;
     }
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    o[head * D + d] = FromFloat<T>(__fmul_rn(o0, inv));
+    o[head * D + d + 1] = FromFloat<T>(__fmul_rn(o1, inv));
+  }
+}
+
+template <typename T, int D>
+void LaunchD(const PagedAttentionArgs& a, cudaStream_t stream) {
+  const unsigned tokens = static_cast<unsigned>(a.num_tokens), heads = static_cast<unsigned>(a.kv_heads);
+  if (a.num_splits > 1) {
+    PagedAttentionKernel<T, D, true><<<dim3(tokens, heads, static_cast<unsigned>(a.num_splits)), kThreads, 0, stream>>>(a);
+    CheckLaunch("PagedAttention (split)");
+    MergeChunksKernel<T, D><<<tokens, kThreads, 0, stream>>>(a);
+    CheckLaunch("PagedAttention (merge)");
+  } else {
+    PagedAttentionKernel<T, D, false><<<dim3(tokens, heads, 1), kThreads, 0, stream>>>(a);
+    CheckLaunch("PagedAttention");
   }
 }
 
 template <typename T>
 void Launch(const PagedAttentionArgs& a, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>(a.num_tokens), static_cast<unsigned>(a.kv_heads));
   switch (a.head_dim) {
-    case 32: PagedAttentionKernel<T, 32><<<grid, kThreads, 0, stream>>>(a); break;
-    case 64: PagedAttentionKernel<T, 64><<<grid, kThreads, 0, stream>>>(a); break;
-    case 128: PagedAttentionKernel<T, 128><<<grid, kThreads, 0, stream>>>(a); break;
+    case 32: LaunchD<T, 32>(a, stream); break;
+    case 64: LaunchD<T, 64>(a, stream); break;
+    case 128: LaunchD<T, 128>(a, stream); break;
     default: throw std::runtime_error("PagedAttention: head_dim " + std::to_string(a.head_dim) +
                                       " not instantiated (32, 64, 128)");
   }
-  CheckLaunch("PagedAttention");
+}
+
+int MultiprocessorCount() {
+  int device = 0, count = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    cudaGetLastError();  // clear it: no split is the safe answer
+    return 0;
+  }
+  return count;
 }
 
 }  // namespace
+
+int64_t PagedAttentionChunks(int64_t max_context) {
+  return (max_context + kPagedAttentionChunk - 1) / kPagedAttentionChunk;
+}
+
+int PagedAttentionSplits(int64_t num_tokens, int64_t q_heads, int64_t kv_heads, int64_t head_dim,
+                         int64_t max_context) {
+  static const int sms = MultiprocessorCount();
+  const int64_t chunks = PagedAttentionChunks(max_context);
+  const int64_t blocks = num_tokens * kv_heads;
+  // Split only launches that leave SMs idle (about 8 blocks of 128 threads fit one SM), and only
+  // while the workspace stays small; more splits than a row has chunks would only add empty
+  // blocks for the longest rows' sake.
+  if (sms <= 0 || chunks < 2 || blocks <= 0 || blocks >= int64_t{sms} * 4) return 1;
+  const int64_t workspace = PagedAttentionWorkspaceFloats(num_tokens, q_heads, head_dim, max_context) * 4;
+  if (workspace > (int64_t{64} << 20)) return 1;
+  const int64_t want = (int64_t{sms} * 8 + blocks - 1) / blocks;
+  return static_cast<int>(std::min<int64_t>({want, chunks, kMaxPagedAttentionSplits}));
+}
+
+int64_t PagedAttentionWorkspaceFloats(int64_t num_tokens, int64_t q_heads, int64_t head_dim, int64_t max_context) {
+  return num_tokens * q_heads * PagedAttentionChunks(max_context) * (head_dim + 2);
+}
 
 bool PagedAttentionSupports(int64_t head_dim, int64_t group) {
   return (head_dim == 32 || head_dim == 64 || head_dim == 128) && group >= 1 && group <= kMaxGroup;
@@ -177,6 +321,9 @@ void PagedAttention(const PagedAttentionArgs& a, void* stream) {
       !PagedAttentionSupports(a.head_dim, a.q_heads / a.kv_heads)) {
     throw std::runtime_error("PagedAttention: unsupported heads " + std::to_string(a.q_heads) + "/" +
                              std::to_string(a.kv_heads) + " x head_dim " + std::to_string(a.head_dim));
+  }
+  if (a.num_splits > 1 && (a.workspace == nullptr || a.max_chunks < 1)) {
+    throw std::runtime_error("PagedAttention: a split launch needs a workspace and max_chunks");
   }
   if (a.num_tokens == 0) return;
   auto s = static_cast<cudaStream_t>(stream);

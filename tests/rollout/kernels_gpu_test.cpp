@@ -1,5 +1,6 @@
 // The rollout CUDA kernels (rollout/cuda/kernels.h) against LibTorch references: paged
-// attention over odd lengths, GQA ratios 1-8, block boundaries, prefix hits and chunks; KV
+// attention over odd lengths, GQA ratios 1-8, block boundaries, prefix hits and chunks, with
+// and without split-KV (bit-identical); KV
 // append by slot mapping; GPU sampling (greedy, logprob, filters, frequencies, seeds).
 #include <gtest/gtest.h>
 
@@ -40,7 +41,7 @@ struct AttnCase {
 // after a cached prefix (prefix hits / chunked prefill); contexts straddle block boundaries.
 const std::vector<std::pair<int, int>> kSeqs = {{1, 1},   {15, 1},  {16, 1},  {17, 1},  {33, 33},
                                                  {7, 7},   {40, 9},  {129, 1}, {130, 65}, {300, 1},
-                                                 {513, 3}, {64, 16}};
+                                                 {513, 3}, {64, 16}, {1100, 1}, {700, 5}};
 
 void CheckAttention(const AttnCase& c) {
   c10::InferenceMode guard;
@@ -94,6 +95,22 @@ void CheckAttention(const AttnCase& c) {
   a.block_size = bs;
   a.scale = static_cast<float>(1.0 / std::sqrt(double(d)));
   cuda::PagedAttention(a, Stream());
+
+  // Split-KV launches fold the same chunks in the same order: bit-identical to no split.
+  const int64_t max_chunks = cuda::PagedAttentionChunks(max_blocks * bs);
+  at::Tensor workspace = at::empty({cuda::PagedAttentionWorkspaceFloats(tokens + 1, hq, d, max_blocks * bs)},
+                                   dev.dtype(at::kFloat));
+  for (int splits : {2, 3, static_cast<int>(max_chunks)}) {
+    at::Tensor split_out = at::full_like(out, 7.0);
+    cuda::PagedAttentionArgs sa = a;
+    sa.out = split_out.data_ptr();
+    sa.num_splits = splits;
+    sa.max_chunks = static_cast<int32_t>(max_chunks);
+    sa.workspace = workspace.data_ptr<float>();
+    cuda::PagedAttention(sa, Stream());
+    ASSERT_TRUE(at::equal(split_out, out)) << splits << " splits differ from none: max |diff| "
+                                           << (split_out.to(at::kFloat) - out.to(at::kFloat)).abs().max().item<double>();
+  }
 
   // Reference: gather each sequence's keys in fp32 and attend with plain ops.
   at::Tensor kf = kc.to(at::kFloat).view({num_blocks * bs, hkv, d});

@@ -254,6 +254,8 @@ TEST_F(RunFaultsTest, SignalsStopWithACheckpointAndEveryPromptAccounted) {
     json s = run.Summary();
     ExpectNoneUnaccounted(s);
     EXPECT_TRUE(s["stopped_early"].get<bool>());
+    // The RL phase so far is reported, not 0 (the pool idles while the train step runs).
+    EXPECT_GT(s["rl_idle_fraction"].get<double>(), 0.0) << s.dump(2);
     const int64_t steps = s["steps"].get<int64_t>();
     EXPECT_GE(steps, 2);
     EXPECT_TRUE(fs::exists(run.dir() / "checkpoints" / absl::StrCat("step-", steps) / "controller_state.json"))

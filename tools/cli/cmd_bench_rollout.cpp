@@ -45,6 +45,7 @@
 #include "core/clock.h"
 #include "core/model.h"
 #include "rollout/engine.h"
+#include "tools/cli/kernel_profile.h"
 #include "rollout/sampler.h"
 #include "tools/cli/command.h"
 
@@ -80,6 +81,8 @@ struct Args {
   int64_t kv_cache_mb = 256;
   int64_t naive_requests = 4;
   uint64_t seed = 1;
+  bool profile = false;
+  std::string profile_trace;
 };
 
 struct Timer {
@@ -237,9 +240,12 @@ absl::Status Run(const Args& a) {
     NaiveGenerate(model, warm[0], device);
   }
   const auto stats0 = engine->stats();
+  if (a.profile) tidal::cli::StartKernelProfile();
   Timer t_engine;
   TIDAL_ASSIGN_OR_RETURN(std::vector<RequestOutput> outs, engine->Generate(reqs));
   const double engine_wall = t_engine.WallS(), engine_cpu = t_engine.CpuS();
+  nlohmann::json kernel_profile;
+  if (a.profile) kernel_profile = tidal::cli::StopKernelProfile(a.profile_trace);
   const auto stats1 = engine->stats();
 
   int64_t in_tokens = 0, out_tokens = 0;
@@ -321,6 +327,7 @@ absl::Status Run(const Args& a) {
                    {"roofline_output_tok_per_s", out_tokens / roof_s},
                    {"decode_roofline_s", roof_decode_s},
                    {"decode_fraction", decode_s > 0 ? roof_decode_s / decode_s : 0.0}};
+  if (a.profile) j["kernel_profile"] = kernel_profile;
   j["naive"] = {{"method", "one request at a time, full recompute per token (Model::Logits), no KV cache"},
                 {"requests", naive_n},
                 {"input_tokens", naive_in},
@@ -383,6 +390,10 @@ std::function<absl::Status()> Setup(CLI::App& sub) {
   sub.add_option("--kv-cache-mb", a->kv_cache_mb, "KV cache size (MiB)");
   sub.add_option("--naive-requests", a->naive_requests, "Requests the naive loop runs (0: none)");
   sub.add_option("--seed", a->seed, "Seed for weights, prompts and sampling");
+  sub.add_flag("--profile", a->profile,
+               "Device time per kernel of the engine run (Kineto/CUPTI) under \"kernel_profile\"; "
+               "the profiler slows the run, so its throughput is not a figure to quote");
+  sub.add_option("--profile-trace", a->profile_trace, "With --profile: also write a Chrome trace here");
   return [a] { return Run(*a); };
 }
 
