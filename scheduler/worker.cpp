@@ -117,6 +117,10 @@ class Worker {
   absl::StatusOr<weight_sync::BroadcastOptions> BroadcastOptions() const;
   absl::Status OnWeightGroupJoin(const WeightGroupJoin& m);
   void PollBroadcast();
+  // Waits (up to weight_sync.timeout_s) until the version in flight, if any, has its outcome and
+  // reports it: before the receiver joins a new epoch or begins the next version (CUDA: Begin
+  // does not wait, the old group's watchdog bounds a transfer that never ends).
+  void FinishBroadcastInFlight();
   // Queues a group on the engine, or holds it while a broadcast version is arriving (new work
   // never starts on the old weights).
   void AddWork(const RolloutWork& m);
@@ -341,13 +345,7 @@ absl::Status Worker::OnWeightGroupJoin(const WeightGroupJoin& m) {
     subscriber_ = std::make_unique<weight_sync::BroadcastSubscriber>(std::move(o));
   }
   TIDAL_ASSIGN_OR_RETURN(std::string key, NcclIdFromHex(m.key_hex));
-  // A version still arriving on the old group (CUDA: Begin does not wait) finishes first, or
-  // fails at the old group's watchdog: its outcome is reported (PollBroadcast) before the switch.
-  const MonoTime t_wait = MonoNow();
-  while (subscriber_->in_flight() && SecondsSince(t_wait) < recipe_.weight_sync.timeout_s) {
-    PollBroadcast();
-    if (subscriber_->in_flight()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  FinishBroadcastInFlight();
   auto t0 = MonoNow();
   absl::Status s = subscriber_->Join(weight_sync::GroupTicket{m.epoch, m.rank, m.world_size, key});
   RecordWeightSync("connect", SecondsSince(t0));
@@ -356,6 +354,15 @@ absl::Status Worker::OnWeightGroupJoin(const WeightGroupJoin& m) {
     TIDAL_LOG(WARN) << "weight broadcast group epoch " << m.epoch << ": " << s;
   }
   return absl::OkStatus();
+}
+
+void Worker::FinishBroadcastInFlight() {
+  if (!subscriber_) return;
+  const MonoTime t0 = MonoNow();
+  while (subscriber_->in_flight() && SecondsSince(t0) < recipe_.weight_sync.timeout_s) {
+    PollBroadcast();
+    if (subscriber_->in_flight()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 void Worker::PollBroadcast() {
@@ -374,9 +381,13 @@ void Worker::PollBroadcast() {
     }
     // In place into the engine's parameter storage (Engine::UpdateWeights copies each tensor).
     if (w.ok()) applied = rollout_->Install(*w, version);
-    if (!w.ok()) applied.error = std::string(w.status().message());
+    if (!w.ok()) {
+      applied.error = std::string(w.status().message());
+      RecordWeightRejected();
+    }
   } else {
     applied.error = std::string(s->message());
+    RecordWeightRejected();
   }
   if (!applied.ok) {
     TIDAL_LOG(WARN) << "weight version " << version << " (broadcast) rejected: " << applied.error
@@ -565,6 +576,7 @@ absl::Status Worker::Handle(const Envelope& env) {
   } else if (env.Is<WeightIncoming>()) {
     TIDAL_ASSIGN_OR_RETURN(WeightIncoming m, env.As<WeightIncoming>());
     if (!rollout_) return absl::FailedPreconditionError("WeightIncoming sent to a worker without an engine");
+    FinishBroadcastInFlight();
     broadcast_began_ = MonoNow();
     absl::Status s = subscriber_ ? subscriber_->Begin(m.epoch, m.version)
                                  : absl::FailedPreconditionError("weight broadcast: this worker never joined the group");
