@@ -2,13 +2,15 @@
 // chunks alike. A thread block serves one (query token, kv head) pair: the G query heads of
 // that kv head read each key once. Keys are walked in tiles of kTile through the block table
 // (no gather), with an online softmax in fp32:
-//   1. each thread loads one key row (16-byte vector loads) and scores it against the G
-//      queries held in shared memory;
+//   1. each thread loads one key row (16-byte vector loads), converts it to fp32 once and
+//      scores it against the G queries held in shared memory; the same thread also copies the
+//      key's value row into shared memory (when a tile of values fits in 32 KB), so the
+//      tile's global loads are all in flight at once;
 //   2. one warp per query head takes the tile's max, exponentiates in place and rescales;
-//      the same thread also copies the key's value row into shared memory (when a tile of
-//      values fits in 32 KB), so the tile's global loads are all in flight at once;
-//   3. threads own (head, dim pair) outputs and accumulate p * v over the tile from shared
-//      memory (or, for fp32 with head_dim 128, from global memory, rows coalesced).
+//   3. warp w accumulates p * v over keys w, w + 4, ... for all G heads, lane l owning value
+//      pairs l, l + 32 (one shared load of a value pair feeds 2G FMAs), from shared memory (or,
+//      for fp32 with head_dim 128, from global memory); at a chunk's end the four warps'
+//      partial outputs are summed in warp order.
 // Split-KV: a row's keys are cut into chunks of kPagedAttentionChunk. Each chunk gets its own
 // softmax state (max, sum, unnormalised output); the chunks are folded in order with one
 // expression (FoldScales/FoldValue). Without a split the block folds its chunks as it goes;
@@ -56,18 +58,25 @@ __device__ __forceinline__ float* ChunkState(const PagedAttentionArgs& a, int t,
 }
 
 template <typename T, int D, bool kSplit>
-__global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAttentionArgs a) {
+__global__ void __launch_bounds__(kThreads, D <= 64 ? 5 : 3) PagedAttentionKernel(const PagedAttentionArgs a) {
   const int t = blockIdx.x, h = blockIdx.y, z = blockIdx.z, splits = gridDim.z;
   const int hq = static_cast<int>(a.q_heads), hkv = static_cast<int>(a.kv_heads), group = hq / hkv;
   const int bs = static_cast<int>(a.block_size);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   constexpr bool kVShared = kTile * D * sizeof(T) <= 32768;
+  constexpr int kPairsPerLane = (D / 2 + 31) / 32;             // phase 3: a lane's value pairs
+  constexpr int kElems = (kMaxGroup * D + kThreads - 1) / kThreads;  // a thread's output elements
+  constexpr int kReduce = kWarps * kMaxGroup * D;               // the warps' partial outputs
   __shared__ __align__(16) float qs[kMaxGroup * D];
   __shared__ float s[kMaxGroup * kTile];
   __shared__ int64_t row[kTile];
   __shared__ __align__(16) T vt[kVShared ? kTile * D : 8];
+  __shared__ float reduce_own[kVShared ? 1 : kReduce];
   __shared__ float m_run[kMaxGroup], l_run[kMaxGroup], alpha[kMaxGroup];
   __shared__ float m_tot[kMaxGroup], l_tot[kMaxGroup], fold_a[kMaxGroup], fold_b[kMaxGroup];
+  // The chunk-end reduction reuses the value tile (free by then) when there is one.
+  static_assert(!kVShared || kTile * D * sizeof(T) >= kReduce * sizeof(float), "reduce area");
+  float* red = kVShared ? reinterpret_cast<float*>(vt) : reduce_own;
 
   const int64_t q_off = (static_cast<int64_t>(t) * hq + static_cast<int64_t>(h) * group) * D;
   const T* q = static_cast<const T*>(a.q) + q_off;
@@ -81,10 +90,12 @@ __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAtte
   const int32_t* table = a.block_tables + (len > 0 ? int64_t{a.token_seq[t]} * a.table_stride : 0);
   const T* kc = static_cast<const T*>(a.k_cache);
   const T* vc = static_cast<const T*>(a.v_cache);
-  constexpr int kPairs = (kMaxGroup * D / 2 + kThreads - 1) / kThreads;
-  float acc[kPairs][2], tot[kPairs][2];
+  // Phase 3 ownership: warp w takes keys w, w + kWarps, ... of a tile for every query head;
+  // lane l the value pairs l, l + 32, ... (one 4-byte shared load feeds 2 * group FMAs).
+  float acc[kMaxGroup][kPairsPerLane][2];
+  float tot[kElems];
 #pragma unroll
-  for (int k = 0; k < kPairs; ++k) tot[k][0] = tot[k][1] = 0.f;
+  for (int k = 0; k < kElems; ++k) tot[k] = 0.f;
 
   for (int c = z; c < chunks && (!kSplit || c < a.max_chunks); c += splits) {
     if (threadIdx.x < group) {
@@ -92,11 +103,15 @@ __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAtte
       l_run[threadIdx.x] = 0.f;
     }
 #pragma unroll
-    for (int k = 0; k < kPairs; ++k) acc[k][0] = acc[k][1] = 0.f;
+    for (int g = 0; g < kMaxGroup; ++g) {
+#pragma unroll
+      for (int i = 0; i < kPairsPerLane; ++i) acc[g][i][0] = acc[g][i][1] = 0.f;
+    }
     __syncthreads();
     const int c_end = min(len, (c + 1) * kPagedAttentionChunk);
     for (int start = c * kPagedAttentionChunk; start < c_end; start += kTile) {
       const int n = min(kTile, c_end - start);
+      // Phase 1: one key per thread, converted once, scored against every query head.
       if (threadIdx.x < n) {
         const int pos = start + threadIdx.x;
         const int64_t off = ((int64_t{table[pos / bs]} * bs + pos % bs) * hkv + h) * D;
@@ -112,23 +127,34 @@ __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAtte
 #pragma unroll
           for (int v = 0; v < kChunks; ++v) vd[v] = vp[v];
         }
-        for (int g = 0; g < group; ++g) {
-          const float4* q4 = reinterpret_cast<const float4*>(qs + g * D);
-          float dot = 0.f;
+        float dot[kMaxGroup];
 #pragma unroll
-          for (int v = 0; v < kChunks; ++v) {
-            const T* e = reinterpret_cast<const T*>(&raw[v]);
+        for (int g = 0; g < kMaxGroup; ++g) dot[g] = 0.f;
 #pragma unroll
-            for (int i = 0; i < kVec / 4; ++i) {
-              const float4 qq = q4[v * (kVec / 4) + i];
-              dot += qq.x * ToFloat(e[4 * i]) + qq.y * ToFloat(e[4 * i + 1]) +
-                     qq.z * ToFloat(e[4 * i + 2]) + qq.w * ToFloat(e[4 * i + 3]);
+        for (int v = 0; v < kChunks; ++v) {
+          const T* e = reinterpret_cast<const T*>(&raw[v]);
+          float kf[kVec];
+#pragma unroll
+          for (int i = 0; i < kVec; ++i) kf[i] = ToFloat(e[i]);
+#pragma unroll
+          for (int g = 0; g < kMaxGroup; ++g) {
+            if (g < group) {
+              const float4* q4 = reinterpret_cast<const float4*>(qs + g * D + v * kVec);
+#pragma unroll
+              for (int i = 0; i < kVec / 4; ++i) {
+                const float4 qq = q4[i];
+                dot[g] += qq.x * kf[4 * i] + qq.y * kf[4 * i + 1] + qq.z * kf[4 * i + 2] + qq.w * kf[4 * i + 3];
+              }
             }
           }
-          s[g * kTile + threadIdx.x] = dot;
+        }
+#pragma unroll
+        for (int g = 0; g < kMaxGroup; ++g) {
+          if (g < group) s[g * kTile + threadIdx.x] = dot[g];
         }
       }
       __syncthreads();
+      // Phase 2: one warp per query head: the tile's max, probabilities, rescale factor.
       for (int g = warp; g < group; g += kWarps) {
         float* sg = s + g * kTile;
         float mx = -INFINITY;
@@ -151,36 +177,71 @@ __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAtte
         }
       }
       __syncthreads();
+      // Phase 3: p * v, each warp over its share of the tile's keys.
 #pragma unroll
-      for (int k = 0; k < kPairs; ++k) {
-        const int idx = threadIdx.x + k * kThreads;
-        if (idx < group * D / 2) {
-          const int g = idx / (D / 2), d = (idx % (D / 2)) * 2;
+      for (int g = 0; g < kMaxGroup; ++g) {
+        if (g < group) {
           const float al = alpha[g];
-          float a0 = acc[k][0] * al, a1 = acc[k][1] * al;
-          const float* sg = s + g * kTile;
-#pragma unroll 8
-          for (int j = 0; j < n; ++j) {
-            const float2 vv = kVShared ? LoadPair(vt + j * D + d) : LoadPair(vc + row[j] + d);
-            a0 += sg[j] * vv.x;
-            a1 += sg[j] * vv.y;
+#pragma unroll
+          for (int i = 0; i < kPairsPerLane; ++i) {
+            acc[g][i][0] *= al;
+            acc[g][i][1] *= al;
           }
-          acc[k][0] = a0;
-          acc[k][1] = a1;
         }
       }
-      __syncthreads();  // s and row are rewritten by the next tile
+      for (int j = warp; j < n; j += kWarps) {
+        float2 vv[kPairsPerLane];
+#pragma unroll
+        for (int i = 0; i < kPairsPerLane; ++i) {
+          const int d = 2 * (lane + 32 * i);
+          if (d < D) vv[i] = kVShared ? LoadPair(vt + j * D + d) : LoadPair(vc + row[j] + d);
+        }
+#pragma unroll
+        for (int g = 0; g < kMaxGroup; ++g) {
+          if (g < group) {
+            const float p = s[g * kTile + j];
+#pragma unroll
+            for (int i = 0; i < kPairsPerLane; ++i) {
+              acc[g][i][0] += p * vv[i].x;
+              acc[g][i][1] += p * vv[i].y;
+            }
+          }
+        }
+      }
+      __syncthreads();  // s, row and vt are rewritten by the next tile (or reused below)
+    }
+    // The chunk's output: the warps' partials summed in warp order.
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g < group) {
+#pragma unroll
+        for (int i = 0; i < kPairsPerLane; ++i) {
+          const int d = 2 * (lane + 32 * i);
+          if (d < D) {
+            red[(warp * kMaxGroup + g) * D + d] = acc[g][i][0];
+            red[(warp * kMaxGroup + g) * D + d + 1] = acc[g][i][1];
+          }
+        }
+      }
+    }
+    __syncthreads();
+    float chunk_out[kElems];
+#pragma unroll
+    for (int k = 0; k < kElems; ++k) {
+      const int idx = threadIdx.x + k * kThreads;  // (g, d) = (idx / D, idx % D)
+      chunk_out[k] = 0.f;
+      if (idx < group * D) {
+        float sum = red[idx];
+#pragma unroll
+        for (int w = 1; w < kWarps; ++w) sum += red[w * kMaxGroup * D + idx];
+        chunk_out[k] = sum;
+      }
     }
     if constexpr (kSplit) {  // the chunk's state goes to the workspace: D values, max, sum
 #pragma unroll
-      for (int k = 0; k < kPairs; ++k) {
+      for (int k = 0; k < kElems; ++k) {
         const int idx = threadIdx.x + k * kThreads;
-        if (idx < group * D / 2) {
-          const int g = idx / (D / 2), d = (idx % (D / 2)) * 2;
-          float* w = ChunkState(a, t, h * group + g, c, D);
-          w[d] = acc[k][0];
-          w[d + 1] = acc[k][1];
-        }
+        if (idx < group * D) ChunkState(a, t, h * group + idx / D, c, D)[idx % D] = chunk_out[k];
       }
       if (threadIdx.x < group) {
         float* w = ChunkState(a, t, h * group + threadIdx.x, c, D);
@@ -199,28 +260,26 @@ __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAtte
       }
       __syncthreads();
 #pragma unroll
-      for (int k = 0; k < kPairs; ++k) {
+      for (int k = 0; k < kElems; ++k) {
         const int idx = threadIdx.x + k * kThreads;
-        if (idx < group * D / 2) {
-          const int g = idx / (D / 2);
-          tot[k][0] = FoldValue(tot[k][0], fold_a[g], acc[k][0], fold_b[g]);
-          tot[k][1] = FoldValue(tot[k][1], fold_a[g], acc[k][1], fold_b[g]);
+        if (idx < group * D) {
+          const int g = idx / D;
+          tot[k] = FoldValue(tot[k], fold_a[g], chunk_out[k], fold_b[g]);
         }
       }
     }
-    __syncthreads();  // m_run, l_run and the fold factors are rewritten by the next chunk
+    __syncthreads();  // m_run, l_run, the fold factors and the reduce area are rewritten next
   }
 
   if constexpr (!kSplit) {
     T* o = static_cast<T*>(a.out) + q_off;
 #pragma unroll
-    for (int k = 0; k < kPairs; ++k) {
+    for (int k = 0; k < kElems; ++k) {
       const int idx = threadIdx.x + k * kThreads;
-      if (idx < group * D / 2) {
-        const int g = idx / (D / 2), d = (idx % (D / 2)) * 2;
+      if (idx < group * D) {
+        const int g = idx / D;
         const float inv = l_tot[g] > 0.f ? 1.f / l_tot[g] : 0.f;
-        o[g * D + d] = FromFloat<T>(__fmul_rn(tot[k][0], inv));
-        o[g * D + d + 1] = FromFloat<T>(__fmul_rn(tot[k][1], inv));
+        o[idx] = FromFloat<T>(__fmul_rn(tot[k], inv));
       }
     }
   }
