@@ -266,7 +266,7 @@ at::Tensor ModelRunner::ForwardCudaFused(int64_t tokens, int64_t rows) {
                      tokens, hidden, eps, stream);
   }
   if (rows >= 0) x = x.index_select(0, logits_rows_.narrow(0, 0, rows));
-  return at::linear(x, LmHead(model_, *weights_)).to(at::kFloat);
+  return at::linear(x, LmHead(model_, *weights_));  // in the model's dtype: the sampler widens as it reads
 }
 
 at::Tensor ModelRunner::ForwardCuda(int64_t tokens, int64_t rows) {
@@ -280,7 +280,7 @@ at::Tensor ModelRunner::ForwardCuda(int64_t tokens, int64_t rows) {
   }
   if (rows >= 0) h = h.index_select(0, logits_rows_.narrow(0, 0, rows));
   h = FinalNorm(model_, *weights_, h);
-  return at::linear(h, LmHead(model_, *weights_)).to(at::kFloat);
+  return at::linear(h, LmHead(model_, *weights_));
 }
 
 void ModelRunner::CaptureGraph(int64_t padded) {

@@ -74,9 +74,10 @@ struct SampleRowParams {
   uint64_t seed;
   int64_t token_index;
 };
-// logits [R, V] fp32 contiguous -> tokens [R] int32, logprobs [R] fp32 (full-vocabulary
-// log_softmax(logits * inv_temperature)[token]). One thread block per row; no sort.
-void SampleRows(const float* logits, int64_t rows, int64_t vocab, const SampleRowParams* params,
+// logits [R, V] contiguous in `dtype` (widened to fp32 exactly as they are read) -> tokens [R]
+// int32, logprobs [R] fp32 (full-vocabulary log_softmax(logits * inv_temperature)[token], in
+// fp32). One thread block per row; no sort.
+void SampleRows(Dtype dtype, const void* logits, int64_t rows, int64_t vocab, const SampleRowParams* params,
                 int32_t* tokens, float* logprobs, void* stream);
 
 }  // namespace tidal::rollout::cuda
