@@ -8,6 +8,7 @@
 #include "core/clock.h"
 #include "core/hash.h"
 #include "rollout/block_manager.h"
+#include "rollout/fused_projections.h"
 #include "rollout/model_runner.h"
 #include "rollout/batch_scheduler.h"
 #include "rollout/step_plan.h"
@@ -270,6 +271,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const ModelConfig& config
                                             /*copy=*/true)
                                          .contiguous());
   }
+  // CUDA: q/k/v and gate/up back to back, one GEMM each (rollout/fused_projections.h).
+  if (impl->device.is_cuda()) PackProjections(impl->weights, config.num_hidden_layers, /*copy_values=*/true);
   ec.dtype = impl->dtype;
   if (ec.max_model_len <= 0) ec.max_model_len = config.max_position_embeddings;
   const int64_t per_block = ModelRunner::KvBytesPerBlock(config, ec.block_size, impl->dtype);
@@ -438,6 +441,7 @@ absl::Status Engine::ReacquireMemory() {
         m.weights[spec.name] = at::empty(spec.shape, opts);
         m.stale_params.insert(spec.name);
       }
+      if (m.device.is_cuda()) PackProjections(m.weights, m.model.num_hidden_layers, /*copy_values=*/false);
       m.runner->RefreshWeightViews();
       m.weights_released = false;
     }

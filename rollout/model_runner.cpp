@@ -70,12 +70,17 @@ void ModelRunner::ReleaseKvCache() {
 void ModelRunner::DropWeightViews() {
   DropGraphs();
   layers_.clear();
+  fused_proj_.clear();
 }
 
 void ModelRunner::RefreshWeightViews() {
   DropGraphs();  // new weight storage: captured addresses are stale
   layers_.clear();
-  for (int64_t l = 0; l < model_.num_hidden_layers; ++l) layers_.push_back(LayerView(*weights_, l));
+  fused_proj_.clear();
+  for (int64_t l = 0; l < model_.num_hidden_layers; ++l) {
+    layers_.push_back(LayerView(*weights_, l));
+    fused_proj_.push_back(FusedView(layers_.back()));
+  }
 }
 
 void ModelRunner::LoadInputs(const StepPlan& plan) {

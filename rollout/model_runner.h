@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "core/model.h"
+#include "rollout/fused_projections.h"
 #include "rollout/step_plan.h"
 
 namespace tidal::rollout {
@@ -110,6 +111,7 @@ class ModelRunner {
   RunnerConfig cfg_;
   at::ScalarType dtype_;
   std::vector<LayerWeights> layers_;
+  std::vector<FusedProjections> fused_proj_;  // per layer; undefined where not packed
   std::vector<at::Tensor> k_cache_, v_cache_;
 
   // Input buffers (int64 on the device), sized at construction; a step uses their prefixes.

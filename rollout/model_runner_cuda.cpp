@@ -212,9 +212,18 @@ at::Tensor ModelRunner::ForwardCudaFused(int64_t tokens, int64_t rows) {
   };
   for (int64_t l = 0; l < model_.num_hidden_layers; ++l) {
     const LayerWeights& w = layers_[l];
-    at::Tensor q = linear(x, w.q_proj, w.q_bias);
-    at::Tensor k = linear(x, w.k_proj, w.k_bias);
-    at::Tensor v = linear(x, w.v_proj, w.v_bias);
+    const FusedProjections& f = fused_proj_[l];
+    at::Tensor q, k, v;
+    if (f.qkv_weight.defined()) {  // one GEMM; q, k, v are column slices (RopeAppend takes strides)
+      at::Tensor qkv = linear(x, f.qkv_weight, f.qkv_bias);
+      q = qkv.narrow(1, 0, hq * d);
+      k = qkv.narrow(1, hq * d, hkv * d);
+      v = qkv.narrow(1, (hq + hkv) * d, hkv * d);
+    } else {
+      q = linear(x, w.q_proj, w.q_bias);
+      k = linear(x, w.k_proj, w.k_bias);
+      v = linear(x, w.v_proj, w.v_bias);
+    }
     at::Tensor q_rot = at::empty({tokens, hq, d}, x.options());
     cuda::RopeAppendArgs ra;
     ra.dtype = dt;
@@ -238,10 +247,17 @@ at::Tensor ModelRunner::ForwardCudaFused(int64_t tokens, int64_t rows) {
     at::Tensor o = at::linear(AttendCached(l, q_rot).view({tokens, hq * d}), w.o_proj);
     cuda::AddRmsNorm(dt, o.data_ptr(), residual.data_ptr(), w.post_attn_norm.data_ptr(), x.data_ptr(),
                      tokens, hidden, eps, stream);
-    at::Tensor gate = at::linear(x, w.gate_proj);
-    at::Tensor up = at::linear(x, w.up_proj);
-    at::Tensor act = at::empty_like(gate);
-    cuda::SiluMul(dt, gate.data_ptr(), up.data_ptr(), act.data_ptr(), act.numel(), stream);
+    const int64_t inter = w.gate_proj.size(0);
+    at::Tensor act = at::empty({tokens, inter}, x.options());
+    if (f.gate_up_weight.defined()) {  // one GEMM: [gate | up] per row
+      at::Tensor gate_up = at::linear(x, f.gate_up_weight);
+      cuda::SiluMul(dt, gate_up.data_ptr(), static_cast<char*>(gate_up.data_ptr()) + inter * gate_up.element_size(),
+                    2 * inter, act.data_ptr(), tokens, inter, stream);
+    } else {
+      at::Tensor gate = at::linear(x, w.gate_proj);
+      at::Tensor up = at::linear(x, w.up_proj);
+      cuda::SiluMul(dt, gate.data_ptr(), up.data_ptr(), inter, act.data_ptr(), tokens, inter, stream);
+    }
     at::Tensor mlp = at::linear(act, w.down_proj);
     const at::Tensor& next_norm = l + 1 < model_.num_hidden_layers
                                       ? layers_[l + 1].input_norm
@@ -250,7 +266,7 @@ at::Tensor ModelRunner::ForwardCudaFused(int64_t tokens, int64_t rows) {
                      tokens, hidden, eps, stream);
   }
   if (rows >= 0) x = x.index_select(0, logits_rows_.narrow(0, 0, rows));
-  return at::linear(x, LmHead(model_, *weights_)).to(at::kFloat);
+  return at::linear(x, LmHead(model_, *weights_));  // in the model's dtype: the sampler widens as it reads
 }
 
 at::Tensor ModelRunner::ForwardCuda(int64_t tokens, int64_t rows) {
@@ -264,7 +280,7 @@ at::Tensor ModelRunner::ForwardCuda(int64_t tokens, int64_t rows) {
   }
   if (rows >= 0) h = h.index_select(0, logits_rows_.narrow(0, 0, rows));
   h = FinalNorm(model_, *weights_, h);
-  return at::linear(h, LmHead(model_, *weights_)).to(at::kFloat);
+  return at::linear(h, LmHead(model_, *weights_));
 }
 
 void ModelRunner::CaptureGraph(int64_t padded) {

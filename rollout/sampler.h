@@ -3,11 +3,11 @@
 // The logprob returned for every generated token (the "rollout logprob" the trainer compares
 // with its own) is, exactly:
 //     log_softmax(logits / T, over the FULL vocabulary)[token]
-// computed in fp32 from the fp32 logits of the row, where T is the request's temperature, or
-// T = 1 for greedy requests (temperature 0). It is taken BEFORE top-k / top-p / min-p
-// truncation: truncation only restricts which token is drawn. This is what
-// Model::TokenLogprobs(ids, cu, targets, temperature) returns for the same tokens and weights,
-// so rollout and trainer logprobs agree up to fp32 rounding.
+// computed in fp32 from the row's logits (bf16 / fp16 logits widened to fp32, exactly), where
+// T is the request's temperature, or T = 1 for greedy requests (temperature 0). It is taken
+// BEFORE top-k / top-p / min-p truncation: truncation only restricts which token is drawn.
+// This is what Model::TokenLogprobs(ids, cu, targets, temperature) returns for the same tokens
+// and weights, so rollout and trainer logprobs agree up to fp32 rounding.
 //
 // Drawing (temperature > 0): p = softmax(logits / T); keep the top_k most likely (ties broken
 // by lower token id), then the smallest prefix of those, renormalised, whose mass reaches top_p,

@@ -17,7 +17,14 @@ SampleResult SampleOnDevice(const at::Tensor& logits_in, std::span<const SampleR
   out.logprobs.resize(r);
   if (r == 0) return out;
   c10::cuda::CUDAGuard guard(logits_in.device());
-  at::Tensor logits = logits_in.to(at::kFloat).contiguous();
+  // The kernel reads fp32, fp16 and bf16 logits as they are (widening is exact); other dtypes
+  // are converted first.
+  const at::ScalarType t = logits_in.scalar_type();
+  const bool native = t == at::kFloat || t == at::kHalf || t == at::kBFloat16;
+  at::Tensor logits = (native ? logits_in : logits_in.to(at::kFloat)).contiguous();
+  const cuda::Dtype dtype = logits.scalar_type() == at::kFloat  ? cuda::Dtype::kF32
+                            : logits.scalar_type() == at::kHalf ? cuda::Dtype::kF16
+                                                                : cuda::Dtype::kBF16;
   std::vector<cuda::SampleRowParams> params(r);
   for (int64_t i = 0; i < r; ++i) {
     const SamplingParams& p = *rows[i].params;
@@ -37,7 +44,7 @@ SampleResult SampleOnDevice(const at::Tensor& logits_in, std::span<const SampleR
   // tokens (int32) then logprobs (fp32) in one buffer: one copy back.
   at::Tensor result = at::empty({2 * r}, logits.options().dtype(at::kInt));
   int32_t* tokens = result.data_ptr<int32_t>();
-  cuda::SampleRows(logits.data_ptr<float>(), r, v,
+  cuda::SampleRows(dtype, logits.data_ptr(), r, v,
                    reinterpret_cast<const cuda::SampleRowParams*>(dev.data_ptr()), tokens,
                    reinterpret_cast<float*>(tokens + r), at::cuda::getCurrentCUDAStream().stream());
   at::Tensor back = result.cpu();

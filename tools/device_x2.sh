@@ -57,8 +57,18 @@ if has rl && [ "$gpus" -ge 2 ]; then
   # steps (RL_SFT warm-up steps, RL_STEPS RL steps, RL_LIMIT seconds per run): static splits the
   # GPUs half rollout, half train; colocated puts trainer and engine on each; elastic starts as
   # static and moves tags (elastic_resize also grows/shrinks the train group). On a 4-GPU machine
-  # this is issue #21's comparison; RL_OVERRIDES adds recipe overrides (e.g. a long-tail workload).
-  base="$root/recipes/gpu/arithmetic_colocated.yaml"
+  # this is issue #21's comparison; RL_OVERRIDES adds recipe overrides. RL_RECIPE picks another
+  # recipe; RL_PLUGIN=1 builds the example plugin (envs/examples/reverse_string) and points
+  # env.plugin at it, for the long-tailed workload:
+  #   RL_RECIPE=recipes/gpu/reverse_longtail.yaml RL_PLUGIN=1 tools/device_x2.sh rl
+  base="$root/${RL_RECIPE:-recipes/gpu/arithmetic_colocated.yaml}"
+  plugin=()
+  if [ -n "${RL_PLUGIN:-}" ]; then
+    cmake -S "$root/envs/examples/reverse_string" -B "$build/plugins/reverse_string" -DCMAKE_BUILD_TYPE=Release \
+      >>"$out/build.log" 2>&1 && cmake --build "$build/plugins/reverse_string" >>"$out/build.log" 2>&1 \
+      || { echo "plugin build failed (build.log)"; exit 1; }
+    plugin=("env.plugin=$build/plugins/reverse_string/libreverse_string.so")
+  fi
   half=$((gpus / 2))
   common=(seed=1 "warmup.sft.steps=${RL_SFT:-150}" "train.steps=${RL_STEPS:-80}" eval.every=40 --quiet ${RL_OVERRIDES:-})
   declare -A pools=(
@@ -69,7 +79,7 @@ if has rl && [ "$gpus" -ge 2 ]; then
   for p in ${RL_POLICIES:-static colocated elastic elastic_resize}; do
     # shellcheck disable=SC2086  # the pool overrides are words on purpose
     run "rl_$p" timeout "${RL_LIMIT:-140}" "$tidal" run "$base" "run_dir=$out/runs/$p" "pool.devices=cuda:0-$((gpus - 1))" \
-      ${pools[$p]} "${common[@]}"
+      ${pools[$p]} "${plugin[@]}" "${common[@]}"
   done
 fi
 if has tests; then

@@ -88,11 +88,13 @@ __global__ void RopeAppendKernel(const RopeAppendArgs a) {
 }
 
 template <typename T>
-__global__ void SiluMulKernel(const T* g, const T* u, T* out, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    const float x = ToFloat(g[i]);
-    const float s = Round<T>(x / (1.0f + expf(-x)));
-    out[i] = FromFloat<T>(__fmul_rn(s, ToFloat(u[i])));
+__global__ void SiluMulKernel(const T* g, const T* u, int64_t in_stride, T* out, int64_t rows, int64_t cols) {
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < cols; c += int64_t{gridDim.x} * blockDim.x) {
+      const float x = ToFloat(g[r * in_stride + c]);
+      const float s = Round<T>(x / (1.0f + expf(-x)));
+      out[r * cols + c] = FromFloat<T>(__fmul_rn(s, ToFloat(u[r * in_stride + c])));
+    }
   }
 }
 
@@ -137,22 +139,26 @@ void RopeAppend(const RopeAppendArgs& a, void* stream) {
   CheckLaunch("RopeAppend");
 }
 
-void SiluMul(Dtype dtype, const void* gate, const void* up, void* out, int64_t n, void* stream) {
-  if (n == 0) return;
+void SiluMul(Dtype dtype, const void* gate, const void* up, int64_t in_stride, void* out, int64_t rows,
+             int64_t cols, void* stream) {
+  if (rows == 0 || cols == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
+  constexpr int kSiluThreads = 256;
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>((cols + kSiluThreads - 1) / kSiluThreads, 64)),
+                  static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
   switch (dtype) {
     case Dtype::kF32:
-      SiluMulKernel<float><<<Blocks(n, 256), 256, 0, s>>>(static_cast<const float*>(gate), static_cast<const float*>(up),
-                                                          static_cast<float*>(out), n);
+      SiluMulKernel<float><<<grid, kSiluThreads, 0, s>>>(static_cast<const float*>(gate), static_cast<const float*>(up),
+                                                        in_stride, static_cast<float*>(out), rows, cols);
       break;
     case Dtype::kF16:
-      SiluMulKernel<__half><<<Blocks(n, 256), 256, 0, s>>>(static_cast<const __half*>(gate), static_cast<const __half*>(up),
-                                                           static_cast<__half*>(out), n);
+      SiluMulKernel<__half><<<grid, kSiluThreads, 0, s>>>(static_cast<const __half*>(gate), static_cast<const __half*>(up),
+                                                         in_stride, static_cast<__half*>(out), rows, cols);
       break;
     case Dtype::kBF16:
-      SiluMulKernel<__nv_bfloat16><<<Blocks(n, 256), 256, 0, s>>>(static_cast<const __nv_bfloat16*>(gate),
-                                                                  static_cast<const __nv_bfloat16*>(up),
-                                                                  static_cast<__nv_bfloat16*>(out), n);
+      SiluMulKernel<__nv_bfloat16><<<grid, kSiluThreads, 0, s>>>(static_cast<const __nv_bfloat16*>(gate),
+                                                                static_cast<const __nv_bfloat16*>(up), in_stride,
+                                                                static_cast<__nv_bfloat16*>(out), rows, cols);
       break;
   }
   CheckLaunch("SiluMul");

@@ -74,9 +74,10 @@ struct SampleRowParams {
   uint64_t seed;
   int64_t token_index;
 };
-// logits [R, V] fp32 contiguous -> tokens [R] int32, logprobs [R] fp32 (full-vocabulary
-// log_softmax(logits * inv_temperature)[token]). One thread block per row; no sort.
-void SampleRows(const float* logits, int64_t rows, int64_t vocab, const SampleRowParams* params,
+// logits [R, V] contiguous in `dtype` (widened to fp32 exactly as they are read) -> tokens [R]
+// int32, logprobs [R] fp32 (full-vocabulary log_softmax(logits * inv_temperature)[token], in
+// fp32). One thread block per row; no sort.
+void SampleRows(Dtype dtype, const void* logits, int64_t rows, int64_t vocab, const SampleRowParams* params,
                 int32_t* tokens, float* logprobs, void* stream);
 
 }  // namespace tidal::rollout::cuda
@@ -108,7 +109,10 @@ struct RopeAppendArgs {
   int64_t num_tokens = 0, q_heads = 0, kv_heads = 0, head_dim = 0;
 };
 void RopeAppend(const RopeAppendArgs& a, void* stream);
-// out = silu(gate) * up, silu rounded to the dtype first (as at::silu then at::mul).
-void SiluMul(Dtype dtype, const void* gate, const void* up, void* out, int64_t n, void* stream);
+// out = silu(gate) * up, silu rounded to the dtype first (as at::silu then at::mul). gate and up
+// are [rows, cols] with `in_stride` elements between rows (two halves of one GEMM's output, or
+// two contiguous tensors with in_stride = cols); out is [rows, cols] contiguous.
+void SiluMul(Dtype dtype, const void* gate, const void* up, int64_t in_stride, void* out, int64_t rows,
+             int64_t cols, void* stream);
 
 }  // namespace tidal::rollout::cuda

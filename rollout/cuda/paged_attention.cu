@@ -1,14 +1,17 @@
 // Attention over the paged KV cache (see kernels.h): one kernel for decode rows and prefill
 // chunks alike. A thread block serves one (query token, kv head) pair: the G query heads of
-// that kv head read each key once. Keys are walked in tiles of kTile through the block table
+// that kv head read each key once. Keys are walked in tiles (128 keys; 64 for head_dim 128) through the block table
 // (no gather), with an online softmax in fp32:
-//   1. each thread loads one key row (16-byte vector loads) and scores it against the G
+//   0. the tile's key and value rows are copied into shared memory whole, consecutive threads
+//      on consecutive 16-byte vectors of a row (coalesced: a warp reads whole 128-byte lines,
+//      where one row per thread made every load touch 32 lines), rows padded against bank
+//      conflicts;
+//   1. each thread takes one key, converts it to fp32 once and scores it against the G
 //      queries held in shared memory;
 //   2. one warp per query head takes the tile's max, exponentiates in place and rescales;
-//      the same thread also copies the key's value row into shared memory (when a tile of
-//      values fits in 32 KB), so the tile's global loads are all in flight at once;
-//   3. threads own (head, dim pair) outputs and accumulate p * v over the tile from shared
-//      memory (or, for fp32 with head_dim 128, from global memory, rows coalesced).
+//   3. warp w accumulates p * v over groups of 4 keys (4w.., 4w + 16..) for all G heads, lane l
+//      owning value pairs l, l + 32 (one 16-byte load of 4 probabilities feeds 8 FMAs a pair);
+//      at a chunk's end the four warps' partial outputs are summed in warp order.
 // Split-KV: a row's keys are cut into chunks of kPagedAttentionChunk. Each chunk gets its own
 // softmax state (max, sum, unnormalised output); the chunks are folded in order with one
 // expression (FoldScales/FoldValue). Without a split the block folds its chunks as it goes;
@@ -28,7 +31,7 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-constexpr int kTile = kThreads;  // one key per thread in phase 1
+constexpr int kTile = kThreads;  // keys per tile (one per thread in phase 1) below head_dim 128
 constexpr int kMaxGroup = 8;
 
 __device__ __forceinline__ float WarpMax(float x) {
@@ -55,17 +58,44 @@ __device__ __forceinline__ float* ChunkState(const PagedAttentionArgs& a, int t,
   return a.workspace + ((int64_t{t} * a.q_heads + head) * a.max_chunks + chunk) * (d + 2);
 }
 
+// Shared memory of one block (dynamic: the key and value tiles of head_dim 128 pass 48 KB):
+// the G scaled queries, the tile's scores, and the tile's keys and values, rows padded by 16
+// bytes so that threads reading or writing consecutive rows hit different banks. The chunk-end
+// reduction of the warps' partial outputs reuses the value tile.
+// head_dim 128 walks tiles of 64 keys, two threads to a key in phase 1, so that its tiles take
+// the same shared memory as head_dim 64's 128 keys.
+template <typename T, int D>
+struct Smem {
+  static constexpr int kKeys = D >= 128 ? 64 : kTile;                  // keys per tile
+  static constexpr int kRow = D + 16 / static_cast<int>(sizeof(T));  // padded row, elements
+  static constexpr size_t kQs = sizeof(float) * kMaxGroup * D;
+  static constexpr size_t kS = sizeof(float) * kMaxGroup * kKeys;
+  static constexpr size_t kTileBytes = sizeof(T) * kKeys * kRow;
+  static constexpr size_t kBytes = kQs + kS + 2 * kTileBytes;
+  static_assert(kTileBytes >= sizeof(float) * kWarps * kMaxGroup * D, "reduce area");
+  static_assert(kPagedAttentionChunk % kKeys == 0 && kThreads % kKeys == 0, "tile shape");
+};
+
 template <typename T, int D, bool kSplit>
-__global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAttentionArgs a) {
+__global__ void __launch_bounds__(kThreads, D <= 64 ? 5 : 3) PagedAttentionKernel(const PagedAttentionArgs a) {
+  using S = Smem<T, D>;
+  constexpr int kRow = S::kRow, kKeys = S::kKeys;
+  constexpr int kThreadsPerKey = kThreads / kKeys;
   const int t = blockIdx.x, h = blockIdx.y, z = blockIdx.z, splits = gridDim.z;
   const int hq = static_cast<int>(a.q_heads), hkv = static_cast<int>(a.kv_heads), group = hq / hkv;
   const int bs = static_cast<int>(a.block_size);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  constexpr bool kVShared = kTile * D * sizeof(T) <= 32768;
-  __shared__ __align__(16) float qs[kMaxGroup * D];
-  __shared__ float s[kMaxGroup * kTile];
-  __shared__ int64_t row[kTile];
-  __shared__ __align__(16) T vt[kVShared ? kTile * D : 8];
+  constexpr int kVec = 16 / sizeof(T);                          // elements per 16-byte vector
+  constexpr int kVecsPerRow = D / kVec;
+  constexpr int kPairsPerLane = (D / 2 + 31) / 32;             // phase 3: a lane's value pairs
+  constexpr int kElems = (kMaxGroup * D + kThreads - 1) / kThreads;  // a thread's output elements
+  extern __shared__ __align__(16) unsigned char smem[];
+  float* qs = reinterpret_cast<float*>(smem);
+  float* s = reinterpret_cast<float*>(smem + S::kQs);
+  T* kt = reinterpret_cast<T*>(smem + S::kQs + S::kS);
+  T* vt = reinterpret_cast<T*>(smem + S::kQs + S::kS + S::kTileBytes);
+  float* red = reinterpret_cast<float*>(vt);
+  __shared__ int64_t row[kKeys];
   __shared__ float m_run[kMaxGroup], l_run[kMaxGroup], alpha[kMaxGroup];
   __shared__ float m_tot[kMaxGroup], l_tot[kMaxGroup], fold_a[kMaxGroup], fold_b[kMaxGroup];
 
@@ -81,10 +111,12 @@ __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAtte
   const int32_t* table = a.block_tables + (len > 0 ? int64_t{a.token_seq[t]} * a.table_stride : 0);
   const T* kc = static_cast<const T*>(a.k_cache);
   const T* vc = static_cast<const T*>(a.v_cache);
-  constexpr int kPairs = (kMaxGroup * D / 2 + kThreads - 1) / kThreads;
-  float acc[kPairs][2], tot[kPairs][2];
+  // Phase 3 ownership: warp w takes keys 4w..4w+3, 4w+16.., of a tile for every query head;
+  // lane l the value pairs l, l + 32 (a 16-byte load of 4 probabilities feeds 8 FMAs per pair).
+  float acc[kMaxGroup][kPairsPerLane][2];
+  float tot[kElems];
 #pragma unroll
-  for (int k = 0; k < kPairs; ++k) tot[k][0] = tot[k][1] = 0.f;
+  for (int k = 0; k < kElems; ++k) tot[k] = 0.f;
 
   for (int c = z; c < chunks && (!kSplit || c < a.max_chunks); c += splits) {
     if (threadIdx.x < group) {
@@ -92,45 +124,72 @@ __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAtte
       l_run[threadIdx.x] = 0.f;
     }
 #pragma unroll
-    for (int k = 0; k < kPairs; ++k) acc[k][0] = acc[k][1] = 0.f;
-    __syncthreads();
+    for (int g = 0; g < kMaxGroup; ++g) {
+#pragma unroll
+      for (int i = 0; i < kPairsPerLane; ++i) acc[g][i][0] = acc[g][i][1] = 0.f;
+    }
     const int c_end = min(len, (c + 1) * kPagedAttentionChunk);
-    for (int start = c * kPagedAttentionChunk; start < c_end; start += kTile) {
-      const int n = min(kTile, c_end - start);
+    for (int start = c * kPagedAttentionChunk; start < c_end; start += kKeys) {
+      const int n = min(kKeys, c_end - start);
+      // Phase 0: the tile's rows through the block table, then the rows loaded whole and
+      // coalesced (consecutive threads, consecutive 16-byte vectors of a row) into shared memory.
       if (threadIdx.x < n) {
         const int pos = start + threadIdx.x;
-        const int64_t off = ((int64_t{table[pos / bs]} * bs + pos % bs) * hkv + h) * D;
-        row[threadIdx.x] = off;
-        constexpr int kVec = 16 / sizeof(T), kChunks = D / kVec;
-        uint4 raw[kChunks];
-        const uint4* kp = reinterpret_cast<const uint4*>(kc + off);
+        row[threadIdx.x] = ((int64_t{table[pos / bs]} * bs + pos % bs) * hkv + h) * D;
+      }
+      __syncthreads();  // row is set; also orders the previous tile's (or chunk's) reads first
+      for (int i = threadIdx.x; i < n * kVecsPerRow; i += kThreads) {
+        const int key = i / kVecsPerRow, v = i % kVecsPerRow;
+        const int64_t off = row[key];
+        reinterpret_cast<uint4*>(kt + key * kRow)[v] = reinterpret_cast<const uint4*>(kc + off)[v];
+        reinterpret_cast<uint4*>(vt + key * kRow)[v] = reinterpret_cast<const uint4*>(vc + off)[v];
+      }
+      __syncthreads();
+      // Phase 1: a key per thread (two threads, half a row each, for head_dim 128), converted
+      // once, scored against every query head.
+      {
+        const int key = threadIdx.x / kThreadsPerKey, part = threadIdx.x % kThreadsPerKey;
+        constexpr int kPartVecs = kVecsPerRow / kThreadsPerKey;
+        float dot[kMaxGroup];
 #pragma unroll
-        for (int v = 0; v < kChunks; ++v) raw[v] = kp[v];
-        if constexpr (kVShared) {
-          const uint4* vp = reinterpret_cast<const uint4*>(vc + off);
-          uint4* vd = reinterpret_cast<uint4*>(vt + threadIdx.x * D);
+        for (int g = 0; g < kMaxGroup; ++g) dot[g] = 0.f;
+        if (key < n) {
+          const uint4* kp = reinterpret_cast<const uint4*>(kt + key * kRow) + part * kPartVecs;
 #pragma unroll
-          for (int v = 0; v < kChunks; ++v) vd[v] = vp[v];
-        }
-        for (int g = 0; g < group; ++g) {
-          const float4* q4 = reinterpret_cast<const float4*>(qs + g * D);
-          float dot = 0.f;
+          for (int v = 0; v < kPartVecs; ++v) {
+            const uint4 raw = kp[v];
+            const T* e = reinterpret_cast<const T*>(&raw);
+            float kf[kVec];
 #pragma unroll
-          for (int v = 0; v < kChunks; ++v) {
-            const T* e = reinterpret_cast<const T*>(&raw[v]);
+            for (int i = 0; i < kVec; ++i) kf[i] = ToFloat(e[i]);
 #pragma unroll
-            for (int i = 0; i < kVec / 4; ++i) {
-              const float4 qq = q4[v * (kVec / 4) + i];
-              dot += qq.x * ToFloat(e[4 * i]) + qq.y * ToFloat(e[4 * i + 1]) +
-                     qq.z * ToFloat(e[4 * i + 2]) + qq.w * ToFloat(e[4 * i + 3]);
+            for (int g = 0; g < kMaxGroup; ++g) {
+              if (g < group) {
+                const float4* q4 = reinterpret_cast<const float4*>(qs + g * D + (part * kPartVecs + v) * kVec);
+#pragma unroll
+                for (int i = 0; i < kVec / 4; ++i) {
+                  const float4 qq = q4[i];
+                  dot[g] += qq.x * kf[4 * i] + qq.y * kf[4 * i + 1] + qq.z * kf[4 * i + 2] + qq.w * kf[4 * i + 3];
+                }
+              }
             }
           }
-          s[g * kTile + threadIdx.x] = dot;
+        }
+        if constexpr (kThreadsPerKey == 2) {  // the two halves of a row sit in adjacent lanes
+#pragma unroll
+          for (int g = 0; g < kMaxGroup; ++g) dot[g] += __shfl_xor_sync(0xffffffffu, dot[g], 1);
+        }
+        if (key < n && part == 0) {
+#pragma unroll
+          for (int g = 0; g < kMaxGroup; ++g) {
+            if (g < group) s[g * kKeys + key] = dot[g];
+          }
         }
       }
       __syncthreads();
+      // Phase 2: one warp per query head: the tile's max, probabilities, rescale factor.
       for (int g = warp; g < group; g += kWarps) {
-        float* sg = s + g * kTile;
+        float* sg = s + g * kKeys;
         float mx = -INFINITY;
         for (int i = lane; i < n; i += 32) mx = fmaxf(mx, sg[i]);
         mx = WarpMax(mx);
@@ -151,36 +210,82 @@ __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAtte
         }
       }
       __syncthreads();
+      // Phase 3: p * v, each warp over its groups of 4 keys. Keys past n are zeroed on both
+      // sides (stale shared memory may hold anything, NaN included).
 #pragma unroll
-      for (int k = 0; k < kPairs; ++k) {
-        const int idx = threadIdx.x + k * kThreads;
-        if (idx < group * D / 2) {
-          const int g = idx / (D / 2), d = (idx % (D / 2)) * 2;
+      for (int g = 0; g < kMaxGroup; ++g) {
+        if (g < group) {
           const float al = alpha[g];
-          float a0 = acc[k][0] * al, a1 = acc[k][1] * al;
-          const float* sg = s + g * kTile;
-#pragma unroll 8
-          for (int j = 0; j < n; ++j) {
-            const float2 vv = kVShared ? LoadPair(vt + j * D + d) : LoadPair(vc + row[j] + d);
-            a0 += sg[j] * vv.x;
-            a1 += sg[j] * vv.y;
+#pragma unroll
+          for (int i = 0; i < kPairsPerLane; ++i) {
+            acc[g][i][0] *= al;
+            acc[g][i][1] *= al;
           }
-          acc[k][0] = a0;
-          acc[k][1] = a1;
         }
       }
-      __syncthreads();  // s and row are rewritten by the next tile
+      for (int j0 = 4 * warp; j0 < n; j0 += 4 * kWarps) {
+        float2 vv[4][kPairsPerLane];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+#pragma unroll
+          for (int i = 0; i < kPairsPerLane; ++i) {
+            const int d = 2 * (lane + 32 * i);
+            vv[u][i] = (d < D && j0 + u < n) ? LoadPair(vt + (j0 + u) * kRow + d) : make_float2(0.f, 0.f);
+          }
+        }
+#pragma unroll
+        for (int g = 0; g < kMaxGroup; ++g) {
+          if (g < group) {
+            float4 p4 = *reinterpret_cast<const float4*>(s + g * kKeys + j0);
+            if (j0 + 1 >= n) p4.y = 0.f;
+            if (j0 + 2 >= n) p4.z = 0.f;
+            if (j0 + 3 >= n) p4.w = 0.f;
+            const float pu[4] = {p4.x, p4.y, p4.z, p4.w};
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+#pragma unroll
+              for (int i = 0; i < kPairsPerLane; ++i) {
+                acc[g][i][0] += pu[u] * vv[u][i].x;
+                acc[g][i][1] += pu[u] * vv[u][i].y;
+              }
+            }
+          }
+        }
+      }
+      __syncthreads();  // s, row, kt and vt are rewritten by the next tile (or vt reused below)
+    }
+    // The chunk's output: the warps' partials summed in warp order.
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g < group) {
+#pragma unroll
+        for (int i = 0; i < kPairsPerLane; ++i) {
+          const int d = 2 * (lane + 32 * i);
+          if (d < D) {
+            red[(warp * kMaxGroup + g) * D + d] = acc[g][i][0];
+            red[(warp * kMaxGroup + g) * D + d + 1] = acc[g][i][1];
+          }
+        }
+      }
+    }
+    __syncthreads();
+    float chunk_out[kElems];
+#pragma unroll
+    for (int k = 0; k < kElems; ++k) {
+      const int idx = threadIdx.x + k * kThreads;  // (g, d) = (idx / D, idx % D)
+      chunk_out[k] = 0.f;
+      if (idx < group * D) {
+        float sum = red[idx];
+#pragma unroll
+        for (int w = 1; w < kWarps; ++w) sum += red[w * kMaxGroup * D + idx];
+        chunk_out[k] = sum;
+      }
     }
     if constexpr (kSplit) {  // the chunk's state goes to the workspace: D values, max, sum
 #pragma unroll
-      for (int k = 0; k < kPairs; ++k) {
+      for (int k = 0; k < kElems; ++k) {
         const int idx = threadIdx.x + k * kThreads;
-        if (idx < group * D / 2) {
-          const int g = idx / (D / 2), d = (idx % (D / 2)) * 2;
-          float* w = ChunkState(a, t, h * group + g, c, D);
-          w[d] = acc[k][0];
-          w[d + 1] = acc[k][1];
-        }
+        if (idx < group * D) ChunkState(a, t, h * group + idx / D, c, D)[idx % D] = chunk_out[k];
       }
       if (threadIdx.x < group) {
         float* w = ChunkState(a, t, h * group + threadIdx.x, c, D);
@@ -199,28 +304,26 @@ __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const PagedAtte
       }
       __syncthreads();
 #pragma unroll
-      for (int k = 0; k < kPairs; ++k) {
+      for (int k = 0; k < kElems; ++k) {
         const int idx = threadIdx.x + k * kThreads;
-        if (idx < group * D / 2) {
-          const int g = idx / (D / 2);
-          tot[k][0] = FoldValue(tot[k][0], fold_a[g], acc[k][0], fold_b[g]);
-          tot[k][1] = FoldValue(tot[k][1], fold_a[g], acc[k][1], fold_b[g]);
+        if (idx < group * D) {
+          const int g = idx / D;
+          tot[k] = FoldValue(tot[k], fold_a[g], chunk_out[k], fold_b[g]);
         }
       }
     }
-    __syncthreads();  // m_run, l_run and the fold factors are rewritten by the next chunk
+    __syncthreads();  // m_run, l_run, the fold factors and the reduce area are rewritten next
   }
 
   if constexpr (!kSplit) {
     T* o = static_cast<T*>(a.out) + q_off;
 #pragma unroll
-    for (int k = 0; k < kPairs; ++k) {
+    for (int k = 0; k < kElems; ++k) {
       const int idx = threadIdx.x + k * kThreads;
-      if (idx < group * D / 2) {
-        const int g = idx / (D / 2), d = (idx % (D / 2)) * 2;
+      if (idx < group * D) {
+        const int g = idx / D;
         const float inv = l_tot[g] > 0.f ? 1.f / l_tot[g] : 0.f;
-        o[g * D + d] = FromFloat<T>(__fmul_rn(tot[k][0], inv));
-        o[g * D + d + 1] = FromFloat<T>(__fmul_rn(tot[k][1], inv));
+        o[idx] = FromFloat<T>(__fmul_rn(tot[k], inv));
       }
     }
   }
@@ -252,16 +355,36 @@ __global__ void __launch_bounds__(kThreads) MergeChunksKernel(const PagedAttenti
   }
 }
 
+// Dynamic shared memory past 48 KB must be allowed per kernel and device, once.
+template <typename T, int D, bool kSplit>
+size_t PrepareSmem() {
+  constexpr size_t kBytes = Smem<T, D>::kBytes;
+  static bool allowed[64] = {};
+  int device = 0;
+  cudaGetDevice(&device);
+  if (kBytes > 48 * 1024 && device >= 0 && device < 64 && !allowed[device]) {
+    if (cudaFuncSetAttribute(PagedAttentionKernel<T, D, kSplit>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(kBytes)) != cudaSuccess) {
+      CheckLaunch("PagedAttention (shared memory attribute)");
+    }
+    allowed[device] = true;
+  }
+  return kBytes;
+}
+
 template <typename T, int D>
 void LaunchD(const PagedAttentionArgs& a, cudaStream_t stream) {
   const unsigned tokens = static_cast<unsigned>(a.num_tokens), heads = static_cast<unsigned>(a.kv_heads);
   if (a.num_splits > 1) {
-    PagedAttentionKernel<T, D, true><<<dim3(tokens, heads, static_cast<unsigned>(a.num_splits)), kThreads, 0, stream>>>(a);
+    const size_t smem = PrepareSmem<T, D, true>();
+    PagedAttentionKernel<T, D, true>
+        <<<dim3(tokens, heads, static_cast<unsigned>(a.num_splits)), kThreads, smem, stream>>>(a);
     CheckLaunch("PagedAttention (split)");
     MergeChunksKernel<T, D><<<tokens, kThreads, 0, stream>>>(a);
     CheckLaunch("PagedAttention (merge)");
   } else {
-    PagedAttentionKernel<T, D, false><<<dim3(tokens, heads, 1), kThreads, 0, stream>>>(a);
+    const size_t smem = PrepareSmem<T, D, false>();
+    PagedAttentionKernel<T, D, false><<<dim3(tokens, heads, 1), kThreads, smem, stream>>>(a);
     CheckLaunch("PagedAttention");
   }
 }

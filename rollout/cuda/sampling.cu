@@ -1,5 +1,5 @@
 // GPU sampling (see kernels.h and rollout/sampler.h): one 1024-thread block per row, a few
-// passes over the row's fp32 logits, no sort.
+// passes over the row's logits (fp32, or bf16/fp16 widened to fp32 as they are read), no sort.
 //   pass 1: max and argmax (lowest id on ties): the greedy token and the softmax shift m;
 //   pass 2: Z = sum exp((l - m) / T): the full-vocabulary normaliser of the returned logprob;
 //   filters: top_k and top_p become a threshold on the logit, found by bisection over the
@@ -85,13 +85,22 @@ __device__ Best BlockBest(Best b, float* fbuf, int* ibuf) {
   return r;
 }
 
-__global__ void __launch_bounds__(kThreads) SampleKernel(const float* logits, int64_t vocab,
+// Logits are read in their own dtype and widened to fp32 in registers (exact), so a bf16 model's
+// logits need no fp32 copy of the batch x vocabulary matrix first.
+template <typename L>
+struct Row {
+  const L* p;
+  __device__ __forceinline__ float operator[](int i) const { return ToFloat(p[i]); }
+};
+
+template <typename L>
+__global__ void __launch_bounds__(kThreads) SampleKernel(const L* logits, int64_t vocab,
                                                          const SampleRowParams* params,
                                                          int32_t* tokens, float* logprobs) {
   __shared__ float fbuf[33];
   __shared__ int ibuf[33];
   const int64_t r = blockIdx.x;
-  const float* l = logits + r * vocab;
+  const Row<L> l{logits + r * vocab};
   const SampleRowParams p = params[r];
   const int n = static_cast<int>(vocab);
 
@@ -155,12 +164,24 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(const float* logits, in
 
 }  // namespace
 
-void SampleRows(const float* logits, int64_t rows, int64_t vocab, const SampleRowParams* params,
+void SampleRows(Dtype dtype, const void* logits, int64_t rows, int64_t vocab, const SampleRowParams* params,
                 int32_t* tokens, float* logprobs, void* stream) {
   if (rows == 0) return;
   if (vocab <= 0 || vocab >= INT_MAX) throw std::runtime_error("SampleRows: bad vocabulary size");
-  SampleKernel<<<static_cast<unsigned>(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      logits, vocab, params, tokens, logprobs);
+  const auto s = static_cast<cudaStream_t>(stream);
+  const auto grid = static_cast<unsigned>(rows);
+  switch (dtype) {
+    case Dtype::kF32:
+      SampleKernel<float><<<grid, kThreads, 0, s>>>(static_cast<const float*>(logits), vocab, params, tokens, logprobs);
+      break;
+    case Dtype::kF16:
+      SampleKernel<__half><<<grid, kThreads, 0, s>>>(static_cast<const __half*>(logits), vocab, params, tokens, logprobs);
+      break;
+    case Dtype::kBF16:
+      SampleKernel<__nv_bfloat16><<<grid, kThreads, 0, s>>>(static_cast<const __nv_bfloat16*>(logits), vocab, params,
+                                                            tokens, logprobs);
+      break;
+  }
   CheckLaunch("SampleRows");
 }
 

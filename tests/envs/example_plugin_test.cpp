@@ -44,6 +44,37 @@ TEST(ExamplePluginTest, ReverseStringBuildsSeparatelyAndPlays) {
   }
 }
 
+// The long-tail option: about long_fraction of the tasks are longer than max_len, up to
+// long_max_len; the rest keep [min_len, max_len].
+TEST(ExamplePluginTest, LongFractionMakesALongTail) {
+  const std::string so =
+      testing::BuildExamplePlugin("reverse_string", "libreverse_string.so");
+  ASSERT_FALSE(so.empty());
+  auto env = Environment::Open(
+      {.plugin = so, .args = {{"min_len", 3}, {"max_len", 6}, {"long_fraction", 0.1}, {"long_max_len", 48}}});
+  ASSERT_TRUE(env.ok()) << env.status();
+  int long_tasks = 0, longest = 0;
+  const int n = 2000;
+  for (uint64_t seed = 0; seed < n; ++seed) {
+    auto task = (*env)->Reset(seed);
+    ASSERT_TRUE(task.ok()) << task.status();
+    const int len = static_cast<int>(task->hidden["target"].get<std::string>().size());
+    ASSERT_GE(len, 3);
+    ASSERT_LE(len, 48);
+    long_tasks += len > 6;
+    longest = std::max(longest, len);
+    auto step = (*env)->Step(*task->reference);
+    ASSERT_TRUE(step.ok()) << step.status();
+    EXPECT_EQ(step->reward, 1.0);
+  }
+  EXPECT_GT(long_tasks, n * 0.07);
+  EXPECT_LT(long_tasks, n * 0.13);
+  EXPECT_GE(longest, 40);
+  auto bad = Environment::Open({.plugin = so, .args = {{"max_len", 6}, {"long_max_len", 65}, {"long_fraction", 0.1}}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("long_max_len"), std::string::npos) << bad.status();
+}
+
 TEST(ExamplePluginTest, RejectsBadArgs) {
   const std::string so =
       testing::BuildExamplePlugin("reverse_string", "libreverse_string.so");

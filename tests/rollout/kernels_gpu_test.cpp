@@ -180,6 +180,28 @@ SampleResult SampleOne(const at::Tensor& logits_row, const SamplingParams& p, ui
   return Sample(logits_row.view({1, -1}), std::span(&row, 1));
 }
 
+// bf16 logits (what the engine's LM head returns) are read as they are: the same tokens and
+// logprobs as their exact fp32 widening, for greedy, filtered and plain draws.
+TEST(KernelsGpu, SamplingReadsBf16LogitsAsTheirWidening) {
+  REQUIRE_CUDA();
+  c10::InferenceMode guard;
+  at::manual_seed(5);
+  const int64_t r = 24, v = 151936;
+  at::Tensor bf = (at::randn({r, v}, at::kFloat) * 3).to(at::kCUDA).to(at::kBFloat16);
+  std::vector<SamplingParams> params(r);
+  std::vector<SampleRow> rows;
+  for (int64_t i = 0; i < r; ++i) {
+    params[i].temperature = i % 4 == 0 ? 0.0 : 0.7 + 0.1 * (i % 5);
+    if (i % 4 == 1) params[i].top_k = 50;
+    if (i % 4 == 2) params[i].top_p = 0.8;
+    rows.push_back({&params[i], 77 + static_cast<uint64_t>(i), i});
+  }
+  SampleResult a = Sample(bf, rows);
+  SampleResult b = Sample(bf.to(at::kFloat), rows);
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.logprobs, b.logprobs);
+}
+
 TEST(KernelsGpu, SamplingGreedyAndLogprobs) {
   REQUIRE_CUDA();
   c10::InferenceMode guard;

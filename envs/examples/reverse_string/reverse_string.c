@@ -5,9 +5,12 @@
  * ignored), otherwise the fraction of positions that match, times 0.5, so the policy gets a
  * gradient before it is exactly right.
  *
- * Config (env.args), all optional: {"min_len": 3, "max_len": 6, "alphabet": "abcdef"}.
- * The eval split holds the strings whose first character is the alphabet's last one; training
- * never sees them.
+ * Config (env.args), all optional: {"min_len": 3, "max_len": 6, "alphabet": "abcdef",
+ * "long_fraction": 0, "long_max_len": max_len}. Lengths are uniform in [min_len, max_len],
+ * except that a share `long_fraction` of the tasks is uniform in (max_len, long_max_len]: a
+ * long-tailed workload (most answers short, a few several times longer), since the answer is as
+ * long as the string. The eval split holds the strings whose first character is the alphabet's
+ * last one; training never sees them.
  *
  * The plugin needs no JSON library: it reads its config, options and hidden values with the
  * header-only helpers of <tidal/env_json.h> and writes its replies with snprintf. */
@@ -21,7 +24,8 @@
 #define MAX_LEN 64
 
 struct tidal_env {
-  int min_len, max_len;
+  int min_len, max_len, long_max_len;
+  double long_fraction;
   char alphabet[128];
   char target[MAX_LEN + 1]; /* the reversal the current episode expects */
   char out[1024];           /* owns the string returned by the last call (see the ABI) */
@@ -45,6 +49,8 @@ static int create(const char* config, tidal_env** out_env, const char** out_erro
   strcpy(env->alphabet, "abcdef");
   env->min_len = (int)tidal_json_int(config, "min_len", env->min_len);
   env->max_len = (int)tidal_json_int(config, "max_len", env->max_len);
+  env->long_max_len = (int)tidal_json_int(config, "long_max_len", env->max_len);
+  env->long_fraction = tidal_json_number(config, "long_fraction", 0.0);
   if (tidal_json_find(config, "alphabet") &&
       tidal_json_string(config, "alphabet", env->alphabet, sizeof env->alphabet) < 0) {
     free(env);
@@ -54,6 +60,12 @@ static int create(const char* config, tidal_env** out_env, const char** out_erro
   if (env->min_len < 1 || env->max_len > MAX_LEN || env->min_len > env->max_len) {
     free(env);
     *out_error = "args.min_len/max_len: need 1 <= min_len <= max_len <= 64";
+    return TIDAL_ENV_ERROR;
+  }
+  if (env->long_max_len < env->max_len || env->long_max_len > MAX_LEN || !(env->long_fraction >= 0.0) ||
+      env->long_fraction > 1.0) {
+    free(env);
+    *out_error = "args.long_max_len/long_fraction: need max_len <= long_max_len <= 64 and 0 <= long_fraction <= 1";
     return TIDAL_ENV_ERROR;
   }
   if (strlen(env->alphabet) < 2) {
@@ -75,6 +87,10 @@ static int reset(tidal_env* env, uint64_t seed, const char* options, const char*
   uint64_t state = seed;
   char word[MAX_LEN + 1];
   int len = env->min_len + (int)(splitmix(&state) % (uint64_t)(env->max_len - env->min_len + 1));
+  if (env->long_max_len > env->max_len &&
+      (double)(splitmix(&state) >> 11) * (1.0 / 9007199254740992.0) < env->long_fraction) {
+    len = env->max_len + 1 + (int)(splitmix(&state) % (uint64_t)(env->long_max_len - env->max_len));
+  }
   for (int i = 0; i < len; ++i) word[i] = env->alphabet[splitmix(&state) % k];
   word[len] = 0;
   /* The split is decided by the first character: force it into the requested side. */
