@@ -142,6 +142,27 @@ TEST(BroadcastPublisherTest, AMissingReceiverTimesOutAndIsReportedNotThrown) {
   EXPECT_TRUE(p.started.empty());  // receivers were never told to expect it
 }
 
+// A receiver that connected and then went away (its process died): the publisher's first
+// collective times out; the group is reported dead and dropped, Publish still returns OK.
+TEST(BroadcastPublisherTest, AReceiverThatDiesAfterConnectingFailsTheBroadcastNotThePublish) {
+  Publisher p(Options(absl::Milliseconds(500)), 1, 2, Base());
+  absl::Status joined = absl::UnknownError("not run");
+  std::thread rx([&] {
+    BroadcastSubscriber sub(Options(absl::Milliseconds(500)));
+    joined = sub.Join(GroupTicket{1, 1, 2, p.box.got.get()});
+  });  // the subscriber is gone before any bucket
+  absl::StatusOr<PublishStats> st = p.pub->Publish(5);
+  rx.join();
+  ASSERT_TRUE(joined.ok()) << joined;
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->bytes, 0);
+  ASSERT_EQ(p.outcomes.size(), 1u);
+  EXPECT_FALSE(p.outcomes[0].status.ok());
+  EXPECT_TRUE(p.outcomes[0].group_dead) << p.outcomes[0].status;
+  EXPECT_EQ(p.started, (std::vector<std::pair<int64_t, int64_t>>{{1, 5}}));  // receivers were told
+  EXPECT_EQ(p.pub->connected_epoch(), -1);
+}
+
 // TIDAL_FAULT_CORRUPT_BUCKET=V: the first broadcast of V carries a flipped byte; the receiver
 // refuses it (DataLoss, nothing to apply) and takes the resend on the same group.
 TEST(BroadcastPublisherTest, ACorruptBucketIsRefusedAndTheResendIsTaken) {
