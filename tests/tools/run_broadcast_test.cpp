@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/tools/run_fixture.h"
 #include "tests/tools/tidal_run.h"
 
 namespace {
@@ -39,20 +40,9 @@ metrics: {port: 0}
 control: {heartbeat_ms: 200, heartbeat_miss: 15}
 )";
 
-class RunBroadcastTest : public ::testing::Test {
+class RunBroadcastTest : public tidal::testing::RunFixture {
  protected:
-  void SetUp() override {
-    root_ = fs::path(TIDAL_BINARY_DIR) / "broadcast" / ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::create_directories(root_);
-    recipe_ = root_ / "tiny.yaml";
-    std::ofstream(recipe_) << kRecipe;
-  }
-  static void ExpectNoneUnaccounted(const json& s) {
-    ASSERT_TRUE(s.is_object()) << "no summary.json";
-    const json& p = s["prompts"];
-    EXPECT_EQ(p["unaccounted"], 0) << s.dump(2);
-    EXPECT_EQ(p["created"].get<int64_t>(), p["trained"].get<int64_t>() + p["dropped"].get<int64_t>()) << s.dump(2);
-  }
+  RunBroadcastTest() : RunFixture("broadcast", kRecipe) {}
   // Every version the trainer made reached the rollout worker by broadcast, none through the relay.
   static void ExpectBroadcastOnly(const json& s, int64_t min_versions) {
     const json& w = s["weight_sync"];
@@ -65,7 +55,6 @@ class RunBroadcastTest : public ::testing::Test {
   std::string WorkerLog(const TidalRun& run, int d) const {
     return ReadFile(run.dir() / "logs" / ("worker-" + std::to_string(d) + ".log"));
   }
-  fs::path root_, recipe_;
 };
 
 TEST_F(RunBroadcastTest, WeightsReachTheRolloutWorkerByBroadcastNotThroughTheController) {

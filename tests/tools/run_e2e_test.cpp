@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/tools/run_fixture.h"
 #include "tests/tools/tidal_run.h"
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -47,23 +48,9 @@ metrics: {port: 0}
 control: {heartbeat_ms: 200, heartbeat_miss: 15}
 )";
 
-class RunE2eTest : public ::testing::Test {
+class RunE2eTest : public tidal::testing::RunFixture {
  protected:
-  void SetUp() override {
-    root_ = fs::path(TIDAL_BINARY_DIR) / "e2e" /
-            ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::create_directories(root_);
-    recipe_ = root_ / "tiny.yaml";
-    std::ofstream(recipe_) << kTinyRecipe;
-  }
-  static void ExpectAllAccounted(const json& s, int64_t trained) {
-    ASSERT_TRUE(s.is_object());
-    const json& p = s["prompts"];
-    EXPECT_EQ(p["unaccounted"], 0) << s.dump(2);
-    EXPECT_EQ(p["trained"], trained) << s.dump(2);
-    EXPECT_EQ(p["created"].get<int64_t>(), p["trained"].get<int64_t>() + p["dropped"].get<int64_t>());
-  }
-  fs::path root_, recipe_;
+  RunE2eTest() : RunFixture("e2e", kTinyRecipe) {}
 };
 
 TEST_F(RunE2eTest, ShortRunCompletesWithEveryPromptAccounted) {
@@ -71,7 +58,7 @@ TEST_F(RunE2eTest, ShortRunCompletesWithEveryPromptAccounted) {
   ASSERT_EQ(run.Wait(90), 0) << run.Output();
   json s = run.Summary();
   EXPECT_EQ(s["steps"], 4);
-  ExpectAllAccounted(s, 4 * 4);
+  ExpectNoneUnaccounted(s, 4 * 4);
   EXPECT_GE(s["eval_accuracy_start"].get<double>(), 0.0);
   EXPECT_GE(s["eval_accuracy_end"].get<double>(), 0.0);
   EXPECT_EQ(run.Events("step").size(), 4u);
@@ -131,7 +118,7 @@ TEST_F(RunE2eTest, KilledRolloutWorkerIsRestartedWithCurrentWeights) {
   ASSERT_EQ(run.Wait(90), 0) << run.Output();
   json s = run.Summary();
   EXPECT_EQ(s["steps"], 10);
-  ExpectAllAccounted(s, 10 * 4);
+  ExpectNoneUnaccounted(s, 10 * 4);
   EXPECT_EQ(s["devices"][1]["restarts"], 1) << s.dump(2);
   auto died = run.Events("worker_died");
   ASSERT_EQ(died.size(), 1u);
@@ -155,7 +142,7 @@ TEST_F(RunE2eTest, CorruptWeightBucketIsRejectedAndOldVersionKept) {
   ASSERT_EQ(run.Wait(90), 0) << run.Output();
   json s = run.Summary();
   EXPECT_EQ(s["weight_sync"]["rejected"], 1) << s.dump(2);
-  ExpectAllAccounted(s, 4 * 4);
+  ExpectNoneUnaccounted(s, 4 * 4);
   auto rejected = run.Events("weight_rejected");
   ASSERT_EQ(rejected.size(), 1u);
   EXPECT_EQ(rejected[0]["version"], 5);
@@ -182,8 +169,8 @@ TEST_F(RunE2eTest, ElasticLendsTheTrainDeviceToRolloutOnSkewedLengths) {
   TidalRun el(recipe_, root_ / "elastic", with("elastic"));
   ASSERT_EQ(el.Wait(90), 0) << el.Output();
   json a = st.Summary(), b = el.Summary();
-  ExpectAllAccounted(a, 5 * 4);
-  ExpectAllAccounted(b, 5 * 4);
+  ExpectNoneUnaccounted(a, 5 * 4);
+  ExpectNoneUnaccounted(b, 5 * 4);
   // What elastic changes: the home-train device rolls out between train steps instead of idling.
   // Idle fractions are printed, not compared: this RL phase lasts ~0.1 s, and on a loaded 2-core
   // box the pool totals (whole run or RL phase) of the two policies land within run-to-run noise
@@ -226,7 +213,7 @@ TEST_F(RunE2eTest, ColocatedRunShardsTheTrainerOverBothDevices) {
                {"pool.policy=colocated", "train.steps=3", "checkpoint.every=0", "warmup.sft.steps=6"});
   ASSERT_EQ(run.Wait(90), 0) << run.Output();
   json s = run.Summary();
-  ExpectAllAccounted(s, 3 * 4);
+  ExpectNoneUnaccounted(s, 3 * 4);
   // Both devices trained and rolled out.
   for (const auto& d : s["devices"]) {
     EXPECT_GT(d["busy_train_s"].get<double>(), 0) << s.dump(2);
@@ -257,7 +244,7 @@ TEST_F(RunE2eTest, ColocatedInProcessWeightsSkipTheRelay) {
                {"pool.policy=colocated", "weight_sync.backend=inprocess", "train.steps=3", "checkpoint.every=0"});
   ASSERT_EQ(run.Wait(90), 0) << run.Output();
   json s = run.Summary();
-  ExpectAllAccounted(s, 3 * 4);
+  ExpectNoneUnaccounted(s, 3 * 4);
   EXPECT_EQ(s["weight_sync"]["bytes_relayed"], 0) << s.dump(2);
   EXPECT_EQ(s["weight_sync"]["rejected"], 0) << s.dump(2);
   EXPECT_GE(s["eval_accuracy_end"].get<double>(), 0.0) << "the final eval ran on in-process weights";

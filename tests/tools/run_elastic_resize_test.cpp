@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/tools/run_fixture.h"
 #include "tests/tools/tidal_run.h"
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -39,21 +40,9 @@ metrics: {port: 0}
 control: {heartbeat_ms: 200, heartbeat_miss: 15}
 )";
 
-class RunElasticResizeTest : public ::testing::Test {
+class RunElasticResizeTest : public tidal::testing::RunFixture {
  protected:
-  void SetUp() override {
-    root_ = fs::path(TIDAL_BINARY_DIR) / "e2e" / ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::create_directories(root_);
-    recipe_ = root_ / "resize.yaml";
-    std::ofstream(recipe_) << kRecipe;
-  }
-  static void ExpectAllAccounted(const json& s, int64_t trained) {
-    ASSERT_TRUE(s.is_object());
-    const json& p = s["prompts"];
-    EXPECT_EQ(p["unaccounted"], 0) << s.dump(2);
-    EXPECT_EQ(p["trained"], trained) << s.dump(2);
-    EXPECT_EQ(p["created"].get<int64_t>(), p["trained"].get<int64_t>() + p["dropped"].get<int64_t>());
-  }
+  RunElasticResizeTest() : RunFixture("e2e", kRecipe, "resize.yaml") {}
   // The train-group moves of a run's timeline (lend/recall lines left out).
   static std::vector<json> GroupMoves(const fs::path& dir) {
     std::vector<json> out;
@@ -63,7 +52,6 @@ class RunElasticResizeTest : public ::testing::Test {
     }
     return out;
   }
-  fs::path root_, recipe_;
 };
 
 // pool.elastic.plan fixes when: after step 2 the group grows to two devices, after step 4 it is
@@ -78,7 +66,7 @@ TEST_F(RunElasticResizeTest, PlannedGrowAndShrinkDuringARun) {
   const std::string trace = ReadFile(run.dir() / "elastic_trace.csv");
   EXPECT_EQ(std::count(trace.begin(), trace.end(), '\n'), 7) << trace;
   EXPECT_EQ(trace.rfind("step,train_tokens,train_device_seconds,", 0), 0u) << trace;
-  ExpectAllAccounted(s, 6 * 4);
+  ExpectNoneUnaccounted(s, 6 * 4);
   EXPECT_EQ(s["train_group"]["resizes"], 2) << s.dump(2);
   EXPECT_EQ(s["train_group"]["min"], 1);
   EXPECT_EQ(s["train_group"]["max"], 2);
@@ -161,7 +149,7 @@ TEST_F(RunElasticResizeTest, PolicyGrowsTheGroupWhenTrainingIsTheBottleneck) {
   ASSERT_EQ(run.Wait(120), 0) << run.Output();
   const json s = run.Summary();
   EXPECT_EQ(s["steps"], 5);
-  ExpectAllAccounted(s, 5 * 8);
+  ExpectNoneUnaccounted(s, 5 * 8);
   EXPECT_GE(s["train_group"]["resizes"].get<int>(), 1) << s.dump(2);
   EXPECT_GE(s["train_group"]["max"].get<int>(), 2);
   const std::vector<json> moves = GroupMoves(run.dir());

@@ -18,6 +18,7 @@
 
 #include "core/message.h"
 #include "core/messaging.h"
+#include "tests/tools/run_fixture.h"
 #include "tests/tools/tidal_run.h"
 
 namespace {
@@ -75,14 +76,9 @@ metrics: {port: 0}
 control: {heartbeat_ms: 200, heartbeat_miss: 15}
 )";
 
-class RunFaultsTest : public ::testing::Test {
+class RunFaultsTest : public tidal::testing::RunFixture {
  protected:
-  void SetUp() override {
-    root_ = fs::path(TIDAL_BINARY_DIR) / "faults" / ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::create_directories(root_);
-    recipe_ = root_ / "tiny.yaml";
-    std::ofstream(recipe_) << kTinyRecipe;
-  }
+  RunFaultsTest() : RunFixture("faults", kTinyRecipe) {}
   // Builds tests/envs/plugins/<source> into the test's directory, as users build plugins.
   std::string Plugin(const std::string& source) {
     const std::string out = (root_ / ("lib" + fs::path(source).stem().string() + ".so")).string();
@@ -91,14 +87,6 @@ class RunFaultsTest : public ::testing::Test {
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
     return out;
   }
-  // Every created prompt was trained on or dropped with a reason.
-  static void ExpectNoneUnaccounted(const json& s) {
-    ASSERT_TRUE(s.is_object()) << "no summary.json";
-    const json& p = s["prompts"];
-    EXPECT_EQ(p["unaccounted"], 0) << s.dump(2);
-    EXPECT_EQ(p["created"].get<int64_t>(), p["trained"].get<int64_t>() + p["dropped"].get<int64_t>()) << s.dump(2);
-  }
-  fs::path root_, recipe_;
 };
 
 // Row "reward of 1e308 / -1e308 / NaN text": each such trajectory fails with a reason naming
