@@ -3,21 +3,22 @@
 // train rank 0 to the engine by NCCL in bf16, nothing through the controller's relay; a corrupt
 // bucket is refused and resent. Skipped without two CUDA devices.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cstdlib>
+#include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "core/cuda_devices.h"
-#include "core/remove_tree.h"
+#include "tests/tools/tidal_run.h"
 
 namespace {
 
+namespace fs = std::filesystem;
 using nlohmann::json;
+using tidal::testing::ReadFile;
+using tidal::testing::TidalRun;
 
 constexpr char kRecipe[] = R"(
 name: gpu-broadcast-e2e
@@ -33,28 +34,20 @@ control: {heartbeat_ms: 200, heartbeat_miss: 25, budget: {weight_resends: 2}}
 metrics: {port: 0}
 )";
 
-std::string Slurp(const std::string& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs the recipe with `env` prepended to the command; returns the exit code.
-int RunRecipe(const std::string& dir, const std::string& env) {
-  (void)tidal::RemoveTree(dir);
-  const std::string recipe = dir + ".yaml";
+// The recipe file beside the run directory `dir`.
+fs::path WriteRecipe(const fs::path& dir) {
+  fs::create_directories(dir.parent_path());
+  const fs::path recipe = dir.string() + ".yaml";
   std::ofstream(recipe) << kRecipe;
-  const std::string cmd = env + " timeout 280 " + TIDAL_BIN + " run " + recipe + " run_dir=" + dir + " --quiet > " +
-                          dir + ".out 2>&1";
-  return std::system(cmd.c_str());
+  return recipe;
 }
 
 TEST(RunBroadcastGpu, TwoGpuStaticRunTakesEveryVersionByNccl) {
   if (tidal::CudaDeviceCount() < 2) GTEST_SKIP() << "needs two CUDA devices";
-  const std::string dir = std::string(TIDAL_BINARY_DIR) + "/gpu_broadcast_e2e_" + std::to_string(getpid());
-  ASSERT_EQ(RunRecipe(dir, ""), 0) << Slurp(dir + ".out") << "\n--- worker 1:\n" << Slurp(dir + "/logs/worker-1.log");
-  json s = json::parse(Slurp(dir + "/summary.json"));
+  const fs::path dir = fs::path(TIDAL_BINARY_DIR) / "gpu_broadcast" / "static";
+  TidalRun run(WriteRecipe(dir), dir, {});
+  ASSERT_EQ(run.Wait(280), 0) << run.Output() << "\n--- worker 1:\n" << ReadFile(dir / "logs" / "worker-1.log");
+  json s = run.Summary();
   EXPECT_EQ(s["steps"], 4);
   EXPECT_EQ(s["prompts"]["unaccounted"], 0) << s.dump(2);
   EXPECT_EQ(s["weight_sync"]["transport"], "nccl") << s.dump(2);
@@ -62,19 +55,20 @@ TEST(RunBroadcastGpu, TwoGpuStaticRunTakesEveryVersionByNccl) {
   EXPECT_GE(s["weight_sync"]["versions"].get<int64_t>(), 5) << s.dump(2);
   EXPECT_GT(s["weight_sync"]["bytes_broadcast"].get<int64_t>(), 0) << s.dump(2);
   EXPECT_EQ(s["weight_sync"]["rejected"], 0) << s.dump(2);
-  EXPECT_NE(Slurp(dir + "/logs/worker-1.log").find("applied (broadcast, epoch"), std::string::npos);
+  EXPECT_NE(ReadFile(dir / "logs" / "worker-1.log").find("applied (broadcast, epoch"), std::string::npos);
 }
 
 TEST(RunBroadcastGpu, ACorruptBucketIsRefusedOnTheGpuAndResent) {
   if (tidal::CudaDeviceCount() < 2) GTEST_SKIP() << "needs two CUDA devices";
-  const std::string dir = std::string(TIDAL_BINARY_DIR) + "/gpu_broadcast_corrupt_" + std::to_string(getpid());
+  const fs::path dir = fs::path(TIDAL_BINARY_DIR) / "gpu_broadcast" / "corrupt";
   // Warm-up versions 1..4; the second RL step publishes version 6.
-  ASSERT_EQ(RunRecipe(dir, "TIDAL_FAULT_CORRUPT_BUCKET=6"), 0) << Slurp(dir + ".out");
-  json s = json::parse(Slurp(dir + "/summary.json"));
+  TidalRun run(WriteRecipe(dir), dir, {}, {{"TIDAL_FAULT_CORRUPT_BUCKET", "6"}});
+  ASSERT_EQ(run.Wait(280), 0) << run.Output();
+  json s = run.Summary();
   EXPECT_EQ(s["steps"], 4);
   EXPECT_EQ(s["prompts"]["unaccounted"], 0) << s.dump(2);
   EXPECT_EQ(s["weight_sync"]["rejected"], 1) << s.dump(2);
-  EXPECT_NE(Slurp(dir + "/logs/controller.log").find("weight broadcast: resending version 6"), std::string::npos);
+  EXPECT_NE(ReadFile(dir / "logs" / "controller.log").find("weight broadcast: resending version 6"), std::string::npos);
 }
 
 }  // namespace
