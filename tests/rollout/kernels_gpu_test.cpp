@@ -11,6 +11,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "rollout/cuda/kernel_dtype.h"
 #include "rollout/cuda/kernels.h"
 #include "rollout/sampler.h"
 #endif
@@ -27,10 +28,6 @@ bool HaveCuda() { return at::hasCUDA() && at::cuda::device_count() > 0; }
   if (!HaveCuda()) GTEST_SKIP() << "no CUDA device"
 
 void* Stream() { return at::cuda::getCurrentCUDAStream().stream(); }
-
-cuda::Dtype ToKernel(at::ScalarType t) {
-  return t == at::kFloat ? cuda::Dtype::kF32 : t == at::kHalf ? cuda::Dtype::kF16 : cuda::Dtype::kBF16;
-}
 
 struct AttnCase {
   at::ScalarType dtype;
@@ -79,7 +76,7 @@ void CheckAttention(const AttnCase& c) {
   at::Tensor t_len = at::tensor(kv_len, at::kInt).to(at::kCUDA);
   at::Tensor out = at::full({tokens + 1, hq, d}, 7.0, dev.dtype(c.dtype));
   cuda::PagedAttentionArgs a;
-  a.dtype = ToKernel(c.dtype);
+  a.dtype = cuda::KernelDtype(c.dtype);
   a.q = qp.data_ptr();
   a.k_cache = kc.data_ptr();
   a.v_cache = vc.data_ptr();
