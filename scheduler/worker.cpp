@@ -115,6 +115,8 @@ class Worker {
   // The broadcast transport (weight_transport nccl): the layout and limits both sides plan the
   // same way, and the receiver's step-boundary check (applies a verified version, reports).
   absl::StatusOr<weight_sync::BroadcastOptions> BroadcastOptions() const;
+  // weight_sync.bucket_mb in bytes (at least 1 MiB): the bucket size of every transport.
+  int64_t BucketBytes() const { return std::max<int64_t>(1, recipe_.weight_sync.bucket_mb) << 20; }
   absl::Status OnWeightGroupJoin(const WeightGroupJoin& m);
   void PollBroadcast();
   // Waits (up to weight_sync.timeout_s) until the version in flight, if any, has its outcome and
@@ -274,7 +276,6 @@ absl::Status Worker::MakeTransport() {
     case weight_sync::TransportKind::kZmq: {
       // Collective: uniform across train ranks (all of them host engines, or none does). A send
       // that fails is logged (Send) and the relay never completes that version.
-      const int64_t bucket_bytes = std::max<int64_t>(1, recipe_.weight_sync.bucket_mb) << 20;
       weight_sync::ZmqTransport::LocalInstall local;
       if (rollout_) {
         local = [this](const NamedTensors& w, int64_t version) {
@@ -284,7 +285,7 @@ absl::Status Worker::MakeTransport() {
       }
       transport_ = std::make_unique<weight_sync::ZmqTransport>(
           [this] { return train_->FullWeights(/*all_ranks=*/rollout_ != nullptr); }, train_->rank() == 0,
-          bucket_bytes,
+          BucketBytes(),
           [this](const weight_sync::WeightBucket& header, Payload bytes) {
             Send(header, {std::move(bytes)});
             return absl::OkStatus();
@@ -333,8 +334,7 @@ absl::StatusOr<weight_sync::BroadcastOptions> Worker::BroadcastOptions() const {
   weight_sync::BroadcastOptions o;
   o.device = device_;
   o.timeout = absl::Seconds(recipe_.weight_sync.timeout_s);
-  const int64_t bucket_bytes = std::max<int64_t>(1, recipe_.weight_sync.bucket_mb) << 20;
-  TIDAL_ASSIGN_OR_RETURN(o.layout, weight_sync::PlanBuckets(ParamSpecs(model_config_), bucket_bytes));
+  TIDAL_ASSIGN_OR_RETURN(o.layout, weight_sync::PlanBuckets(ParamSpecs(model_config_), BucketBytes()));
   return o;
 }
 
