@@ -11,8 +11,10 @@
 namespace tidal::cuda {
 namespace {
 
-// RMSNorm: one block per row, a row slice of up to kRegFloats values per thread held in
-// registers between the reduction and the write, so x is read once.
+// RMSNorm: one block per row, a row slice of up to kMaxVec vectors of VEC values per thread held
+// in registers between the reduction and the write, so x is read once. kMaxVec is the fewest
+// that cover the row (1 up to 256 * VEC columns), so short rows do not pay registers (and
+// occupancy) for the longest.
 constexpr int kNormThreads = 256;
 constexpr int kRegFloats = 32;
 static_assert(kNormThreads * kRegFloats == kMaxRmsNormHidden);
@@ -31,11 +33,11 @@ __device__ __forceinline__ float BlockSum(float v, float* smem) {
   return total;
 }
 
-template <typename T, int VEC>
+template <typename T, int VEC, int kMaxVec>
 __global__ void __launch_bounds__(kNormThreads)
     RmsNormForwardKernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
                          float* __restrict__ rstd, int64_t rows, int hidden, float eps) {
-  constexpr int kMaxVec = kRegFloats / VEC;
+  static_assert(kMaxVec * VEC <= kRegFloats);
   __shared__ float smem[kNormThreads / 32];
   const int nvec = hidden / VEC;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
@@ -76,12 +78,12 @@ __global__ void __launch_bounds__(kNormThreads)
 //   dx = r * g - x * r^3 * sum(g * x) / hidden;  dw = sum over rows of round(dy * round(x r)).
 // Each block walks rows blockIdx.x, +gridDim.x, ... and keeps its dw partial sums in registers
 // (a thread owns the same columns on every row) until it writes them to partial[blockIdx.x].
-template <typename T, int VEC>
+template <typename T, int VEC, int kMaxVec>
 __global__ void __launch_bounds__(kNormThreads)
     RmsNormBackwardKernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ w,
                           const float* __restrict__ rstd, T* __restrict__ dx,
                           float* __restrict__ partial, int64_t rows, int hidden) {
-  constexpr int kMaxVec = kRegFloats / VEC;
+  static_assert(kMaxVec * VEC <= kRegFloats);
   __shared__ float smem[kNormThreads / 32];
   const int nvec = hidden / VEC;
   float acc[kMaxVec][VEC];
@@ -293,19 +295,25 @@ void RmsNormForward(FusedDtype dtype, const void* x, const void* weight, void* y
     const T* xp = static_cast<const T*>(x);
     const T* wp = static_cast<const T*>(weight);
     T* yp = static_cast<T*>(y);
+    const int h = static_cast<int>(hidden);
     if (hidden % kVec == 0 && Aligned16(x) && Aligned16(weight) && Aligned16(y)) {
-      RmsNormForwardKernel<T, kVec><<<grid, NormThreads(hidden / kVec), 0, s>>>(xp, wp, yp, rstd, rows,
-                                                                                 static_cast<int>(hidden), eps);
+      const int threads = NormThreads(hidden / kVec);
+      if (hidden <= kNormThreads * kVec) {
+        RmsNormForwardKernel<T, kVec, 1><<<grid, threads, 0, s>>>(xp, wp, yp, rstd, rows, h, eps);
+      } else {
+        RmsNormForwardKernel<T, kVec, kRegFloats / kVec><<<grid, threads, 0, s>>>(xp, wp, yp, rstd, rows, h, eps);
+      }
     } else {
-      RmsNormForwardKernel<T, 1><<<grid, NormThreads(hidden), 0, s>>>(xp, wp, yp, rstd, rows,
-                                                                     static_cast<int>(hidden), eps);
+      RmsNormForwardKernel<T, 1, kRegFloats><<<grid, NormThreads(hidden), 0, s>>>(xp, wp, yp, rstd, rows, h, eps);
     }
   });
   CheckLaunch("RmsNormForward");
 }
 
 int64_t RmsNormBackwardBlocks(int64_t rows, int sm_count) {
-  return std::max<int64_t>(1, std::min<int64_t>(rows, int64_t{4} * std::max(sm_count, 1)));
+  // Enough resident blocks per SM to keep loads in flight (each walks its rows one at a time);
+  // the partial buffer is blocks * hidden fp32 (6.5 MB for 132 SMs and hidden 1536).
+  return std::max<int64_t>(1, std::min<int64_t>(rows, int64_t{8} * std::max(sm_count, 1)));
 }
 
 void RmsNormBackward(FusedDtype dtype, const void* dy, const void* x, const void* weight,
@@ -330,12 +338,18 @@ void RmsNormBackward(FusedDtype dtype, const void* dy, const void* x, const void
     const T* wp = static_cast<const T*>(weight);
     T* dxp = static_cast<T*>(dx);
     if (rows > 0) {
+      const int h = static_cast<int>(hidden);
       if (hidden % kVec == 0 && Aligned16(dy) && Aligned16(x) && Aligned16(weight) && Aligned16(dx)) {
-        RmsNormBackwardKernel<T, kVec><<<grid, NormThreads(hidden / kVec), 0, s>>>(
-            dyp, xp, wp, rstd, dxp, part, rows, static_cast<int>(hidden));
+        const int threads = NormThreads(hidden / kVec);
+        if (hidden <= kNormThreads * kVec) {
+          RmsNormBackwardKernel<T, kVec, 1><<<grid, threads, 0, s>>>(dyp, xp, wp, rstd, dxp, part, rows, h);
+        } else {
+          RmsNormBackwardKernel<T, kVec, kRegFloats / kVec><<<grid, threads, 0, s>>>(dyp, xp, wp, rstd, dxp, part,
+                                                                                     rows, h);
+        }
       } else {
-        RmsNormBackwardKernel<T, 1><<<grid, NormThreads(hidden), 0, s>>>(dyp, xp, wp, rstd, dxp, part, rows,
-                                                                        static_cast<int>(hidden));
+        RmsNormBackwardKernel<T, 1, kRegFloats><<<grid, NormThreads(hidden), 0, s>>>(dyp, xp, wp, rstd, dxp, part,
+                                                                                      rows, h);
       }
       CheckLaunch("RmsNormBackward");
     } else if (part != nullptr) {

@@ -10,11 +10,6 @@
 namespace tidal::rollout::cuda {
 namespace {
 
-template <typename T>
-__device__ __forceinline__ float Round(float x) {
-  return ToFloat(FromFloat<T>(x));
-}
-
 constexpr int kNormThreads = 256;
 
 template <typename T>
