@@ -1,4 +1,5 @@
-// Device helpers shared by the rollout kernels: element conversion and launch checks.
+// Device helpers shared by every CUDA kernel in tidal (rollout engine, trainer, core): element
+// conversion and launch checks.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -8,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace tidal::rollout::cuda {
+namespace tidal::cuda {
 
 __device__ __forceinline__ float ToFloat(float x) { return x; }
 __device__ __forceinline__ float ToFloat(__half x) { return __half2float(x); }
@@ -37,4 +38,4 @@ inline void CheckLaunch(const char* kernel) {
   }
 }
 
-}  // namespace tidal::rollout::cuda
+}  // namespace tidal::cuda
