@@ -44,10 +44,12 @@ TEST_F(TokenHeadGpu, KernelsMatchTheCpuMathForEveryDtypeAndRowShape) {
         EXPECT_TRUE(at::allclose(st.entropy.cpu(), ref.entropy, 1e-4, 1e-4)) << where;
         EXPECT_TRUE(at::allclose(st.lse.cpu(), ref.lse, 1e-4, 1e-4)) << where;
         TokenHeadBackwardInPlace(gl, targets.to(dev), st, g_lp.to(dev), g_ent.to(dev), temperature);
-        // The gradient is rounded once to the logits' dtype: compare within that rounding.
+        // The gradient is rounded once to the logits' dtype: compare within that rounding. The
+        // absolute term covers fp32 exp / logsumexp differences at |z| ~ 40 (the peaked row at
+        // T = 0.6): p there carries ~ulp(40) = 4e-6 of absolute error on either side.
         const double tol = dt == at::kFloat ? 1e-6 : dt == at::kHalf ? 2e-3 : 1.6e-2;
         at::Tensor diff = (gl.cpu().to(at::kFloat) - ref_grad).abs();
-        at::Tensor bound = ref_grad.abs() * tol + 1e-6;
+        at::Tensor bound = ref_grad.abs() * tol + 3e-5;
         EXPECT_TRUE((diff <= bound).all().item<bool>()) << where << " worst " << (diff - bound).max().item<float>();
       }
     }
