@@ -33,4 +33,11 @@ absl::StatusOr<std::unique_ptr<CommWork>> Communicator::AllGatherAsync(const at:
   return std::unique_ptr<CommWork>(new DoneWork(absl::OkStatus()));
 }
 
+absl::StatusOr<std::unique_ptr<CommWork>> Communicator::ReduceScatterAsync(const at::Tensor& input,
+                                                                           const at::Tensor& output, ReduceOp op) {
+  absl::Status s = ReduceScatter(input, output, op);
+  if (!s.ok()) return s;
+  return std::unique_ptr<CommWork>(new DoneWork(absl::OkStatus()));
+}
+
 }  // namespace tidal

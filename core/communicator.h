@@ -73,6 +73,10 @@ class Communicator {
   // rank issues the same sequence of collectives, async ones included.
   virtual absl::StatusOr<std::unique_ptr<CommWork>> AllGatherAsync(const at::Tensor& input,
                                                                    const at::Tensor& output);
+  // The reduce-scatter counterpart (FSDP: a layer's gradients reduce while the next layer's
+  // backward computes), with the same completion rules as AllGatherAsync.
+  virtual absl::StatusOr<std::unique_ptr<CommWork>> ReduceScatterAsync(const at::Tensor& input,
+                                                                       const at::Tensor& output, ReduceOp op);
 };
 
 }  // namespace tidal

@@ -270,13 +270,13 @@ class NcclCommunicator final : public Communicator {
   }
 
   absl::Status ReduceScatter(const at::Tensor& input, const at::Tensor& output, ReduceOp op) override {
-    if (input.numel() != output.numel() * o_.world_size || input.scalar_type() != output.scalar_type()) {
-      return absl::InvalidArgumentError(absl::StrCat(name_, ": reduce_scatter input must hold world_size x output"));
-    }
-    TIDAL_ASSIGN_OR_RETURN(ncclDataType_t t, NcclType(input.scalar_type()));
-    return Run("reduce_scatter", {input, output}, nullptr, [&](ncclComm_t c, cudaStream_t s) {
-      return ncclReduceScatter(input.data_ptr(), output.data_ptr(), output.numel(), t, NcclOp(op), c, s);
-    });
+    return ReduceScatterImpl(input, output, op, nullptr);
+  }
+  absl::StatusOr<std::unique_ptr<CommWork>> ReduceScatterAsync(const at::Tensor& input, const at::Tensor& output,
+                                                               ReduceOp op) override {
+    std::unique_ptr<CommWork> work;
+    TIDAL_RETURN_IF_ERROR(ReduceScatterImpl(input, output, op, &work));
+    return work;
   }
 
   absl::Status AllReduce(const at::Tensor& tensor, ReduceOp op) override {
@@ -355,6 +355,17 @@ class NcclCommunicator final : public Communicator {
     TIDAL_ASSIGN_OR_RETURN(ncclDataType_t t, NcclType(input.scalar_type()));
     return Run("all_gather", {input, output}, work, [&](ncclComm_t c, cudaStream_t s) {
       return ncclAllGather(input.data_ptr(), output.data_ptr(), input.numel(), t, c, s);
+    });
+  }
+
+  absl::Status ReduceScatterImpl(const at::Tensor& input, const at::Tensor& output, ReduceOp op,
+                                 std::unique_ptr<CommWork>* work) {
+    if (input.numel() != output.numel() * o_.world_size || input.scalar_type() != output.scalar_type()) {
+      return absl::InvalidArgumentError(absl::StrCat(name_, ": reduce_scatter input must hold world_size x output"));
+    }
+    TIDAL_ASSIGN_OR_RETURN(ncclDataType_t t, NcclType(input.scalar_type()));
+    return Run("reduce_scatter", {input, output}, work, [&](ncclComm_t c, cudaStream_t s) {
+      return ncclReduceScatter(input.data_ptr(), output.data_ptr(), output.numel(), t, NcclOp(op), c, s);
     });
   }
 

@@ -126,35 +126,50 @@ at::Tensor PackedPositions(const at::Tensor& cu_seqlens, int64_t total_tokens) {
   return at::arange(total_tokens, cu.options()) - start_of_token;
 }
 
+PackedBounds MakePackedBounds(const at::Tensor& cu_seqlens, int64_t total_tokens, at::Device device) {
+  // Boundaries are read on the host: free for a CPU cu_seqlens (Model::Hidden passes one), one
+  // sync otherwise.
+  PackedBounds out;
+  out.cu_host = cu_seqlens.to(at::kCPU, at::kLong).contiguous();
+  const int64_t* b = out.cu_host.data_ptr<int64_t>();
+  const int64_t n = out.cu_host.numel() - 1;
+  TORCH_CHECK(n >= 0 && b[0] == 0 && b[n] == total_tokens, "cu_seqlens must start at 0 and end at T=", total_tokens,
+              ", got ", cu_seqlens);
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK(b[i + 1] >= b[i], "cu_seqlens must be non-decreasing, got ", cu_seqlens);
+    out.max_len = std::max(out.max_len, b[i + 1] - b[i]);
+  }
+  if (device.is_cuda()) out.cu_device = out.cu_host.to(device, at::kInt);
+  return out;
+}
+
 at::Tensor VarlenCausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                  const at::Tensor& cu_seqlens) {
+  return VarlenCausalAttention(q, k, v, MakePackedBounds(cu_seqlens, q.size(0), q.device()));
+}
+
+at::Tensor VarlenCausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 const PackedBounds& bounds) {
   TORCH_CHECK(q.dim() == 3 && k.dim() == 3 && v.dim() == 3, "attention expects [T, H, D] inputs");
   TORCH_CHECK(k.sizes() == v.sizes(), "k and v shapes differ: ", k.sizes(), " vs ", v.sizes());
   TORCH_CHECK(q.size(0) == k.size(0) && q.size(2) == k.size(2), "q ", q.sizes(), " and k ",
               k.sizes(), " disagree on tokens or head_dim");
   const int64_t hq = q.size(1), hkv = k.size(1), t = q.size(0);
   TORCH_CHECK(hq % hkv == 0, "query heads ", hq, " not a multiple of kv heads ", hkv);
-  // Boundaries are read on the host: free for a CPU cu_seqlens (Model::Hidden passes one), one
-  // sync otherwise.
-  at::Tensor cu = cu_seqlens.to(at::kCPU, at::kLong).contiguous();
-  const int64_t* b = cu.data_ptr<int64_t>();
-  const int64_t n = cu.numel() - 1;
-  TORCH_CHECK(n >= 0 && b[0] == 0 && b[n] == t, "cu_seqlens must start at 0 and end at T=", t,
-              ", got ", cu_seqlens);
+  const int64_t* b = bounds.cu_host.data_ptr<int64_t>();
+  const int64_t n = bounds.cu_host.numel() - 1;
+  TORCH_CHECK(b[n] == t, "packed bounds end at ", b[n], ", attention has T=", t);
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(2)));
-  int64_t max_len = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    TORCH_CHECK(b[i + 1] >= b[i], "cu_seqlens must be non-decreasing, got ", cu_seqlens);
-    max_len = std::max(max_len, b[i + 1] - b[i]);
-  }
   // CUDA half/bf16: one varlen flash-attention call over the whole pack (GQA-native, with
   // autograd) instead of a launch per sequence.
   const bool flash = q.is_cuda() && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf) &&
                      k.scalar_type() == q.scalar_type() && q.size(2) % 8 == 0 && q.size(2) <= 256 && t > 0;
   if (flash) {
-    at::Tensor cu32 = cu.to(q.device(), at::kInt);
+    const at::Tensor cu32 = bounds.cu_device.defined() && bounds.cu_device.device() == q.device()
+                                ? bounds.cu_device
+                                : bounds.cu_host.to(q.device(), at::kInt);
     return std::get<0>(at::_flash_attention_forward(q.contiguous(), k.contiguous(), v.contiguous(), cu32,
-                                                    cu32, max_len, max_len, /*dropout_p=*/0.0,
+                                                    cu32, bounds.max_len, bounds.max_len, /*dropout_p=*/0.0,
                                                     /*is_causal=*/true, /*return_debug_mask=*/false,
                                                     scale));
   }

@@ -54,6 +54,16 @@ at::Tensor RopeInvFreq(const ModelConfig& c, at::Device device = at::kCPU);
 // Causal attention inside each packed sequence, GQA-aware; reference and training path.
 at::Tensor VarlenCausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                  const at::Tensor& cu_seqlens);
+// A packed batch's sequence boundaries, validated and read on the host once, for every layer's
+// attention call: the overload below then needs no device->host copy (a sync) per layer.
+struct PackedBounds {
+  at::Tensor cu_host;    // [B+1] int64 on the CPU
+  at::Tensor cu_device;  // [B+1] int32 on `device` (flash attention's layout); undefined on CPU
+  int64_t max_len = 0;
+};
+PackedBounds MakePackedBounds(const at::Tensor& cu_seqlens, int64_t total_tokens, at::Device device);
+at::Tensor VarlenCausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 const PackedBounds& bounds);
 // Positions [T] restarting at 0 at each cu_seqlens boundary.
 at::Tensor PackedPositions(const at::Tensor& cu_seqlens, int64_t total_tokens);
 

@@ -10,7 +10,7 @@
 
 #include <cmath>
 
-#include "rollout/cuda/kernel_dtype.h"
+#include "core/cuda/kernel_dtype.h"
 #include "rollout/cuda/kernels.h"
 #include "rollout/model_runner.h"
 
@@ -41,7 +41,7 @@ int64_t ModelRunner::FreeDeviceBytes(at::Device device) {
 
 void ModelRunner::InitCuda() {
   const int64_t group = model_.num_attention_heads / model_.num_key_value_heads;
-  if (!cuda::KernelSupports(dtype_) ||
+  if (!tidal::cuda::KernelSupports(dtype_) ||
       !cuda::PagedAttentionSupports(model_.HeadDim(), group) ||
       model_.num_key_value_heads * model_.HeadDim() * c10::elementSize(dtype_) % 16 != 0) {
     return;  // the LibTorch path serves shapes the kernels are not instantiated for
@@ -141,7 +141,7 @@ at::Tensor ModelRunner::CudaAttention(int64_t layer, const at::Tensor& q_in, con
   at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
   const int64_t t = q.size(0);
   void* stream = at::cuda::getCurrentCUDAStream().stream();
-  const cuda::Dtype dt = cuda::KernelDtype(kc.scalar_type());
+  const cuda::Dtype dt = tidal::cuda::KernelDtype(kc.scalar_type());
   cuda::KvAppend(dt, k.data_ptr(), v.data_ptr(), kc.data_ptr(), vc.data_ptr(),
                  slot_mapping_.data_ptr<int64_t>(), t, model_.num_key_value_heads,
                  model_.HeadDim(), stream);
@@ -153,7 +153,7 @@ at::Tensor ModelRunner::AttendCached(int64_t layer, const at::Tensor& q) {
   const at::Tensor& vc = v_cache_[layer];
   at::Tensor out = at::empty_like(q);
   cuda::PagedAttentionArgs a;
-  a.dtype = cuda::KernelDtype(kc.scalar_type());
+  a.dtype = tidal::cuda::KernelDtype(kc.scalar_type());
   a.q = q.data_ptr();
   a.k_cache = kc.data_ptr();
   a.v_cache = vc.data_ptr();
@@ -188,7 +188,7 @@ at::Tensor ModelRunner::ForwardCudaFused(int64_t tokens, int64_t rows) {
   //   x = norm(h); q,k,v = proj(x); rope + append; o = attn; h += o_proj(o); x = norm(h);
   //   h += down(silu(gate(x)) * up(x)); the next layer's (or the final) norm of h.
   void* stream = at::cuda::getCurrentCUDAStream().stream();
-  const cuda::Dtype dt = cuda::KernelDtype(dtype_);
+  const cuda::Dtype dt = tidal::cuda::KernelDtype(dtype_);
   const int64_t hidden = model_.hidden_size, hq = model_.num_attention_heads,
                 hkv = model_.num_key_value_heads, d = model_.HeadDim();
   const float eps = static_cast<float>(model_.rms_norm_eps);

@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "rollout/cuda/kernel_dtype.h"
+#include "core/cuda/kernel_dtype.h"
 #include "rollout/cuda/kernels.h"
 #include "rollout/sampler.h"
 
@@ -20,9 +20,9 @@ SampleResult SampleOnDevice(const at::Tensor& logits_in, std::span<const SampleR
   c10::cuda::CUDAGuard guard(logits_in.device());
   // The kernel reads fp32, fp16 and bf16 logits as they are (widening is exact); other dtypes
   // are converted first.
-  const bool native = cuda::KernelSupports(logits_in.scalar_type());
+  const bool native = tidal::cuda::KernelSupports(logits_in.scalar_type());
   at::Tensor logits = (native ? logits_in : logits_in.to(at::kFloat)).contiguous();
-  const cuda::Dtype dtype = cuda::KernelDtype(logits.scalar_type());
+  const cuda::Dtype dtype = tidal::cuda::KernelDtype(logits.scalar_type());
   std::vector<cuda::SampleRowParams> params(r);
   for (int64_t i = 0; i < r; ++i) {
     const SamplingParams& p = *rows[i].params;

@@ -3,6 +3,8 @@
 #include <c10/core/GradMode.h>
 
 #include <chrono>
+#include <deque>
+#include <tuple>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -11,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/clock.h"
 #include "core/cuda_devices.h"
+#include "trainer/token_head.h"
 
 namespace tidal::trainer {
 namespace {
@@ -110,7 +113,6 @@ absl::StatusOr<std::unique_ptr<ShardedModel>> ShardedModel::Create(const ModelCo
     grp.shard = grp.padded / w;
     const int64_t lo = r * grp.shard, hi = lo + grp.shard;
     at::Tensor master = at::zeros({grp.shard}, at::kFloat);
-    at::Tensor decay = at::zeros({grp.shard}, at::kFloat);
     for (const Slot& s : grp.params) {
       auto it = full.find(s.name);
       if (it == full.end()) return absl::InvalidArgumentError(absl::StrCat("initial weights lack ", s.name));
@@ -123,10 +125,15 @@ absl::StatusOr<std::unique_ptr<ShardedModel>> ShardedModel::Create(const ModelCo
       if (a >= b) continue;
       at::Tensor src = it->second.detach().reshape({-1}).narrow(0, a - s.offset, b - a);
       master.narrow(0, a - lo, b - a).copy_(src.to(at::kCPU, at::kFloat));
-      if (s.shape.size() >= 2) decay.narrow(0, a - lo, b - a).fill_(1.0);
+      // Slots are in offset order, so adjacent slots of the same kind extend one run.
+      auto& runs = s.shape.size() >= 2 ? grp.decay_runs : grp.plain_runs;
+      if (!runs.empty() && runs.back().first + runs.back().second == a - lo) {
+        runs.back().second += b - a;
+      } else {
+        runs.emplace_back(a - lo, b - a);
+      }
     }
     grp.master = master.to(f32);
-    grp.decay_mask = decay.to(f32);
     grp.exp_avg = at::zeros({grp.shard}, f32);
     grp.exp_avg_sq = at::zeros({grp.shard}, f32);
     grp.grad = at::zeros({grp.shard}, f32);
@@ -157,28 +164,35 @@ NamedTensors ShardedModel::Leaves(int g, const at::Tensor& flat) const {
   return out;
 }
 
-void ShardedModel::ReduceScatterGrads(int g, const NamedTensors& leaves) {
+ShardedModel::PendingReduce ShardedModel::StartReduceScatter(int g, const NamedTensors& leaves) {
   Group& grp = groups_[g];
-  at::Tensor flat = at::zeros({grp.padded}, grp.master.options().dtype(options_.reduce_dtype));
+  at::Tensor flat = at::empty({grp.padded}, grp.master.options().dtype(options_.reduce_dtype));
+  int64_t filled = 0;  // slots are in offset order: zero only the gaps (missing grads, padding)
   for (const Slot& s : grp.params) {
     auto it = leaves.find(s.name);
-    if (it == leaves.end()) continue;
-    const at::Tensor& gr = it->second.grad();
-    if (gr.defined()) flat.narrow(0, s.offset, s.numel).copy_(gr.reshape({-1}));
+    const at::Tensor gr = it == leaves.end() ? at::Tensor() : it->second.grad();
+    if (s.offset > filled) flat.narrow(0, filled, s.offset - filled).zero_();
+    if (gr.defined()) {
+      flat.narrow(0, s.offset, s.numel).copy_(gr.reshape({-1}));
+    } else {
+      flat.narrow(0, s.offset, s.numel).zero_();
+    }
+    filled = s.offset + s.numel;
   }
-  at::Tensor out = at::empty({grp.shard}, flat.options());
-  CheckOk(comm_->ReduceScatter(flat, out, ReduceOp::kSum));
-  grp.grad.add_(out.to(at::kFloat));
+  if (grp.padded > filled) flat.narrow(0, filled, grp.padded - filled).zero_();
+  PendingReduce p;
+  p.group = g;
+  p.out = at::empty({grp.shard}, flat.options());
+  auto work = comm_->ReduceScatterAsync(flat, p.out, ReduceOp::kSum);
+  CheckOk(work.status());
+  p.work = std::move(*work);
+  return p;
 }
 
-at::Tensor ShardedModel::HeadChunk(const at::Tensor& rows, const at::Tensor& lm_head, const at::Tensor& targets,
-                                   double temperature, bool with_entropy, at::Tensor* entropy) const {
-  // Matmul in the weights' dtype, softmax statistics in fp32 (as TokenLogprobsFromHidden).
-  at::Tensor logits = at::matmul(rows, lm_head.t()).to(at::kFloat);
-  if (temperature != 1.0) logits = logits / temperature;
-  at::Tensor logp = at::log_softmax(logits, -1);
-  if (with_entropy) *entropy = -(logp.exp() * logp).sum(-1);
-  return logp.gather(1, targets.unsqueeze(1)).squeeze(1);
+void ShardedModel::FinishReduceScatter(PendingReduce& p) {
+  CheckOk(p.work->Wait());
+  groups_[p.group].grad.add_(p.out);
+  p = PendingReduce{};
 }
 
 TokenOutputs ShardedModel::Forward(const PackedBatch& b, bool with_entropy, bool reference) {
@@ -194,10 +208,12 @@ TokenOutputs ShardedModel::Forward(const PackedBatch& b, bool with_entropy, bool
   const bool empty = b.empty();
   at::Tensor positions;
   AttentionFn attn;
+  PackedBounds bounds;
   if (!empty) {
     positions = PackedPositions(b.cu_seqlens, b.ids.size(0));
-    attn = [&b](int64_t, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-      return VarlenCausalAttention(q, k, v, b.cu_seqlens);
+    bounds = MakePackedBounds(b.cu_seqlens, b.ids.size(0), b.ids.device());
+    attn = [&bounds](int64_t, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+      return VarlenCausalAttention(q, k, v, bounds);
     };
   }
   at::Tensor h;
@@ -216,17 +232,9 @@ TokenOutputs ShardedModel::Forward(const PackedBatch& b, bool with_entropy, bool
   }
   if (empty) return out;
   at::Tensor rows = FinalNorm(config_, head, h).index_select(0, b.loss_rows);
-  const at::Tensor w = LmHead(config_, head);
-  const int64_t k = rows.size(0), chunk = options_.logits_chunk_tokens;
-  out.logprobs = at::empty({k}, rows.options().dtype(at::kFloat));
-  if (with_entropy) out.entropy = at::empty({k}, out.logprobs.options());
-  for (int64_t s = 0; s < k; s += chunk) {
-    const int64_t n = std::min(chunk, k - s);
-    at::Tensor ent;
-    out.logprobs.narrow(0, s, n).copy_(
-        HeadChunk(rows.narrow(0, s, n), w, b.targets.narrow(0, s, n), b.temperature, with_entropy, &ent));
-    if (with_entropy) out.entropy.narrow(0, s, n).copy_(ent);
-  }
+  ChunkedHead lm(rows, LmHead(config_, head), b.targets, b.temperature, options_.logits_chunk_tokens,
+                 /*keep_bytes=*/0);
+  std::tie(out.logprobs, out.entropy) = lm.Forward(with_entropy);
   return out;
 }
 
@@ -247,12 +255,16 @@ TokenOutputs ShardedModel::ForwardBackward(const PackedBatch& b, const Objective
   const bool empty = b.empty();
   at::Tensor positions;
   AttentionFn attn;
+  PackedBounds bounds;
   if (!empty) {
     positions = PackedPositions(b.cu_seqlens, b.ids.size(0));
-    attn = [&b](int64_t, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-      return VarlenCausalAttention(q, k, v, b.cu_seqlens);
+    bounds = MakePackedBounds(b.cu_seqlens, b.ids.size(0), b.ids.device());
+    attn = [&bounds](int64_t, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+      return VarlenCausalAttention(q, k, v, bounds);
     };
   }
+
+  std::deque<PendingReduce> pending;  // gradient reduce-scatters in flight, oldest first
 
   // ---- forward: keep each layer's input; non-checkpointed layers keep their graph.
   struct Kept {
@@ -296,20 +308,9 @@ TokenOutputs ShardedModel::ForwardBackward(const PackedBatch& b, const Objective
     if (!empty) {
       at::Tensor h_leaf = h.detach().requires_grad_(true);
       at::Tensor rows = FinalNorm(config_, head, h_leaf).index_select(0, b.loss_rows);
-      const at::Tensor w = LmHead(config_, head);
-      const int64_t k = rows.size(0), chunk = options_.logits_chunk_tokens;
-      result.logprobs = at::empty({k}, rows.options().dtype(at::kFloat));
-      if (with_entropy) result.entropy = at::empty({k}, result.logprobs.options());
-      {
-        c10::NoGradGuard no_grad;
-        for (int64_t s = 0; s < k; s += chunk) {
-          const int64_t n = std::min(chunk, k - s);
-          at::Tensor ent;
-          result.logprobs.narrow(0, s, n).copy_(HeadChunk(rows.narrow(0, s, n), w, b.targets.narrow(0, s, n),
-                                                          b.temperature, with_entropy, &ent));
-          if (with_entropy) result.entropy.narrow(0, s, n).copy_(ent);
-        }
-      }
+      at::Tensor w = LmHead(config_, head);  // a leaf of `head`: its gradient is set below
+      ChunkedHead lm(rows, w, b.targets, b.temperature, options_.logits_chunk_tokens, options_.head_keep_bytes);
+      std::tie(result.logprobs, result.entropy) = lm.Forward(with_entropy);
       at::Tensor lp_leaf = result.logprobs.clone().requires_grad_(true);
       at::Tensor ent_leaf = with_entropy ? result.entropy.clone().requires_grad_(true) : at::Tensor();
       at::Tensor loss = objective(lp_leaf, ent_leaf);
@@ -317,21 +318,16 @@ TokenOutputs ShardedModel::ForwardBackward(const PackedBatch& b, const Objective
       if (loss.requires_grad()) loss.backward();
       at::Tensor g_lp = lp_leaf.grad().defined() ? lp_leaf.grad() : at::zeros_like(result.logprobs);
       at::Tensor g_ent = (with_entropy && ent_leaf.grad().defined()) ? ent_leaf.grad() : at::Tensor();
-      at::Tensor rows_leaf = rows.detach().requires_grad_(true);
-      for (int64_t s = 0; s < k; s += chunk) {
-        const int64_t n = std::min(chunk, k - s);
-        at::Tensor ent;
-        at::Tensor lp = HeadChunk(rows_leaf.narrow(0, s, n), w, b.targets.narrow(0, s, n), b.temperature,
-                                  g_ent.defined(), &ent);
-        at::Tensor surrogate = (lp * g_lp.narrow(0, s, n)).sum();
-        if (g_ent.defined()) surrogate = surrogate + (ent * g_ent.narrow(0, s, n)).sum();
-        surrogate.backward();
+      if (rows.size(0) > 0) {
+        at::Tensor grad_w = w.grad();
+        at::Tensor grad_rows = lm.Backward(g_lp, g_ent, &grad_w);
+        if (!w.grad().defined()) w.mutable_grad() = grad_w;
+        rows.backward(grad_rows);
       }
-      if (k > 0) rows.backward(rows_leaf.grad());
       grad_h = h_leaf.grad().defined() ? h_leaf.grad() : at::zeros_like(h);
     }
-    ReduceScatterGrads(HeadGroup(), head);
-    if (tied) ReduceScatterGrads(EmbedGroup(), embed_leaves);
+    pending.push_back(StartReduceScatter(HeadGroup(), head));
+    if (tied) pending.push_back(StartReduceScatter(EmbedGroup(), embed_leaves));
   }
 
   // ---- backward through the layers, last to first.
@@ -353,13 +349,20 @@ TokenOutputs ShardedModel::ForwardBackward(const PackedBatch& b, const Objective
       kept[l] = Kept{};
     }
     inputs[l] = at::Tensor();
-    ReduceScatterGrads(LayerGroup(l), leaves);
+    pending.push_back(StartReduceScatter(LayerGroup(l), leaves));
+    // One reduce in flight behind the compute: finish the older ones (their streams have long
+    // been queued, so the wait rarely stalls) to bound the gradient buffers alive at once.
+    while (pending.size() > 1) {
+      FinishReduceScatter(pending.front());
+      pending.pop_front();
+    }
   }
   {
     NamedTensors leaves = Leaves(EmbedGroup(), gather.Acquire(EmbedGroup()));
     if (!empty) Embed(leaves, b.ids).backward(grad_h);
-    ReduceScatterGrads(EmbedGroup(), leaves);
+    pending.push_back(StartReduceScatter(EmbedGroup(), leaves));
   }
+  for (PendingReduce& p : pending) FinishReduceScatter(p);
   TORCH_CHECK(gather.done(), "gather schedule not fully consumed");
   return result;
 }
@@ -371,8 +374,11 @@ void ShardedModel::ZeroGrad() {
 
 double ShardedModel::GradNorm() {
   if (released_) ReacquireForTraining();
-  at::Tensor sq = at::zeros({1}, groups_[0].grad.options().dtype(at::kDouble));
-  for (const Group& g : groups_) sq += g.grad.to(at::kDouble).pow(2).sum();
+  // One fp32 norm per group (one multi-tensor launch on CUDA), squared and summed in fp64: no
+  // fp64 copy of the gradient.
+  std::vector<at::Tensor> grads;
+  for (const Group& g : groups_) grads.push_back(g.grad);
+  at::Tensor sq = at::stack(at::_foreach_norm(grads, 2)).to(at::kDouble).pow(2).sum().reshape({1});
   CheckOk(comm_->AllReduce(sq, ReduceOp::kSum));
   return std::sqrt(sq.item<double>());
 }
@@ -386,15 +392,24 @@ void ShardedModel::AdamWStep(const AdamWOptions& o) {
   if (released_) ReacquireForTraining();
   ++steps_;
   ++adam_steps_;
-  const double bc1 = 1.0 - std::pow(o.beta1, static_cast<double>(adam_steps_));
-  const double bc2 = 1.0 - std::pow(o.beta2, static_cast<double>(adam_steps_));
-  for (Group& g : groups_) {
-    // Same update order and formula as torch.optim.AdamW (decoupled decay first).
-    if (o.weight_decay != 0.0) g.master.mul_(1.0 - g.decay_mask * (o.lr * o.weight_decay));
-    g.exp_avg.lerp_(g.grad, 1.0 - o.beta1);
-    g.exp_avg_sq.mul_(o.beta2).addcmul_(g.grad, g.grad, 1.0 - o.beta2);
-    at::Tensor denom = (g.exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(o.eps);
-    g.master.addcdiv_(g.exp_avg, denom, -o.lr / bc1);
+  // ATen's fused AdamW (torch.optim.AdamW(fused=True)): one multi-tensor pass over masters,
+  // gradients and moments, the same update order and formula as torch.optim.AdamW (decoupled
+  // decay first). Two calls: the runs that decay (matrices) and those that do not.
+  for (bool decay : {true, false}) {
+    std::vector<at::Tensor> p, gr, m, v;
+    for (Group& g : groups_) {
+      for (auto [off, len] : decay ? g.decay_runs : g.plain_runs) {
+        p.push_back(g.master.narrow(0, off, len));
+        gr.push_back(g.grad.narrow(0, off, len));
+        m.push_back(g.exp_avg.narrow(0, off, len));
+        v.push_back(g.exp_avg_sq.narrow(0, off, len));
+      }
+    }
+    if (p.empty()) continue;
+    const at::Tensor step = at::full({}, static_cast<double>(adam_steps_), groups_[0].master.options());
+    const std::vector<at::Tensor> steps(p.size(), step);  // read-only in the kernel: one tensor serves all
+    at::_fused_adamw_(p, gr, m, v, /*max_exp_avg_sqs=*/{}, steps, o.lr, o.beta1, o.beta2,
+                      decay ? o.weight_decay : 0.0, o.eps, /*amsgrad=*/false, /*maximize=*/false);
   }
 }
 

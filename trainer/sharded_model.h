@@ -9,10 +9,12 @@
 // Per micro-batch (ForwardBackward):
 //   forward   gather group (all-gather of the compute-dtype shards), run it without autograd,
 //             keep only the layer's input activation, free the gathered weights;
-//   head      final norm + chunked logits -> per-token logprobs/entropy -> objective -> grads;
+//   head      final norm + chunked logits -> per-token logprobs/entropy -> objective -> grads
+//             (trainer/token_head.h: no fp32 copy of the logits, no autograd over the vocabulary);
 //   backward  per layer, last to first: re-gather, recompute the layer with autograd from its
 //             saved input (activation checkpointing), backprop, reduce-scatter the flat gradient
-//             (reduce dtype) into the fp32 gradient shard, free.
+//             (reduce dtype) into the fp32 gradient shard, free. The reduce-scatter runs on the
+//             communication stream while the next layer's backward computes (one in flight).
 //   A layer with checkpointing off keeps its forward graph (and its gathered weights) until its
 //   backward instead of recomputing: faster, more memory.
 //   The next group's gather is started before the current group computes (prefetch); on the shm
@@ -56,7 +58,11 @@ struct ShardingOptions {
   bool activation_checkpointing = true;  // default for every layer
   std::vector<bool> checkpoint_layers;   // per-layer override when non-empty (size = layers)
   bool prefetch = true;
-  int64_t logits_chunk_tokens = 1024;  // rows of [rows, vocab] fp32 logits materialised at once
+  // The head (trainer/token_head.h): rows per lm_head GEMM (their [rows, vocab] logits, in the
+  // compute dtype, exist at once), and the most bytes of logits kept from the forward for the
+  // backward (beyond it the backward recomputes each chunk's GEMM).
+  int64_t logits_chunk_tokens = 4096;
+  int64_t head_keep_bytes = int64_t{6} << 30;
 };
 
 struct AdamWOptions {
@@ -144,7 +150,10 @@ class ShardedModel {
     std::string name;  // "embed", "layer3", "head"
     std::vector<Slot> params;
     int64_t numel = 0, padded = 0, shard = 0;
-    at::Tensor master, exp_avg, exp_avg_sq, grad, decay_mask;  // [shard] fp32 on device
+    at::Tensor master, exp_avg, exp_avg_sq, grad;  // [shard] fp32 on device
+    // This rank's shard cut into runs of parameters with and without weight decay (matrices
+    // decay, vectors do not): [offset, length) within the shard, for the fused AdamW.
+    std::vector<std::pair<int64_t, int64_t>> decay_runs, plain_runs;
     at::Tensor host_exp_avg, host_exp_avg_sq;  // pinned host copies while offloaded (kept for reuse)
   };
 
@@ -154,15 +163,19 @@ class ShardedModel {
 
   NamedTensors Views(int g, const at::Tensor& flat) const;
   NamedTensors Leaves(int g, const at::Tensor& flat) const;
-  void ReduceScatterGrads(int g, const NamedTensors& leaves);
+  // A group's gradient reduce-scatter in flight; Finish adds it into the group's fp32 shard.
+  struct PendingReduce {
+    int group = -1;
+    at::Tensor out;
+    std::unique_ptr<CommWork> work;
+  };
+  PendingReduce StartReduceScatter(int g, const NamedTensors& leaves);
+  void FinishReduceScatter(PendingReduce& p);
   bool Checkpointed(int64_t layer) const;
   int EmbedGroup() const { return 0; }
   int LayerGroup(int64_t l) const { return static_cast<int>(1 + l); }
   int HeadGroup() const { return static_cast<int>(groups_.size()) - 1; }
 
-  // Per-token logprob (and entropy) of rows [K, H] under lm_head [V, H], in chunks.
-  at::Tensor HeadChunk(const at::Tensor& rows, const at::Tensor& lm_head, const at::Tensor& targets,
-                       double temperature, bool with_entropy, at::Tensor* entropy) const;
 
   ModelConfig config_;
   Communicator* comm_;

@@ -1,5 +1,5 @@
-// Device helpers of core's CUDA kernels: element conversion, rounding to the element type,
-// 16-byte vector loads and stores, and the launch check.
+// Device helpers shared by every CUDA kernel in tidal (rollout engine, trainer, core): element
+// conversion, rounding to the element type, 16-byte vector loads and stores, and launch checks.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -15,6 +15,15 @@ namespace tidal::cuda {
 __device__ __forceinline__ float ToFloat(float x) { return x; }
 __device__ __forceinline__ float ToFloat(__half x) { return __half2float(x); }
 __device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+// Two consecutive elements as floats (p must be 2-element aligned).
+__device__ __forceinline__ float2 LoadPair(const float* p) { return *reinterpret_cast<const float2*>(p); }
+__device__ __forceinline__ float2 LoadPair(const __half* p) {
+  return __half22float2(*reinterpret_cast<const __half2*>(p));
+}
+__device__ __forceinline__ float2 LoadPair(const __nv_bfloat16* p) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+}
 
 template <typename T> __device__ __forceinline__ T FromFloat(float x);
 template <> __device__ __forceinline__ float FromFloat<float>(float x) { return x; }

@@ -258,11 +258,11 @@ __global__ void SwiGluBackwardKernel(const T* __restrict__ dy, const T* __restri
 }
 
 template <typename F>
-void Dispatch(FusedDtype dtype, F&& f) {
+void Dispatch(Dtype dtype, F&& f) {
   switch (dtype) {
-    case FusedDtype::kF32: f(float{}); break;
-    case FusedDtype::kF16: f(__half{}); break;
-    case FusedDtype::kBF16: f(__nv_bfloat16{}); break;
+    case Dtype::kF32: f(float{}); break;
+    case Dtype::kF16: f(__half{}); break;
+    case Dtype::kBF16: f(__nv_bfloat16{}); break;
   }
 }
 
@@ -280,7 +280,7 @@ int NormThreads(int64_t nvec) {
 
 }  // namespace
 
-void RmsNormForward(FusedDtype dtype, const void* x, const void* weight, void* y, float* rstd,
+void RmsNormForward(Dtype dtype, const void* x, const void* weight, void* y, float* rstd,
                     int64_t rows, int64_t hidden, float eps, void* stream) {
   if (rows == 0) return;
   if (hidden <= 0 || hidden > kMaxRmsNormHidden) {
@@ -316,7 +316,7 @@ int64_t RmsNormBackwardBlocks(int64_t rows, int sm_count) {
   return std::max<int64_t>(1, std::min<int64_t>(rows, int64_t{8} * std::max(sm_count, 1)));
 }
 
-void RmsNormBackward(FusedDtype dtype, const void* dy, const void* x, const void* weight,
+void RmsNormBackward(Dtype dtype, const void* dy, const void* x, const void* weight,
                      const float* rstd, void* dx, void* dweight, float* partial,
                      int64_t partial_blocks, int64_t rows, int64_t hidden, void* stream) {
   if (hidden <= 0 || hidden > kMaxRmsNormHidden) {
@@ -391,7 +391,7 @@ void Rope(const RopeArgs& a, void* stream) {
   CheckLaunch("Rope");
 }
 
-void SwiGluForward(FusedDtype dtype, const void* gate_up, void* out, int64_t rows, int64_t inter,
+void SwiGluForward(Dtype dtype, const void* gate_up, void* out, int64_t rows, int64_t inter,
                    void* stream) {
   if (rows == 0 || inter == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
@@ -410,7 +410,7 @@ void SwiGluForward(FusedDtype dtype, const void* gate_up, void* out, int64_t row
   CheckLaunch("SwiGluForward");
 }
 
-void SwiGluBackward(FusedDtype dtype, const void* dy, const void* gate_up, void* dgate_up,
+void SwiGluBackward(Dtype dtype, const void* dy, const void* gate_up, void* dgate_up,
                     int64_t rows, int64_t inter, void* stream) {
   if (rows == 0 || inter == 0) return;
   auto s = static_cast<cudaStream_t>(stream);

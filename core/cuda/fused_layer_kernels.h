@@ -6,7 +6,8 @@
 // - Torch-free and CUDA-free header: pointers are raw device pointers of the element type
 //   `dtype`, `stream` is a cudaStream_t passed as void*. Every launch is asynchronous on that
 //   stream and checks the launch itself (a failure throws std::runtime_error naming the kernel).
-//   The caller has made the tensors' device current.
+//   The caller has made the tensors' device current. core/cuda/kernel_dtype.h maps LibTorch
+//   dtypes onto `dtype`.
 // - Rounding follows core/model.cpp's ATen composites (HF's order): math in fp32, rounded to the
 //   element type exactly where the composite rounds, so results match it bit for bit except
 //   where a reduction's summation order differs (RMSNorm's mean of squares, its weight grad).
@@ -15,22 +16,22 @@
 
 #include <cstdint>
 
-namespace tidal::cuda {
+#include "core/cuda/dtype.h"
 
-enum class FusedDtype { kF32, kF16, kBF16 };
+namespace tidal::cuda {
 
 // RMSNorm over the last dimension (hidden <= kMaxRmsNormHidden) of x [rows, hidden], contiguous:
 // y = w * round(x * rsqrt(mean(x^2) + eps)). Writes rstd [rows] fp32 (for the backward) when
 // not null.
 constexpr int64_t kMaxRmsNormHidden = 8192;
-void RmsNormForward(FusedDtype dtype, const void* x, const void* weight, void* y, float* rstd,
+void RmsNormForward(Dtype dtype, const void* x, const void* weight, void* y, float* rstd,
                     int64_t rows, int64_t hidden, float eps, void* stream);
 // Backward of RmsNormForward from its rstd: dx [rows, hidden] and, when dweight is not null,
 // dweight [hidden] reduced over rows in two stages: each of `partial_blocks` blocks sums its rows
 // into partial [partial_blocks, hidden] fp32, then one pass sums the partials (fixed order, so
 // deterministic). Pick partial_blocks with RmsNormBackwardBlocks.
 int64_t RmsNormBackwardBlocks(int64_t rows, int sm_count);
-void RmsNormBackward(FusedDtype dtype, const void* dy, const void* x, const void* weight,
+void RmsNormBackward(Dtype dtype, const void* dy, const void* x, const void* weight,
                      const float* rstd, void* dx, void* dweight, float* partial,
                      int64_t partial_blocks, int64_t rows, int64_t hidden, void* stream);
 
@@ -55,16 +56,16 @@ struct RopeArgs {
   int64_t tokens = 0;
   int64_t q_heads = 0, kv_heads = 0, head_dim = 0;
   bool inverse = false;
-  FusedDtype dtype = FusedDtype::kBF16;
+  Dtype dtype = Dtype::kBF16;
 };
 void Rope(const RopeArgs& a, void* stream);
 
 // SwiGLU of one packed gate/up projection: gate_up [rows, 2 I] (gate in columns [0, I), up in
 // [I, 2 I)), out [rows, I] = round(round(silu(gate)) * up), both contiguous.
-void SwiGluForward(FusedDtype dtype, const void* gate_up, void* out, int64_t rows, int64_t inter,
+void SwiGluForward(Dtype dtype, const void* gate_up, void* out, int64_t rows, int64_t inter,
                    void* stream);
 // Gradient of gate_up [rows, 2 I] from dy [rows, I], in one pass.
-void SwiGluBackward(FusedDtype dtype, const void* dy, const void* gate_up, void* dgate_up,
+void SwiGluBackward(Dtype dtype, const void* dy, const void* gate_up, void* dgate_up,
                     int64_t rows, int64_t inter, void* stream);
 
 }  // namespace tidal::cuda

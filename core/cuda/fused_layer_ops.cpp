@@ -30,21 +30,13 @@ void SetFusedLayerOpsEnabled(bool on) { FusedFlag().store(on, std::memory_order_
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "core/cuda/fused_layer_kernels.h"
+#include "core/cuda/kernel_dtype.h"
 
 namespace tidal::cuda {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-FusedDtype DtypeOf(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kFloat: return FusedDtype::kF32;
-    case at::kHalf: return FusedDtype::kF16;
-    case at::kBFloat16: return FusedDtype::kBF16;
-    default: TORCH_CHECK(false, "fused layer ops: unsupported dtype ", t.scalar_type());
-  }
-}
 
 void* Stream() { return at::cuda::getCurrentCUDAStream().stream(); }
 
@@ -75,7 +67,7 @@ struct RmsNormFn : torch::autograd::Function<RmsNormFn> {
     const int64_t hidden = xc.size(-1), rows = xc.numel() / hidden;
     at::Tensor y = at::empty_like(xc, at::MemoryFormat::Contiguous);
     at::Tensor rstd = at::empty({rows}, xc.options().dtype(at::kFloat));
-    RmsNormForward(DtypeOf(xc), xc.const_data_ptr(), wc.const_data_ptr(), y.mutable_data_ptr(),
+    RmsNormForward(KernelDtype(xc.scalar_type()), xc.const_data_ptr(), wc.const_data_ptr(), y.mutable_data_ptr(),
                    rstd.mutable_data_ptr<float>(), rows, hidden, static_cast<float>(eps), Stream());
     ctx->save_for_backward({xc, wc, rstd});
     return y;
@@ -95,7 +87,7 @@ struct RmsNormFn : torch::autograd::Function<RmsNormFn> {
       partial = at::empty({blocks, hidden}, x.options().dtype(at::kFloat));
       dw = at::empty_like(w, at::MemoryFormat::Contiguous);
     }
-    RmsNormBackward(DtypeOf(x), dy.const_data_ptr(), x.const_data_ptr(), w.const_data_ptr(),
+    RmsNormBackward(KernelDtype(x.scalar_type()), dy.const_data_ptr(), x.const_data_ptr(), w.const_data_ptr(),
                     rstd.const_data_ptr<float>(), dx.mutable_data_ptr(),
                     dw.defined() ? dw.mutable_data_ptr() : nullptr,
                     partial.defined() ? partial.mutable_data_ptr<float>() : nullptr, blocks, rows, hidden,
@@ -114,7 +106,7 @@ RopeArgs BaseRopeArgs(const at::Tensor& like, const at::Tensor& positions, const
   a.kv_heads = kv_heads;
   a.head_dim = head_dim;
   a.inverse = inverse;
-  a.dtype = DtypeOf(like);
+  a.dtype = KernelDtype(like.scalar_type());
   return a;
 }
 
@@ -214,7 +206,7 @@ struct SwiGluFn : torch::autograd::Function<SwiGluFn> {
     std::vector<int64_t> shape = gu.sizes().vec();
     shape.back() = inter;
     at::Tensor out = at::empty(shape, gu.options());
-    SwiGluForward(DtypeOf(gu), gu.const_data_ptr(), out.mutable_data_ptr(), rows, inter, Stream());
+    SwiGluForward(KernelDtype(gu.scalar_type()), gu.const_data_ptr(), out.mutable_data_ptr(), rows, inter, Stream());
     ctx->save_for_backward({gu});
     return out;
   }
@@ -225,7 +217,7 @@ struct SwiGluFn : torch::autograd::Function<SwiGluFn> {
     const int64_t inter = gu.size(-1) / 2, rows = inter == 0 ? 0 : gu.numel() / (2 * inter);
     const at::Tensor dy = grads[0].contiguous();
     at::Tensor dgu = at::empty_like(gu, at::MemoryFormat::Contiguous);
-    SwiGluBackward(DtypeOf(gu), dy.const_data_ptr(), gu.const_data_ptr(), dgu.mutable_data_ptr(), rows, inter,
+    SwiGluBackward(KernelDtype(gu.scalar_type()), dy.const_data_ptr(), gu.const_data_ptr(), dgu.mutable_data_ptr(), rows, inter,
                    Stream());
     return {dgu};
   }

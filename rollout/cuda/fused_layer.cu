@@ -4,10 +4,11 @@
 // contraction), and a rounding to the storage dtype wherever the ATen op produced one.
 #include <cmath>
 
-#include "rollout/cuda/dtype_util.cuh"
+#include "core/cuda/dtype_util.cuh"
 #include "rollout/cuda/kernels.h"
 
 namespace tidal::rollout::cuda {
+using namespace ::tidal::cuda;  // ToFloat, FromFloat, CheckLaunch (core/cuda/dtype_util.cuh)
 namespace {
 
 constexpr int kNormThreads = 256;

@@ -13,9 +13,11 @@
 
 #include <cstdint>
 
+#include "core/cuda/dtype.h"
+
 namespace tidal::rollout::cuda {
 
-enum class Dtype { kF32, kF16, kBF16 };
+using ::tidal::cuda::Dtype;  // core/cuda/dtype.h
 
 // Writes each new token's k and v ([T, Hkv, D], contiguous) into the paged caches
 // ([num_slots, Hkv, D] viewed flat; slot = block * block_size + offset). slot < 0 skips the

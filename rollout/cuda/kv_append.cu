@@ -1,8 +1,9 @@
 // KV append by slot mapping (see kernels.h).
-#include "rollout/cuda/dtype_util.cuh"
+#include "core/cuda/dtype_util.cuh"
 #include "rollout/cuda/kernels.h"
 
 namespace tidal::rollout::cuda {
+using namespace ::tidal::cuda;  // ToFloat, FromFloat, CheckLaunch (core/cuda/dtype_util.cuh)
 namespace {
 
 // One thread moves 16 bytes of k and of v; a token's row (Hkv * D elements) is a whole number

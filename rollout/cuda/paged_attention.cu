@@ -23,10 +23,11 @@
 #include <algorithm>
 #include <cmath>
 
-#include "rollout/cuda/dtype_util.cuh"
+#include "core/cuda/dtype_util.cuh"
 #include "rollout/cuda/kernels.h"
 
 namespace tidal::rollout::cuda {
+using namespace ::tidal::cuda;  // ToFloat, FromFloat, CheckLaunch (core/cuda/dtype_util.cuh)
 namespace {
 
 constexpr int kThreads = 128;

@@ -85,6 +85,12 @@ TEST(NcclCommunicator, CollectivesMatchTheirDefinitions) {
     TIDAL_ASSIGN_OR_RETURN(auto work, c.AllGatherAsync(RankData(c.rank(), n, dev), g));
     TIDAL_RETURN_IF_ERROR(work->Wait());
     if (!at::equal(g.narrow(0, 0, n).cpu(), RankData(0, n, dev).cpu())) return absl::InternalError("async gather");
+    // Async reduce-scatter, with compute queued on the current stream before the Wait.
+    at::Tensor ars = at::empty({n}, opt);
+    TIDAL_ASSIGN_OR_RETURN(auto rs_work, c.ReduceScatterAsync(RankData(c.rank(), n * world, dev), ars, ReduceOp::kSum));
+    at::Tensor busy = at::randn({512, 512}, opt).matmul(at::randn({512, 512}, opt));
+    TIDAL_RETURN_IF_ERROR(rs_work->Wait());
+    if (!at::equal(ars.cpu(), expect)) return absl::InternalError("async reduce_scatter");
     if (world == 2) {
       at::Tensor p = at::empty({n}, opt);
       if (c.rank() == 0) {

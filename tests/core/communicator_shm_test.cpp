@@ -89,6 +89,11 @@ TEST_P(ShmWorld, ReduceScatterSumsEachRanksPiece) {
     if (!at::equal(out, expect)) return absl::InternalError("sum differs");
     TIDAL_RETURN_IF_ERROR(c.ReduceScatter(RankData(c.rank(), n * w), out, ReduceOp::kMax));
     if (!at::equal(out, RankData(w - 1, n * w).narrow(0, c.rank() * n, n))) return absl::InternalError("max differs");
+    // The async form runs to completion on shm; Wait() reports its status.
+    at::Tensor async_out = at::empty({n});
+    TIDAL_ASSIGN_OR_RETURN(auto work, c.ReduceScatterAsync(RankData(c.rank(), n * w), async_out, ReduceOp::kSum));
+    TIDAL_RETURN_IF_ERROR(work->Wait());
+    if (!at::equal(async_out, expect)) return absl::InternalError("async sum differs");
     return absl::OkStatus();
   }));
 }

@@ -11,7 +11,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "rollout/cuda/kernel_dtype.h"
+#include "core/cuda/kernel_dtype.h"
 #include "rollout/cuda/kernels.h"
 #include "rollout/sampler.h"
 #endif
@@ -76,7 +76,7 @@ void CheckAttention(const AttnCase& c) {
   at::Tensor t_len = at::tensor(kv_len, at::kInt).to(at::kCUDA);
   at::Tensor out = at::full({tokens + 1, hq, d}, 7.0, dev.dtype(c.dtype));
   cuda::PagedAttentionArgs a;
-  a.dtype = cuda::KernelDtype(c.dtype);
+  a.dtype = tidal::cuda::KernelDtype(c.dtype);
   a.q = qp.data_ptr();
   a.k_cache = kc.data_ptr();
   a.v_cache = vc.data_ptr();

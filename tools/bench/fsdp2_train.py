@@ -38,6 +38,7 @@ def main():
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--checkpointing", default="false", choices=["true", "false"])
+    p.add_argument("--profile", action="store_true", help="one more step under torch.profiler (rank 0 kernels)")
     a = p.parse_args()
 
     dist.init_process_group("nccl")
@@ -73,6 +74,25 @@ def main():
         torch.cuda.synchronize()
         if i >= a.warmup:
             times.append((time.perf_counter() - t0) * 1e3)
+    prof_table = None
+    if a.profile:
+        # One more step under torch.profiler (not timed): rank 0's device time per kernel, to set
+        # beside `tidal bench train --profile`.
+        from torch.profiler import ProfilerActivity, profile
+        torch.cuda.synchronize()
+        dist.barrier()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            torch.cuda.synchronize()
+        events = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
+        total = sum(e.self_device_time_total for e in events)
+        prof_table = {"device_ms": total / 1e3, "kernels": [
+            {"name": e.key[:160], "count": e.count, "total_ms": e.self_device_time_total / 1e3}
+            for e in sorted(events, key=lambda e: -e.self_device_time_total)[:40]]}
     times.sort()
     med = times[len(times) // 2]
     tokens = a.seqs * a.seq_len
@@ -87,6 +107,8 @@ def main():
         "peak_reserved_gb": torch.cuda.max_memory_reserved() / 1e9,
         "last_loss": float(loss),
     }
+    if prof_table is not None:
+        out["kernel_profile"] = prof_table
     if rank == 0:
         print(json.dumps(out, indent=2), flush=True)
     dist.destroy_process_group()

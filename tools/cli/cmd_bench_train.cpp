@@ -22,6 +22,7 @@
 #include "core/communicator_nccl.h"
 #include "tools/cli/bench_shapes.h"
 #include "tools/cli/command.h"
+#include "tools/cli/kernel_profile.h"
 #include "trainer/sharded_model.h"
 
 #ifdef TIDAL_WITH_CUDA
@@ -48,6 +49,8 @@ struct Args {
   int iters = 5;
   int warmup = 2;
   bool checkpointing = false;  // as the recipes' train.activation_checkpointing default
+  bool profile = false;        // one more step on rank 0 under the kernel profiler, after the timed ones
+  std::string profile_trace;
   int rank = -1;  // internal: set in the per-GPU child processes
   std::string id_file;
   std::string out;
@@ -120,6 +123,20 @@ absl::StatusOr<Json> RunRank(const Args& a) {
     if (i >= a.warmup) step_ms.push_back(tidal::MonoMillis() - t0);
   }
   auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(r);
+  Json profile;
+  if (a.profile) {
+    // Every rank runs the step (the collectives must match); rank 0 records its kernels.
+    c10::cuda::device_synchronize();
+    TIDAL_RETURN_IF_ERROR(comm->Barrier());
+    if (r == 0) tidal::cli::StartKernelProfile();
+    model->ZeroGrad();
+    model->ForwardBackward(batch, objective, false);
+    const double norm = model->GradNorm();
+    if (norm > 1.0) model->ScaleGrad(1.0 / norm);
+    model->AdamWStep(adam);
+    c10::cuda::device_synchronize();
+    if (r == 0) profile = tidal::cli::StopKernelProfile(a.profile_trace, 40);
+  }
   const auto agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
   std::sort(step_ms.begin(), step_ms.end());
   const double med = step_ms[step_ms.size() / 2];
@@ -135,7 +152,8 @@ absl::StatusOr<Json> RunRank(const Args& a) {
               {"mfu", 6.0 * params * tokens_per_s / (kPeakBf16Flops * a.world)},
               {"peak_allocated_gb", stats.allocated_bytes[agg].peak / 1e9},
               {"peak_reserved_gb", stats.reserved_bytes[agg].peak / 1e9},
-              {"last_grad_norm", grad_norm}};
+              {"last_grad_norm", grad_norm},
+              {"kernel_profile", profile}};
 }
 
 absl::Status Launch(const Args& a) {
@@ -155,6 +173,8 @@ absl::Status Launch(const Args& a) {
                                      std::to_string(a.seq_len), "--iters", std::to_string(a.iters), "--warmup",
                                      std::to_string(a.warmup), "--checkpointing", a.checkpointing ? "true" : "false",
                                      "--rank", std::to_string(r), "--id-file", id_file};
+    if (a.profile) args.push_back("--profile");
+    if (!a.profile_trace.empty()) args.insert(args.end(), {"--profile-trace", a.profile_trace});
     std::vector<char*> argv;
     for (auto& s : args) argv.push_back(s.data());
     argv.push_back(nullptr);
@@ -217,6 +237,10 @@ std::function<absl::Status()> Setup(CLI::App& sub) {
   sub.add_option("--warmup", a->warmup, "Untimed steps first");
   sub.add_option("--checkpointing", a->checkpointing, "Activation checkpointing (recompute each layer in backward)");
   sub.add_option("--out", a->out, "Also write the JSON here");
+  sub.add_flag("--profile", a->profile,
+               "After the timed steps, one more step with rank 0's device time per kernel (Kineto/CUPTI) "
+               "under \"kernel_profile\" (not part of the timed figures)");
+  sub.add_option("--profile-trace", a->profile_trace, "With --profile: also write rank 0's Chrome trace here");
   sub.add_option("--rank", a->rank, "internal: this process's rank")->group("");
   sub.add_option("--id-file", a->id_file, "internal: NCCL id rendezvous file")->group("");
   return [a] { return Run(*a); };

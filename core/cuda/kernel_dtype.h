@@ -1,14 +1,14 @@
-// The rollout kernels' element type (rollout/cuda/kernels.h Dtype) for a LibTorch dtype: the
-// one mapping shared by the CUDA runner, the CUDA sampler and the kernel tests. Kept apart from
-// kernels.h, which stays torch-free.
+// The CUDA kernels' element type (core/cuda/dtype.h Dtype) for a LibTorch dtype: the one mapping
+// shared by the rollout runner and sampler, the trainer's kernels and the kernel tests. Kept apart
+// from dtype.h, which stays torch-free.
 #pragma once
 
 #include <c10/core/ScalarType.h>
 #include <c10/util/Exception.h>
 
-#include "rollout/cuda/kernels.h"
+#include "core/cuda/dtype.h"
 
-namespace tidal::rollout::cuda {
+namespace tidal::cuda {
 
 // True for the dtypes the kernels are instantiated for (fp32, fp16, bf16).
 inline bool KernelSupports(at::ScalarType t) { return t == at::kFloat || t == at::kHalf || t == at::kBFloat16; }
@@ -22,4 +22,4 @@ inline Dtype KernelDtype(at::ScalarType t) {
   }
 }
 
-}  // namespace tidal::rollout::cuda
+}  // namespace tidal::cuda
