@@ -161,9 +161,13 @@ __global__ void __launch_bounds__(1024)
 
 // ApplyRope's composite: x * cos + rotate_half(x) * sin in fp32, one rounding at the end:
 // out1 = x1 c - x2 s, out2 = x2 c + x1 s (s already negated for the inverse rotation).
+// src and dst never overlap (the outputs are fresh tensors), so the unrolled heads' loads can
+// all be in flight before the first store.
 template <typename T, int VEC>
-__device__ __forceinline__ void RotateHeads(const T* src, T* dst, int64_t heads, int64_t head_dim,
-                                            int64_t half, const float (&c)[VEC], const float (&s)[VEC]) {
+__device__ __forceinline__ void RotateHeads(const T* __restrict__ src, T* __restrict__ dst, int64_t heads,
+                                            int64_t head_dim, int64_t half, const float (&c)[VEC],
+                                            const float (&s)[VEC]) {
+#pragma unroll 2
   for (int64_t h = 0; h < heads; ++h) {
     float x1[VEC], x2[VEC], o1[VEC], o2[VEC];
     LoadFloats<T, VEC>(src + h * head_dim, x1);
@@ -310,10 +314,31 @@ void RmsNormForward(Dtype dtype, const void* x, const void* weight, void* y, flo
   CheckLaunch("RmsNormForward");
 }
 
-int64_t RmsNormBackwardBlocks(int64_t rows, int sm_count) {
-  // Enough resident blocks per SM to keep loads in flight (each walks its rows one at a time);
-  // the partial buffer is blocks * hidden fp32 (6.5 MB for 132 SMs and hidden 1536).
-  return std::max<int64_t>(1, std::min<int64_t>(rows, int64_t{8} * std::max(sm_count, 1)));
+template <typename T, int VEC, int kMaxVec>
+int BackwardBlocksPerSm(int threads) {
+  int n = 0;
+  const cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &n, RmsNormBackwardKernel<T, VEC, kMaxVec>, threads, 0);
+  if (e != cudaSuccess) throw std::runtime_error(std::string("RmsNormBackwardBlocks: ") + cudaGetErrorString(e));
+  return std::max(n, 1);
+}
+
+int64_t RmsNormBackwardBlocks(Dtype dtype, int64_t rows, int64_t hidden, int sm_count) {
+  // Exactly the blocks that are resident at once: each walks its rows one after another, so a
+  // grid larger than one wave would leave a second, mostly idle wave doing as many rows again.
+  int per_sm = 1;
+  Dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    constexpr int kVec = VecOf<T>();
+    if (hidden % kVec == 0) {
+      const int threads = NormThreads(hidden / kVec);
+      per_sm = hidden <= kNormThreads * kVec ? BackwardBlocksPerSm<T, kVec, 1>(threads)
+                                             : BackwardBlocksPerSm<T, kVec, kRegFloats / kVec>(threads);
+    } else {
+      per_sm = BackwardBlocksPerSm<T, 1, kRegFloats>(NormThreads(hidden));
+    }
+  });
+  return std::max<int64_t>(1, std::min<int64_t>(rows, int64_t{per_sm} * std::max(sm_count, 1)));
 }
 
 void RmsNormBackward(Dtype dtype, const void* dy, const void* x, const void* weight,

@@ -29,8 +29,9 @@ void RmsNormForward(Dtype dtype, const void* x, const void* weight, void* y, flo
 // Backward of RmsNormForward from its rstd: dx [rows, hidden] and, when dweight is not null,
 // dweight [hidden] reduced over rows in two stages: each of `partial_blocks` blocks sums its rows
 // into partial [partial_blocks, hidden] fp32, then one pass sums the partials (fixed order, so
-// deterministic). Pick partial_blocks with RmsNormBackwardBlocks.
-int64_t RmsNormBackwardBlocks(int64_t rows, int sm_count);
+// deterministic). Pick partial_blocks with RmsNormBackwardBlocks (one wave of resident blocks;
+// the device whose SM count is given must be current).
+int64_t RmsNormBackwardBlocks(Dtype dtype, int64_t rows, int64_t hidden, int sm_count);
 void RmsNormBackward(Dtype dtype, const void* dy, const void* x, const void* weight,
                      const float* rstd, void* dx, void* dweight, float* partial,
                      int64_t partial_blocks, int64_t rows, int64_t hidden, void* stream);
@@ -41,7 +42,8 @@ void RmsNormBackward(Dtype dtype, const void* dy, const void* x, const void* wei
 // re-read. Heads are contiguous inside a row (head stride D, element stride 1); row strides are
 // free, so q/k/v may be column blocks of one packed [T, (Hq + 2 Hkv) D] projection. v, when set,
 // is copied through unchanged (v_out gets the packed layout's v block, or v's gradient in the
-// backward). inverse = true rotates by -angle: the backward of the forward rotation.
+// backward). inverse = true rotates by -angle: the backward of the forward rotation. Outputs
+// must not overlap inputs.
 struct RopeArgs {
   const void* q = nullptr;
   const void* k = nullptr;

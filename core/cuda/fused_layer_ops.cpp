@@ -83,7 +83,8 @@ struct RmsNormFn : torch::autograd::Function<RmsNormFn> {
     at::Tensor dw, partial;
     int64_t blocks = 0;
     if (ctx->needs_input_grad(1)) {
-      blocks = RmsNormBackwardBlocks(rows, at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
+      blocks = RmsNormBackwardBlocks(KernelDtype(x.scalar_type()), rows, hidden,
+                                     at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
       partial = at::empty({blocks, hidden}, x.options().dtype(at::kFloat));
       dw = at::empty_like(w, at::MemoryFormat::Contiguous);
     }
