@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "absl/strings/match.h"
+#include "core/cuda/fused_layer_ops.h"
 
 namespace tidal {
 namespace {
@@ -49,6 +50,12 @@ LayerWeights LayerView(const NamedTensors& w, int64_t layer) {
 }
 
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+#ifdef TIDAL_WITH_CUDA
+  // CUDA bf16/fp16: one fused kernel each way, same roundings (core/cuda/fused_layer_ops.h).
+  if (cuda::UseFusedLayerOps(x) && cuda::FusedRmsNormSupports(x, weight)) {
+    return cuda::FusedRmsNorm(x, weight, eps);
+  }
+#endif
   // As HF: normalise in fp32, cast back to the input dtype, then scale (in the weight's dtype).
   at::Tensor xf = x.to(at::kFloat);
   at::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
@@ -94,6 +101,11 @@ at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& positions, const at:
   const int64_t d = x.size(2);
   TORCH_CHECK(d % 2 == 0 && inv_freq.numel() == d / 2, "ApplyRope: head_dim ", d,
               " must be even and match inv_freq of ", inv_freq.numel());
+#ifdef TIDAL_WITH_CUDA
+  if (cuda::UseFusedLayerOps(x) && positions.device() == x.device()) {
+    return cuda::FusedRope(x, at::empty({x.size(0), 0, d}, x.options()), positions, inv_freq)[0];
+  }
+#endif
   at::Tensor freqs = positions.to(at::kFloat).unsqueeze(1) * inv_freq.to(x.device(), at::kFloat).unsqueeze(0);
   at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);  // [T, 1, D]
   at::Tensor cos = emb.cos(), sin = emb.sin();
@@ -186,9 +198,63 @@ at::Tensor Embed(const NamedTensors& w, const at::Tensor& ids) {
   return at::embedding(Required(w, "model.embed_tokens.weight"), ids);
 }
 
+#ifdef TIDAL_WITH_CUDA
+namespace {
+
+// q, k and v biases as one [(Hq + 2 Hkv) D] vector (zeros for an absent one), or none at all.
+std::optional<at::Tensor> PackedQkvBias(const LayerWeights& w) {
+  if (!w.q_bias.defined() && !w.k_bias.defined() && !w.v_bias.defined()) return std::nullopt;
+  auto or_zeros = [&](const at::Tensor& b, const at::Tensor& proj) {
+    return b.defined() ? b : at::zeros({proj.size(0)}, proj.options());
+  };
+  return at::cat({or_zeros(w.q_bias, w.q_proj), or_zeros(w.k_bias, w.k_proj), or_zeros(w.v_bias, w.v_proj)});
+}
+
+// DecoderLayer on CUDA bf16/fp16: the same layer with fused norms, RoPE and SwiGLU, and one GEMM
+// for q/k/v and one for gate/up (the weight cats are small next to the activations; autograd
+// splits the weight grads back).
+at::Tensor FusedDecoderLayer(const ModelConfig& c, const LayerWeights& w, const at::Tensor& hidden,
+                             const at::Tensor& positions, int64_t layer, const AttentionFn& attn) {
+  const int64_t t = hidden.size(0), d = c.HeadDim();
+  const int64_t hq = c.num_attention_heads, hkv = c.num_key_value_heads;
+  const double eps = c.rms_norm_eps;
+  at::Tensor x = RmsNorm(hidden, w.input_norm, eps);
+  at::Tensor qkv = at::linear(x, at::cat({w.q_proj, w.k_proj, w.v_proj}), PackedQkvBias(w));
+  at::Tensor inv_freq = RopeInvFreq(c, hidden.device());
+  at::Tensor q, k, v;
+  if (w.q_norm.defined() || w.k_norm.defined()) {  // Qwen3: per-head norms between projection and RoPE
+    q = qkv.narrow(1, 0, hq * d).view({t, hq, d});
+    k = qkv.narrow(1, hq * d, hkv * d).view({t, hkv, d});
+    v = qkv.narrow(1, (hq + hkv) * d, hkv * d).view({t, hkv, d});
+    if (w.q_norm.defined()) q = RmsNorm(q, w.q_norm, eps);
+    if (w.k_norm.defined()) k = RmsNorm(k, w.k_norm, eps);
+    auto qk = cuda::FusedRope(q, k, positions, inv_freq);
+    q = qk[0];
+    k = qk[1];
+  } else {
+    auto qkv_out = cuda::FusedQkvRope(qkv, positions, inv_freq, hq, hkv, d);
+    q = qkv_out[0];
+    k = qkv_out[1];
+    v = qkv_out[2];
+  }
+  at::Tensor o = attn(layer, q, k, v).reshape({t, hq * d});
+  at::Tensor h = hidden + at::linear(o, w.o_proj);
+  x = RmsNorm(h, w.post_attn_norm, eps);
+  at::Tensor gate_up = at::linear(x, at::cat({w.gate_proj, w.up_proj}));
+  return h + at::linear(cuda::FusedSwiGlu(gate_up), w.down_proj);
+}
+
+}  // namespace
+#endif
+
 at::Tensor DecoderLayer(const ModelConfig& c, const LayerWeights& w, const at::Tensor& hidden,
                         const at::Tensor& positions, int64_t layer, const AttentionFn& attn) {
   TORCH_CHECK(attn, "DecoderLayer needs an attention function");
+#ifdef TIDAL_WITH_CUDA
+  if (cuda::UseFusedLayerOps(hidden) && positions.device() == hidden.device() && hidden.dim() == 2) {
+    return FusedDecoderLayer(c, w, hidden, positions, layer, attn);
+  }
+#endif
   const int64_t t = hidden.size(0), d = c.HeadDim();
   const double eps = c.rms_norm_eps;
   at::Tensor x = RmsNorm(hidden, w.input_norm, eps);

@@ -1,11 +1,12 @@
 // Device helpers shared by every CUDA kernel in tidal (rollout engine, trainer, core): element
-// conversion and launch checks.
+// conversion, rounding to the element type, 16-byte vector loads and stores, and launch checks.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -30,6 +31,32 @@ template <> __device__ __forceinline__ __half FromFloat<__half>(float x) { retur
 template <> __device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float x) {
   return __float2bfloat16_rn(x);
 }
+
+// x rounded to T and back: where an ATen composite materialises an intermediate tensor in T.
+template <typename T> __device__ __forceinline__ float Round(float x) { return ToFloat(FromFloat<T>(x)); }
+
+// VEC consecutive elements; VEC * sizeof(T) == 16 gives one 128-bit memory transaction.
+template <typename T, int VEC>
+struct alignas(sizeof(T) * VEC) Pack {
+  T v[VEC];
+};
+
+template <typename T, int VEC>
+__device__ __forceinline__ void LoadFloats(const T* p, float (&out)[VEC]) {
+  const Pack<T, VEC> pk = *reinterpret_cast<const Pack<T, VEC>*>(p);
+#pragma unroll
+  for (int i = 0; i < VEC; ++i) out[i] = ToFloat(pk.v[i]);
+}
+
+template <typename T, int VEC>
+__device__ __forceinline__ void StoreFloats(T* p, const float (&in)[VEC]) {
+  Pack<T, VEC> pk;
+#pragma unroll
+  for (int i = 0; i < VEC; ++i) pk.v[i] = FromFloat<T>(in[i]);
+  *reinterpret_cast<Pack<T, VEC>*>(p) = pk;
+}
+
+inline bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 inline void CheckLaunch(const char* kernel) {
   cudaError_t e = cudaGetLastError();

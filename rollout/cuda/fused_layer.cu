@@ -11,11 +11,6 @@ namespace tidal::rollout::cuda {
 using namespace ::tidal::cuda;  // ToFloat, FromFloat, CheckLaunch (core/cuda/dtype_util.cuh)
 namespace {
 
-template <typename T>
-__device__ __forceinline__ float Round(float x) {
-  return ToFloat(FromFloat<T>(x));
-}
-
 constexpr int kNormThreads = 256;
 
 template <typename T>
