@@ -249,7 +249,8 @@ TokenOutputs ShardedModel::ForwardBackward(const PackedBatch& b, const Objective
   for (int64_t l = L - 1; l >= 0; --l) {
     if (Checkpointed(l)) schedule.push_back(LayerGroup(l));
   }
-  schedule.push_back(EmbedGroup());
+  // Tied: the head's gathered embedding serves the embedding backward too (no second gather).
+  if (!tied) schedule.push_back(EmbedGroup());
   Gatherer gather(this, schedule, /*reference=*/false);
 
   const bool empty = b.empty();
@@ -298,9 +299,11 @@ TokenOutputs ShardedModel::ForwardBackward(const PackedBatch& b, const Objective
   // ---- head: logprobs/entropy without autograd, objective, then chunked backward.
   TokenOutputs result;
   at::Tensor grad_h;
+  // Tied: the embedding's leaves live until the embedding backward, which adds its gradient to
+  // the head's, so the group is reduce-scattered once.
+  NamedTensors embed_leaves;
   {
     NamedTensors head = Leaves(HeadGroup(), gather.Acquire(HeadGroup()));
-    NamedTensors embed_leaves;
     if (tied) {
       embed_leaves = Leaves(EmbedGroup(), gather.Acquire(EmbedGroup()));
       for (auto& kv : embed_leaves) head.insert(kv);
@@ -327,7 +330,6 @@ TokenOutputs ShardedModel::ForwardBackward(const PackedBatch& b, const Objective
       grad_h = h_leaf.grad().defined() ? h_leaf.grad() : at::zeros_like(h);
     }
     pending.push_back(StartReduceScatter(HeadGroup(), head));
-    if (tied) pending.push_back(StartReduceScatter(EmbedGroup(), embed_leaves));
   }
 
   // ---- backward through the layers, last to first.
@@ -358,7 +360,7 @@ TokenOutputs ShardedModel::ForwardBackward(const PackedBatch& b, const Objective
     }
   }
   {
-    NamedTensors leaves = Leaves(EmbedGroup(), gather.Acquire(EmbedGroup()));
+    NamedTensors leaves = tied ? std::move(embed_leaves) : Leaves(EmbedGroup(), gather.Acquire(EmbedGroup()));
     if (!empty) Embed(leaves, b.ids).backward(grad_h);
     pending.push_back(StartReduceScatter(EmbedGroup(), leaves));
   }

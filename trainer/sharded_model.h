@@ -17,6 +17,8 @@
 //             communication stream while the next layer's backward computes (one in flight).
 //   A layer with checkpointing off keeps its forward graph (and its gathered weights) until its
 //   backward instead of recomputing: faster, more memory.
+//   Tied embeddings: the embedding gathered for the head stays until the embedding backward,
+//   whose gradient adds to the head's, and the group is reduce-scattered once.
 //   The next group's gather is started before the current group computes (prefetch); on the shm
 //   backend that gather is synchronous, so there is no overlap on CPU.
 //

@@ -60,18 +60,22 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.1)
     torch.manual_seed(100 + rank)
     ids = torch.randint(0, cfg.vocab_size, (a.seqs, a.seq_len), device="cuda")
-    torch.cuda.reset_peak_memory_stats()
-    times = []
-    for i in range(a.warmup + a.iters):
-        torch.cuda.synchronize()
-        dist.barrier()
-        t0 = time.perf_counter()
+    def step():
         loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
+        return loss
+
+    torch.cuda.reset_peak_memory_stats()
+    times = []
+    for i in range(a.warmup + a.iters):
+        torch.cuda.synchronize()
+        dist.barrier()
+        t0 = time.perf_counter()
+        loss = step()
         if i >= a.warmup:
             times.append((time.perf_counter() - t0) * 1e3)
     prof_table = None
@@ -82,12 +86,7 @@ def main():
         torch.cuda.synchronize()
         dist.barrier()
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            loss = model(input_ids=ids, labels=ids).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            torch.cuda.synchronize()
+            loss = step()
         events = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
         total = sum(e.self_device_time_total for e in events)
         prof_table = {"device_ms": total / 1e3, "kernels": [

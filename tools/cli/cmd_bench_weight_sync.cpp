@@ -65,7 +65,7 @@ using namespace tidal::weight_sync;
 struct Args {
   std::string shape = "7b";
   std::string paths = "inproc,ipc,nccl";
-  int64_t bucket_mb = 256;
+  int64_t bucket_mb = 1024;  // weight_sync.bucket_mb's default
   int iters = 5;
   int warmup = 2;
   int device = 0;

@@ -15,30 +15,13 @@
 namespace tidal::trainer::cuda {
 namespace {
 
-using namespace ::tidal::cuda;  // ToFloat, FromFloat, CheckLaunch
+using namespace ::tidal::cuda;  // ToFloat, FromFloat, LoadFloats, StoreFloats, CheckLaunch
 
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
 
 template <typename T>
 constexpr int kVec = 16 / sizeof(T);
-
-template <typename T>
-__device__ __forceinline__ void LoadVec(const T* p, float (&out)[kVec<T>]) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(p);
-  const T* e = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-  for (int i = 0; i < kVec<T>; ++i) out[i] = ToFloat(e[i]);
-}
-
-template <typename T>
-__device__ __forceinline__ void StoreVec(T* p, const float (&in)[kVec<T>]) {
-  uint4 raw;
-  T* e = reinterpret_cast<T*>(&raw);
-#pragma unroll
-  for (int i = 0; i < kVec<T>; ++i) e[i] = FromFloat<T>(in[i]);
-  *reinterpret_cast<uint4*>(p) = raw;
-}
 
 struct Acc {
   float m, s, a;  // max, sum exp(z - m), sum exp(z - m) * (z - m); s == 0: nothing seen
@@ -108,7 +91,7 @@ __global__ void __launch_bounds__(kThreads) StatsKernel(const T* logits, const i
   if (vec) {
     for (int64_t i = int64_t{threadIdx.x} * kVec<T>; i < v; i += int64_t{kThreads} * kVec<T>) {
       float z[kVec<T>];
-      LoadVec(x + i, z);
+      LoadFloats<T, kVec<T>>(x + i, z);
 #pragma unroll
       for (int j = 0; j < kVec<T>; ++j) z[j] *= inv_t;
       Fold(acc, z);
@@ -150,10 +133,10 @@ __global__ void __launch_bounds__(kThreads) GradKernel(T* logits, const int64_t*
   if (vec) {
     for (int64_t i = int64_t{threadIdx.x} * kVec<T>; i < v; i += int64_t{kThreads} * kVec<T>) {
       float z[kVec<T>];
-      LoadVec(x + i, z);
+      LoadFloats<T, kVec<T>>(x + i, z);
 #pragma unroll
       for (int j = 0; j < kVec<T>; ++j) z[j] = grad(z[j], i + j);
-      StoreVec(x + i, z);
+      StoreFloats<T, kVec<T>>(x + i, z);
     }
   } else {
     for (int64_t i = threadIdx.x; i < v; i += kThreads) x[i] = FromFloat<T>(grad(ToFloat(x[i]), i));
