@@ -155,6 +155,7 @@ absl::Status Run(const Args& a) {
   if (a.tokens < 1 || a.seq_len < 1 || a.iters < 1 || a.warmup < 0) {
     return absl::InvalidArgumentError("--tokens, --seq-len, --iters must be >= 1 and --warmup >= 0");
   }
+  TIDAL_RETURN_IF_ERROR(cli::BenchModelShape(a.shape).status());
   if (a.device < 0 || a.device >= static_cast<int>(c10::cuda::device_count())) {
     return absl::FailedPreconditionError(absl::StrCat("bench layer-ops: no CUDA device ", a.device));
   }

@@ -1,0 +1,52 @@
+// `tidal bench layer-ops` end to end: the real binary on a tiny shape (odd intermediate size, so
+// the scalar kernel variants run too), the JSON it prints. Skipped without a CUDA device; the
+// argument check needs none.
+#include <ATen/ATen.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace {
+
+int Gpus() { return at::hasCUDA() ? static_cast<int>(at::detail::getCUDAHooks().getNumGPUs()) : 0; }
+
+// Runs the CLI; returns its exit code and stdout.
+std::pair<int, std::string> RunCli(const std::string& args) {
+  std::string cmd = std::string(TIDAL_BIN) + " " + args;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int st = ::pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+TEST(BenchLayerOpsGpuTest, TinyShapeRunsBothPathsAndReports) {
+  if (Gpus() < 1) GTEST_SKIP() << "no CUDA device";
+  auto [rc, out] = RunCli("bench layer-ops --shape tiny --tokens 64 --seq-len 16 --iters 2 --warmup 1");
+  ASSERT_EQ(rc, 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["tokens"], 64);
+  for (const char* op : {"rms_norm", "rope_qkv", "swiglu", "decoder_layer"}) {
+    ASSERT_TRUE(j["ops"].contains(op)) << op;
+    const auto& r = j["ops"][op];
+    EXPECT_GT(r["aten_ms"].get<double>(), 0.0) << op;
+    EXPECT_GT(r["fused_ms"].get<double>(), 0.0) << op;
+    EXPECT_NEAR(r["speedup"].get<double>(), r["aten_ms"].get<double>() / r["fused_ms"].get<double>(), 1e-9) << op;
+  }
+  EXPECT_TRUE(j["ops"]["swiglu"].contains("fused_gbps"));
+  EXPECT_FALSE(j["ops"]["decoder_layer"].contains("fused_gbps")) << "no byte count for a whole layer";
+}
+
+TEST(BenchLayerOpsGpuTest, BadArgumentsAreAUserError) {
+  EXPECT_EQ(RunCli("bench layer-ops --iters 0 2>/dev/null").first, 2);
+  EXPECT_EQ(RunCli("bench layer-ops --shape 3b 2>/dev/null").first, 2);
+}
+
+}  // namespace
