@@ -2,7 +2,6 @@
 // the scalar kernel variants run too), the JSON it prints. Skipped without a CUDA device; the
 // argument check needs none.
 #include <ATen/ATen.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -11,21 +10,14 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/cuda_devices.h"
+#include "tests/tools/tidal_process.h"
+
 namespace {
 
-int Gpus() { return at::hasCUDA() ? static_cast<int>(at::detail::getCUDAHooks().getNumGPUs()) : 0; }
+int Gpus() { return tidal::CudaDeviceCount(); }
 
-// Runs the CLI; returns its exit code and stdout.
-std::pair<int, std::string> RunCli(const std::string& args) {
-  std::string cmd = std::string(TIDAL_BIN) + " " + args;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int st = ::pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+using tidal::testing_util::RunCli;
 
 TEST(BenchLayerOpsGpuTest, TinyShapeRunsBothPathsAndReports) {
   if (Gpus() < 1) GTEST_SKIP() << "no CUDA device";
