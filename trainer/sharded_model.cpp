@@ -3,11 +3,11 @@
 #include <c10/core/GradMode.h>
 
 #include <chrono>
-#include <deque>
-#include <tuple>
 #include <cmath>
+#include <deque>
 #include <map>
 #include <optional>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
