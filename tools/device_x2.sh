@@ -42,15 +42,10 @@ if has wsync; then
   run wsync_7b "$tidal" bench weight-sync --shape 7b --paths "$paths" --iters 5 --warmup 2
 fi
 if has train && [ "$gpus" -ge 2 ]; then
-  if "$tidal" bench train --help >/dev/null 2>&1; then
-    run train_1.5b "$tidal" bench train --shape 1.5b --world 2 --seqs 8 --seq-len 2048 --iters 5 --warmup 2 --checkpointing false
-  else
-    echo "== train: no \`tidal bench train\` in this build" | tee -a "$out/commands.txt"
-  fi
-  if [ -f "$root/tools/bench/fsdp2_train.py" ]; then
-    run fsdp2_1.5b torchrun --standalone --nproc_per_node 2 "$root/tools/bench/fsdp2_train.py" \
-      --shape 1.5b --seqs 8 --seq-len 2048 --iters 5 --warmup 2 --checkpointing false
-  fi
+  # tidal's sharded trainer, then PyTorch FSDP2 on the same shape and batch, in one invocation
+  # (the JSON has both, "speedup_vs_baseline" and each side's MFU).
+  run train_1.5b "$tidal" bench train --shape 1.5b --world 2 --seqs 8 --seq-len 2048 --iters 5 --warmup 2 \
+    --checkpointing false --fsdp2-python python3 --fsdp2-script "$root/tools/bench/fsdp2_train.py"
 fi
 if has rl && [ "$gpus" -ge 2 ]; then
   # The GPU recipe on every GPU of the machine under each pool policy, same seed, warm-up and

@@ -5,8 +5,10 @@
 // micro-batch, next-token loss on every position (mean), bf16 compute with fp32 gradient reduce,
 // global grad-norm clipping at 1.0, AdamW. MFU = 6 * parameters * tokens/s / (989.4 TFLOP/s
 // dense bf16 per H100/H200 * GPUs), attention FLOPs not counted (as the FSDP2 baseline,
-// tools/bench/fsdp2_train.py, counts them). The baseline runs in the same device session:
-// tools/device_x2.sh runs both.
+// tools/bench/fsdp2_train.py, counts them). The baseline (--fsdp2-python PY) runs in the same
+// invocation, after the tidal ranks have exited and freed the GPUs: `PY -m torch.distributed.run`
+// starts tools/bench/fsdp2_train.py on the same shape, batch, precision and steps; its JSON lands
+// under "baseline" and the ratio under "speedup_vs_baseline".
 #include <ATen/ATen.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -18,6 +20,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "core/clock.h"
 #include "core/communicator_nccl.h"
 #include "tools/cli/bench_shapes.h"
@@ -54,6 +57,8 @@ struct Args {
   int rank = -1;  // internal: set in the per-GPU child processes
   std::string id_file;
   std::string out;
+  std::string fsdp2_python;  // empty: no baseline
+  std::string fsdp2_script = "tools/bench/fsdp2_train.py";
 };
 
 #ifdef TIDAL_WITH_CUDA
@@ -156,6 +161,29 @@ absl::StatusOr<Json> RunRank(const Args& a) {
               {"kernel_profile", profile}};
 }
 
+// Runs the FSDP2 baseline on the same shape, batch and steps; returns rank 0's JSON.
+absl::StatusOr<Json> RunFsdp2Baseline(const Args& a) {
+  const std::string cmd =
+      absl::StrCat(a.fsdp2_python, " -m torch.distributed.run --standalone --nproc_per_node ", a.world, " ",
+                   a.fsdp2_script, " --shape ", a.shape, " --seqs ", a.seqs, " --seq-len ", a.seq_len, " --iters ",
+                   a.iters, " --warmup ", a.warmup, " --checkpointing ", a.checkpointing ? "true" : "false");
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) return absl::InternalError("bench train: cannot start " + cmd);
+  std::string out;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, pipe)) out += buf;
+  const int rc = ::pclose(pipe);
+  if (rc != 0) return absl::InternalError(absl::StrCat("bench train: `", cmd, "` failed (", rc, "): ", out));
+  // Rank 0 prints one JSON object (indented); anything logged to stdout before it is skipped.
+  const size_t open = out.find('{'), close = out.rfind('}');
+  try {
+    if (open == std::string::npos || close == std::string::npos || close < open) throw std::runtime_error("none");
+    return Json::parse(out.substr(open, close - open + 1));
+  } catch (const std::exception&) {
+    return absl::InternalError(absl::StrCat("bench train: the FSDP2 baseline printed no JSON: ", out));
+  }
+}
+
 absl::Status Launch(const Args& a) {
   const std::string id_file = "/tmp/tidal-bench-train-" + std::to_string(getpid()) + ".ncclid";
   std::remove(id_file.c_str());
@@ -200,8 +228,22 @@ absl::Status Launch(const Args& a) {
   }
   std::remove(id_file.c_str());
   if (!ok) return absl::InternalError("bench train: a rank failed (see stderr)");
-  std::cout << texts[0];
-  if (!a.out.empty()) std::ofstream(a.out) << texts[0];
+  std::string text = texts[0];
+  if (!a.fsdp2_python.empty()) {
+    Json j;
+    try {
+      j = Json::parse(text);
+    } catch (const std::exception& e) {
+      return absl::InternalError(absl::StrCat("bench train: rank 0 printed no JSON: ", text));
+    }
+    TIDAL_ASSIGN_OR_RETURN(Json base, RunFsdp2Baseline(a));
+    j["baseline"] = base;
+    const double theirs = base.value("tokens_per_s", 0.0);
+    if (theirs > 0) j["speedup_vs_baseline"] = j.value("tokens_per_s", 0.0) / theirs;
+    text = j.dump(2) + "\n";
+  }
+  std::cout << text;
+  if (!a.out.empty()) std::ofstream(a.out) << text;
   return absl::OkStatus();
 }
 
@@ -237,6 +279,10 @@ std::function<absl::Status()> Setup(CLI::App& sub) {
   sub.add_option("--warmup", a->warmup, "Untimed steps first");
   sub.add_option("--checkpointing", a->checkpointing, "Activation checkpointing (recompute each layer in backward)");
   sub.add_option("--out", a->out, "Also write the JSON here");
+  sub.add_option("--fsdp2-python", a->fsdp2_python,
+                 "Python with torch and transformers: also run the PyTorch FSDP2 baseline (same shape, batch, "
+                 "steps) after tidal's ranks, under \"baseline\"");
+  sub.add_option("--fsdp2-script", a->fsdp2_script, "The FSDP2 baseline script");
   sub.add_flag("--profile", a->profile,
                "After the timed steps, one more step with rank 0's device time per kernel (Kineto/CUPTI) "
                "under \"kernel_profile\" (not part of the timed figures)");
