@@ -108,6 +108,12 @@ ChunkedHead::ChunkedHead(at::Tensor rows, at::Tensor weight, at::Tensor targets,
               " rows but ", targets_.sizes(), " targets");
   const int64_t k = rows_.size(0);
   chunk_rows_ = std::max<int64_t>(1, chunk_rows);
+  if (!rows_.is_cuda()) {
+    // The CPU statistics run as ATen ops on fp32 copies of a chunk, a few alive at once: keep one
+    // [rows, V] fp32 copy within 512 MiB (1024 rows of a 128k vocabulary), as the kernels need none.
+    const int64_t cap = (int64_t{512} << 20) / (std::max<int64_t>(1, weight_.size(0)) * 4);
+    chunk_rows_ = std::min(chunk_rows_, std::max<int64_t>(1, cap));
+  }
   chunks_ = (k + chunk_rows_ - 1) / chunk_rows_;
   const int64_t logits_bytes = k * weight_.size(0) * static_cast<int64_t>(rows_.element_size());
   keep_ = logits_bytes <= keep_bytes;

@@ -42,7 +42,8 @@ void TokenHeadBackwardInPlace(at::Tensor& logits, const at::Tensor& targets, con
                               const at::Tensor& g_lp, const at::Tensor& g_ent, double temperature);
 
 // The lm_head over rows [K, H] and its weight [V, H] (both the model dtype), in chunks of
-// `chunk_rows` rows: each chunk's logits come from one GEMM in the model dtype. Forward keeps
+// `chunk_rows` rows (on the CPU at most 512 MiB of fp32 logits a chunk, for the ATen path's
+// working copies): each chunk's logits come from one GEMM in the model dtype. Forward keeps
 // every chunk's logits for Backward when they fit in `keep_bytes` together (one GEMM fewer per
 // chunk, and the backward's kernel overwrites them in place), else Backward recomputes them.
 // Backward returns d rows [K, H] and adds d weight into *grad_weight (allocating it when
