@@ -109,7 +109,7 @@ def main():
     if prof_table is not None:
         out["kernel_profile"] = prof_table
     if rank == 0:
-        print(json.dumps(out, indent=2), flush=True)
+        print(json.dumps(out), flush=True)  # one line: `tidal bench train --fsdp2-python` reads the last
     dist.destroy_process_group()
 
 

@@ -45,6 +45,7 @@
 #include "core/clock.h"
 #include "core/model.h"
 #include "rollout/engine.h"
+#include "tools/cli/baseline_command.h"
 #include "tools/cli/kernel_profile.h"
 #include "rollout/sampler.h"
 #include "tools/cli/command.h"
@@ -52,6 +53,9 @@
 namespace {
 
 using Json = nlohmann::json;
+using tidal::cli::CommandOutput;
+using tidal::cli::LastJsonLine;
+using tidal::cli::RunCommand;
 using tidal::rollout::Engine;
 using tidal::rollout::EngineConfig;
 using tidal::rollout::Request;
@@ -157,25 +161,16 @@ absl::StatusOr<Json> RunHfBaseline(const Args& a, const std::vector<Request>& re
   const std::string cmd = absl::StrCat(a.hf_python, " ", a.hf_script, " --model-dir '", a.model_dir,
                                        "' --prompts ", prompts, " --max-new-tokens ", a.max_new_tokens,
                                        " --dtype ", DtypeName(dtype), " --temperature ", a.temperature);
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (!pipe) return absl::InternalError("bench rollout: cannot start " + cmd);
-  std::string out, last;
-  char buf[4096];
-  while (fgets(buf, sizeof buf, pipe)) out += buf;
-  const int rc = ::pclose(pipe);
+  absl::StatusOr<CommandOutput> run = RunCommand(cmd);
   std::remove(prompts.c_str());
-  if (rc != 0) return absl::InternalError(absl::StrCat("bench rollout: `", cmd, "` failed (", rc, "): ", out));
+  if (!run.ok()) return absl::InternalError(absl::StrCat("bench rollout: ", run.status().message()));
+  if (run->exit_code != 0) {
+    return absl::InternalError(absl::StrCat("bench rollout: `", cmd, "` failed (", run->exit_code, "): ", run->out));
+  }
   // The script's JSON is its last non-empty line (transformers may log above it).
-  const size_t end = out.find_last_not_of('\n');
-  if (end != std::string::npos) {
-    const size_t nl = out.rfind('\n', end);
-    last = out.substr(nl == std::string::npos ? 0 : nl + 1, end - (nl == std::string::npos ? 0 : nl + 1) + 1);
-  }
-  try {
-    return Json::parse(last);
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("bench rollout: HF baseline printed no JSON: ", out));
-  }
+  std::optional<Json> j = LastJsonLine(run->out);
+  if (!j) return absl::InternalError(absl::StrCat("bench rollout: HF baseline printed no JSON: ", run->out));
+  return *j;
 }
 
 absl::Status Run(const Args& a) {

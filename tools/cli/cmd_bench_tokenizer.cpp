@@ -28,11 +28,14 @@
 
 #include "core/clock.h"
 #include "core/tokenizer.h"
+#include "tools/cli/baseline_command.h"
 #include "tools/cli/command.h"
 
 namespace {
 
 using Json = nlohmann::json;
+using tidal::cli::CommandOutput;
+using tidal::cli::RunCommand;
 
 struct Args {
   std::string tokenizer = "tests/fixtures/qwen3-tokenizer";
@@ -173,14 +176,11 @@ absl::StatusOr<Json> RunBaseline(const Args& args, const std::vector<std::string
   const std::string cmd = absl::StrCat(ShellQuote(python), " ", ShellQuote(args.script),
                                        " --tokenizer ", ShellQuote(args.tokenizer), " --corpus ",
                                        ShellQuote(corpus.string()), " --repeat ", args.repeat);
-  std::string output;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return absl::InternalError(absl::StrCat("cannot run: ", cmd));
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, pipe)) > 0;) output.append(buf, n);
-  const int rc = pclose(pipe);
+  absl::StatusOr<CommandOutput> run = RunCommand(cmd);
   std::filesystem::remove(corpus);
-  if (rc != 0) {
+  if (!run.ok()) return absl::InternalError(absl::StrCat("cannot run: ", cmd));
+  const std::string& output = run->out;
+  if (const int rc = run->exit_code; rc != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("baseline failed (exit ", rc, "): ", cmd,
                      " (python with `tokenizers` needed; --python or TIDAL_PYTHON picks it)"));

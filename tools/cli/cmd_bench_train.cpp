@@ -18,11 +18,13 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "core/clock.h"
 #include "core/communicator_nccl.h"
+#include "tools/cli/baseline_command.h"
 #include "tools/cli/bench_shapes.h"
 #include "tools/cli/command.h"
 #include "tools/cli/kernel_profile.h"
@@ -39,6 +41,9 @@ extern char** environ;
 namespace {
 
 using Json = nlohmann::json;
+using tidal::cli::CommandOutput;
+using tidal::cli::LastJsonLine;
+using tidal::cli::RunCommand;
 using namespace tidal;
 using namespace tidal::trainer;
 
@@ -167,21 +172,14 @@ absl::StatusOr<Json> RunFsdp2Baseline(const Args& a) {
       absl::StrCat(a.fsdp2_python, " -m torch.distributed.run --standalone --nproc_per_node ", a.world, " ",
                    a.fsdp2_script, " --shape ", a.shape, " --seqs ", a.seqs, " --seq-len ", a.seq_len, " --iters ",
                    a.iters, " --warmup ", a.warmup, " --checkpointing ", a.checkpointing ? "true" : "false");
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (!pipe) return absl::InternalError("bench train: cannot start " + cmd);
-  std::string out;
-  char buf[4096];
-  while (fgets(buf, sizeof buf, pipe)) out += buf;
-  const int rc = ::pclose(pipe);
-  if (rc != 0) return absl::InternalError(absl::StrCat("bench train: `", cmd, "` failed (", rc, "): ", out));
-  // Rank 0 prints one JSON object (indented); anything logged to stdout before it is skipped.
-  const size_t open = out.find('{'), close = out.rfind('}');
-  try {
-    if (open == std::string::npos || close == std::string::npos || close < open) throw std::runtime_error("none");
-    return Json::parse(out.substr(open, close - open + 1));
-  } catch (const std::exception&) {
-    return absl::InternalError(absl::StrCat("bench train: the FSDP2 baseline printed no JSON: ", out));
+  TIDAL_ASSIGN_OR_RETURN(CommandOutput run, RunCommand(cmd));
+  if (run.exit_code != 0) {
+    return absl::InternalError(absl::StrCat("bench train: `", cmd, "` failed (", run.exit_code, "): ", run.out));
   }
+  // Rank 0 prints one JSON line (torchrun and the libraries may log above it).
+  std::optional<Json> j = LastJsonLine(run.out);
+  if (!j) return absl::InternalError(absl::StrCat("bench train: the FSDP2 baseline printed no JSON: ", run.out));
+  return *j;
 }
 
 absl::Status Launch(const Args& a) {
