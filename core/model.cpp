@@ -127,8 +127,7 @@ at::Tensor PackedPositions(const at::Tensor& cu_seqlens, int64_t total_tokens) {
 }
 
 PackedBounds MakePackedBounds(const at::Tensor& cu_seqlens, int64_t total_tokens, at::Device device) {
-  // Boundaries are read on the host: free for a CPU cu_seqlens (Model::Hidden passes one), one
-  // sync otherwise.
+  // Boundaries are read on the host: free for a CPU cu_seqlens, one sync otherwise.
   PackedBounds out;
   out.cu_host = cu_seqlens.to(at::kCPU, at::kLong).contiguous();
   const int64_t* b = out.cu_host.data_ptr<int64_t>();
@@ -310,11 +309,12 @@ at::Tensor Model::Hidden(const at::Tensor& ids, const at::Tensor& cu_seqlens,
   TORCH_CHECK(ids.dim() == 1, "ids must be [T], got ", ids.sizes());
   const int64_t t = ids.size(0);
   AttentionFn fn = attn;
-  // One host copy of the boundaries per forward, not one device sync per layer.
-  at::Tensor cu_host = attn ? at::Tensor() : cu_seqlens.to(at::kCPU, at::kLong);
+  // The boundaries read and checked once per forward, not once per layer.
+  PackedBounds bounds;
   if (!fn) {
-    fn = [&cu_host](int64_t, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-      return VarlenCausalAttention(q, k, v, cu_host);
+    bounds = MakePackedBounds(cu_seqlens, t, ids.device());
+    fn = [&bounds](int64_t, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+      return VarlenCausalAttention(q, k, v, bounds);
     };
   }
   at::Tensor positions = PackedPositions(cu_seqlens.to(ids.device()), t);
