@@ -92,9 +92,10 @@ void TokenHeadBackwardInPlace(at::Tensor& logits, const at::Tensor& targets, con
   }
   at::Tensor d = ScaledFloat(logits, temperature) - stats.lse.to(at::kFloat).unsqueeze(1);  // log p
   at::Tensor p = d.exp();
-  at::Tensor g = p * (-g_lp.to(at::kFloat).unsqueeze(1));
+  const at::Tensor glp = g_lp.to(at::kFloat).unsqueeze(1);
+  at::Tensor g = p * -glp;
   if (g_ent.defined()) g -= g_ent.to(at::kFloat).unsqueeze(1) * p * (d + stats.entropy.to(at::kFloat).unsqueeze(1));
-  g.scatter_add_(1, targets.unsqueeze(1), g_lp.to(at::kFloat).unsqueeze(1));
+  g.scatter_add_(1, targets.unsqueeze(1), glp);
   if (temperature != 1.0) g /= temperature;
   logits.copy_(g);
 }

@@ -117,6 +117,16 @@ absl::StatusOr<Json> RunRank(const Args& a) {
   AdamWOptions adam;
   adam.lr = 1e-5;
   adam.weight_decay = 0.1;
+  // One optimizer step, finished on the device; returns the gradient norm before clipping.
+  auto step = [&] {
+    model->ZeroGrad();
+    model->ForwardBackward(batch, objective, false);
+    const double norm = model->GradNorm();
+    if (norm > 1.0) model->ScaleGrad(1.0 / norm);
+    model->AdamWStep(adam);
+    c10::cuda::device_synchronize();
+    return norm;
+  };
   c10::cuda::CUDACachingAllocator::resetPeakStats(r);
   std::vector<double> step_ms;
   double grad_norm = 0;
@@ -124,12 +134,7 @@ absl::StatusOr<Json> RunRank(const Args& a) {
     c10::cuda::device_synchronize();
     TIDAL_RETURN_IF_ERROR(comm->Barrier());
     double t0 = tidal::MonoMillis();
-    model->ZeroGrad();
-    model->ForwardBackward(batch, objective, false);
-    grad_norm = model->GradNorm();
-    if (grad_norm > 1.0) model->ScaleGrad(1.0 / grad_norm);
-    model->AdamWStep(adam);
-    c10::cuda::device_synchronize();
+    grad_norm = step();
     if (i >= a.warmup) step_ms.push_back(tidal::MonoMillis() - t0);
   }
   auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(r);
@@ -139,12 +144,7 @@ absl::StatusOr<Json> RunRank(const Args& a) {
     c10::cuda::device_synchronize();
     TIDAL_RETURN_IF_ERROR(comm->Barrier());
     if (r == 0) tidal::cli::StartKernelProfile();
-    model->ZeroGrad();
-    model->ForwardBackward(batch, objective, false);
-    const double norm = model->GradNorm();
-    if (norm > 1.0) model->ScaleGrad(1.0 / norm);
-    model->AdamWStep(adam);
-    c10::cuda::device_synchronize();
+    step();
     if (r == 0) profile = tidal::cli::StopKernelProfile(a.profile_trace, 40);
   }
   const auto agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
